@@ -1,0 +1,34 @@
+# Two commands matter: `make demo` and `make test`.  Both first set up what
+# a fresh machine lacks: lighttpd (from Debian) and a .venv with this package.
+
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup lighttpd demo test bench
+
+setup: lighttpd $(VENV)/.installed
+
+lighttpd:
+	@if ! command -v lighttpd >/dev/null 2>&1 && [ ! -x /usr/sbin/lighttpd ] \
+	    || [ ! -e /usr/lib/lighttpd/mod_openssl.so ]; then \
+	  echo "Installing lighttpd and lighttpd-mod-openssl with apt-get"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    lighttpd lighttpd-mod-openssl </dev/null; \
+	fi
+
+$(VENV)/.installed: setup.py
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q -e '.[test]'
+	touch $@
+
+test: setup
+	$(PYTHON) -m pytest -q tests
+
+demo: setup
+	$(PYTHON) -m shims.demo $(DEMO_ARGS)
+
+bench: setup
+	$(PYTHON) bench/run.py

@@ -1,0 +1,24 @@
+"""Packaging for ganeti-http-shim.
+
+``ganeti`` is a namespace package here: this project ships only
+``ganeti.http`` and must not shadow the rest of an installed Ganeti.
+"""
+
+from setuptools import setup, find_namespace_packages
+
+setup(
+  name="ganeti-http-shim",
+  version="0.1.0",
+  description="Ganeti's HTTP layer with a lighttpd + FastCGI backend",
+  packages=find_namespace_packages(include=["ganeti.*"]),
+  python_requires=">=3.9",
+  install_requires=["flup==1.0.3", "pycurl", "six"],
+  extras_require={
+    # pytest runs the suite, hypothesis drives the property tests and
+    # cryptography makes the test certificates (Ganeti-style X.509 v1).
+    "test": ["pytest", "hypothesis", "cryptography"],
+  },
+  entry_points={
+    "console_scripts": [],
+  },
+)
