@@ -1,0 +1,192 @@
+"""The legacy backend: Python's C{http.server} with stdlib C{ssl}, in threads.
+
+This is the server Ganeti 3.2 ships, kept as the backend a daemon falls back
+to.  It only moves bytes: it parses HTTP with the stdlib, hands an
+L{pipeline.IncomingRequest} to the shared pipeline and writes the
+L{pipeline.Response} it gets back.  Every connection carries one request
+(C{Connection: close}), as in Ganeti.
+"""
+
+import concurrent.futures
+import http.server
+import logging
+import ssl
+import threading
+
+from ganeti import http as ganeti_http
+from ganeti.http import pipeline
+
+
+class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
+  """Reads one request from a connection and writes the pipeline's answer.
+
+  @cvar timeout: socket timeout in seconds (also bounds the TLS handshake)
+  @cvar MAX_REQUEST_BODY_SIZE: body size limit in bytes (413 above it)
+  """
+  timeout = 10
+  wbufsize = 65536
+  MAX_REQUEST_BODY_SIZE = pipeline.MAX_REQUEST_BODY_SIZE
+  protocol_version = ganeti_http.HTTP_1_1
+
+  def version_string(self):
+    """The Server header: Ganeti's version, as Ganeti 3.1 sent it."""
+    return ganeti_http.HTTP_GANETI_VERSION
+
+  def __getattr__(self, name):
+    # The stdlib looks up "do_<METHOD>" and answers 501 itself when it is
+    # missing; routing every method to the pipeline keeps that answer (and
+    # its error page) the same on both backends.
+    if name.startswith("do_"):
+      return self._HandleRequest
+    raise AttributeError(name)
+
+  def _PeerCertificate(self):
+    """The client's certificate in DER form, or None."""
+    return self.connection.getpeercert(binary_form=True)
+
+  def _verify_client_certificate(self):  # pylint: disable=invalid-name
+    """Check the client certificate with the server's callback.
+
+    Does nothing unless the server verifies peers and the connection is
+    TLS.  (Ganeti's own unit tests call this method directly.)
+
+    @raise ganeti.http.HttpForbidden: the certificate is missing or refused
+    """
+    if not isinstance(self.connection, ssl.SSLSocket):
+      return
+    policy = pipeline.ClientCertificatePolicy(self.server.ssl_verify_peer,
+                                              self.server.ssl_verify_callback)
+    policy.Check(self._PeerCertificate())
+
+  def _HandleRequest(self):
+    self.close_connection = True
+    tls = isinstance(self.connection, ssl.SSLSocket)
+    incoming = pipeline.IncomingRequest(
+      method=self.command, path=self.path, headers=self.headers,
+      read_body=self.rfile.read, sock=self.connection, tls=tls,
+      peer_certificate=self._PeerCertificate() if tls else None)
+    response = self.server.pipeline.Run(self.server.ganeti_handler, incoming)
+    self._WriteResponse(response)
+
+  def _WriteResponse(self, response):
+    self.send_response(response.status, response.reason)
+    for (name, value) in response.headers:
+      self.send_header(name, value)
+    self.send_header(ganeti_http.HTTP_CONTENT_LENGTH, str(len(response.body)))
+    self.send_header(ganeti_http.HTTP_CONNECTION, "close")
+    self.end_headers()
+    if self.command != ganeti_http.HTTP_HEAD:
+      self.wfile.write(response.body)
+
+  def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+    logging.info("%s - %s", self.address_string(), format % args)
+
+  def finish(self):
+    """Flush, then close TLS with close_notify before the socket closes."""
+    try:
+      self.wfile.flush()
+    except OSError:
+      pass
+    if isinstance(self.connection, ssl.SSLSocket):
+      try:
+        self.connection.settimeout(0.1)
+        self.connection.unwrap()
+      except (OSError, ValueError) as err:
+        logging.debug("TLS shutdown: %s", err)
+    try:
+      http.server.BaseHTTPRequestHandler.finish(self)
+    except OSError:
+      pass
+
+
+class LegacyHttpServer(http.server.HTTPServer):
+  """Threaded C{HTTPServer} serving a Ganeti handler.
+
+  Binds and listens in the constructor (port 0 picks a free port, see
+  C{server_address}); L{Start} serves in a background thread, at most
+  C{max_clients} requests at once; L{Stop} lets those finish.
+
+  @ivar backend: C{"legacy"}
+  """
+  backend = "legacy"
+  allow_reuse_address = True
+  request_queue_size = 128
+
+  def __init__(self, options):
+    self.ganeti_handler = options.handler
+    self.ssl_verify_peer = options.ssl_verify_peer
+    self.ssl_verify_callback = options.ssl_verify_callback
+    self.address_family = options.address_family
+    self.pipeline = pipeline.RequestPipeline(
+      pipeline.ClientCertificatePolicy(options.ssl_verify_peer,
+                                       options.ssl_verify_callback),
+      max_body_size=GanetiRequestHandler.MAX_REQUEST_BODY_SIZE)
+    http.server.HTTPServer.__init__(
+      self, (options.local_address, options.port), GanetiRequestHandler)
+    if options.ssl_params is None:
+      self._ssl_context = None
+    else:
+      self._ssl_context = self._create_ssl_context(options.ssl_params,
+                                                   options.ssl_verify_peer)
+    self._workers = concurrent.futures.ThreadPoolExecutor(
+      max_workers=options.max_clients, thread_name_prefix="HTTPWorker")
+    self._serve_thread = None
+
+  @staticmethod
+  def _create_ssl_context(ssl_params, ssl_verify_peer):
+    """Return the server's C{ssl.SSLContext}: TLS 1.2 or newer.
+
+    With C{ssl_verify_peer}, clients must present a certificate that
+    chains to the server's own certificate (Ganeti's cluster certificate
+    is both the server certificate and the CA).
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(
+      certfile=ssl_params.ssl_chain_path or ssl_params.ssl_cert_path,
+      keyfile=ssl_params.ssl_key_path)
+    if ssl_verify_peer:
+      context.verify_mode = ssl.CERT_REQUIRED
+      context.load_verify_locations(cafile=ssl_params.ssl_cert_path)
+    return context
+
+  def Start(self):
+    """Serve in a background thread; returns at once."""
+    logging.info("Serving HTTP%s on %s port %s with the %s backend",
+                 "S" if self._ssl_context else "", self.server_address[0],
+                 self.server_address[1], self.backend)
+    self._serve_thread = threading.Thread(target=self.serve_forever,
+                                          kwargs={"poll_interval": 0.05},
+                                          name="HTTPServer", daemon=True)
+    self._serve_thread.start()
+
+  def Stop(self):
+    """Stop accepting, let requests in progress finish, close the socket."""
+    if self._serve_thread is not None:
+      self.shutdown()
+      self._serve_thread.join()
+      self._serve_thread = None
+    self._workers.shutdown(wait=True)
+    self.server_close()
+
+  def process_request(self, request, client_address):
+    self._workers.submit(self._ServeConnection, request, client_address)
+
+  def _ServeConnection(self, request, client_address):
+    try:
+      if self._ssl_context is not None:
+        request.settimeout(GanetiRequestHandler.timeout)
+        try:
+          request = self._ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as err:
+          logging.info("TLS handshake with %s failed: %s", client_address[0],
+                       err)
+          return
+      self.finish_request(request, client_address)
+    except Exception:  # pylint: disable=broad-except
+      self.handle_error(request, client_address)
+    finally:
+      self.shutdown_request(request)
+
+  def handle_error(self, request, client_address):
+    logging.exception("Error while serving %s", client_address[0])

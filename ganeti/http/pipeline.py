@@ -1,0 +1,296 @@
+"""The request pipeline every backend runs: no sockets, no processes.
+
+A backend (the stdlib server or the FastCGI application) parses the
+transport, then hands the pipeline an :class:`IncomingRequest` and gets back a
+:class:`Response` to write.  Everything a Ganeti handler can observe happens
+here, once, so it cannot differ between backends:
+
+1. only GET, POST, PUT and DELETE are served (501 otherwise);
+2. the client certificate is checked with ``ssl_verify_callback``;
+3. ``Content-Length`` is validated and capped (413), the body read in full;
+4. ``_HttpServerRequest`` is built; ``PreHandleRequest`` then
+   ``HandleRequest`` run;
+5. a str result is encoded as UTF-8; anything but str/bytes is a 500;
+6. an ``HttpException`` becomes its status, its headers and the handler's
+   ``FormatErrorMessage`` body; any other exception is logged and becomes
+   a 500.
+"""
+
+import html
+import http.client
+import http.server
+import logging
+
+from ganeti import http as ganeti_http
+
+
+#: Content type of the default error page.
+DEFAULT_ERROR_CONTENT_TYPE = "text/html"
+
+#: The default error page, filled with C{code}, C{message} and C{explain}.
+DEFAULT_ERROR_MESSAGE = """\
+<html>
+<head><title>Error %(code)d</title></head>
+<body>
+<h1>Error %(code)d</h1>
+<p>Message: %(message)s.</p>
+<p>Error code explanation: %(code)s = %(explain)s.</p>
+</body>
+</html>
+"""
+
+#: Methods a Ganeti handler is ever called with.
+SUPPORTED_METHODS = frozenset([ganeti_http.HTTP_GET, ganeti_http.HTTP_POST,
+                               ganeti_http.HTTP_PUT, ganeti_http.HTTP_DELETE])
+
+#: Largest request body accepted (Ganeti's limit), in bytes.
+MAX_REQUEST_BODY_SIZE = 10 * 1024 * 1024
+
+_STATUS_TEXTS = http.server.BaseHTTPRequestHandler.responses
+
+
+class HttpRequestEntityTooLarge(ganeti_http.HttpException):
+  """413: the request body is larger than the server accepts.
+
+  Ganeti's package has no class for 413; the pipeline raises this one.
+  """
+  code = 413
+
+
+def _FormatCertificateDigest(der_cert):
+  """SHA-1 of a DER certificate, as "AB:CD:..." (Ganeti's digest format)."""
+  return ganeti_http.FormatCertificateDigest(der_cert)
+
+
+class _HttpServerRequest(object):
+  """The request as a Ganeti handler sees it.
+
+  @ivar request_method: the method as sent ("GET", ...)
+  @ivar request_path: the request target, query string included
+  @ivar request_headers: case-insensitive headers (C{http.client.HTTPMessage})
+  @ivar request_body: the body as bytes (C{b""} when there is none)
+  @ivar request_sock: the client connection, or None where the backend has
+      no socket to offer (FastCGI)
+  @ivar resp_headers: headers the handler adds to a successful response
+  @ivar private: free for the handler, kept from C{PreHandleRequest} to
+      C{HandleRequest}
+  """
+
+  def __init__(self, method, path, headers, body, sock):
+    self.request_method = method
+    self.request_path = path
+    self.request_headers = headers
+    self.request_body = body
+    self.request_sock = sock
+    self.resp_headers = {}
+    self.private = None
+
+
+class HttpServerHandler(object):
+  """Base class of the handlers Ganeti's daemons pass to C{HttpServer}."""
+
+  def PreHandleRequest(self, req):
+    """Hook run before L{HandleRequest} (authentication lives here)."""
+
+  def HandleRequest(self, req):
+    """Answer C{req}: return the response body as str or bytes.
+
+    Raise an C{HttpException} to answer with an error status.
+    """
+    raise NotImplementedError()
+
+  @staticmethod
+  def FormatErrorMessage(values):
+    """Return C{(content_type, body)} of an error response.
+
+    @param values: dict with C{code} (int), C{message} (HTML-escaped text)
+        and C{explain} (the status's long description)
+    """
+    return (DEFAULT_ERROR_CONTENT_TYPE, DEFAULT_ERROR_MESSAGE % values)
+
+
+class ClientCertificatePolicy(object):
+  """Decides whether a TLS client may be served, from its certificate.
+
+  The TLS layer has already verified the chain; this adds Ganeti's
+  application-level check of the leaf certificate's digest.
+  """
+
+  def __init__(self, verify_peer, verify_callback):
+    self.verify_peer = verify_peer
+    self.verify_callback = verify_callback
+
+  def Check(self, der_cert):
+    """Raise C{HttpForbidden} unless the certificate is acceptable.
+
+    @param der_cert: the client's certificate in DER form, or None if the
+        client sent none
+    """
+    if not self.verify_peer:
+      return
+    if der_cert is None:
+      raise ganeti_http.HttpForbidden("No client certificate provided")
+    if not self.verify_callback(_FormatCertificateDigest(der_cert)):
+      raise ganeti_http.HttpForbidden(
+        "Client certificate verification failed")
+
+
+class IncomingRequest(object):
+  """What a backend knows about a request before the body is read.
+
+  @ivar method: request method
+  @ivar path: request target with query string
+  @ivar headers: an C{http.client.HTTPMessage}
+  @ivar read_body: C{read_body(n)} returns up to C{n} bytes of the body
+  @ivar sock: connection object handed to the handler, or None
+  @ivar tls: whether the connection is TLS
+  @ivar peer_certificate: the client certificate (DER), or None
+  """
+
+  def __init__(self, method, path, headers, read_body, sock=None, tls=False,
+               peer_certificate=None):
+    self.method = method
+    self.path = path
+    self.headers = headers
+    self.read_body = read_body
+    self.sock = sock
+    self.tls = tls
+    self.peer_certificate = peer_certificate
+
+
+class Response(object):
+  """What a backend writes back: status, header pairs and a bytes body."""
+
+  def __init__(self, status, headers, body):
+    self.status = status
+    self.headers = headers
+    self.body = body
+
+  @property
+  def reason(self):
+    """The standard reason phrase of the status ("OK", "Not Found", ...)."""
+    return _STATUS_TEXTS.get(self.status, ("Unknown", ))[0]
+
+
+def HeadersFromPairs(pairs):
+  """Build the case-insensitive header object handlers expect."""
+  headers = http.client.HTTPMessage()
+  for (name, value) in pairs:
+    headers[name] = value
+  return headers
+
+
+def ParseContentLength(value, limit):
+  """Return the body length announced by a Content-Length header value.
+
+  @param value: the header's value, or None when absent (length 0)
+  @param limit: largest length accepted
+  @raise HttpBadRequest: the value is not a plain decimal number
+  @raise HttpRequestEntityTooLarge: the length exceeds C{limit}
+  """
+  if value is None:
+    return 0
+  value = value.strip()
+  # int() would accept "+5", " 5", "5_0": none of them is a valid length.
+  if not value.isdigit() or not value.isascii():
+    raise ganeti_http.HttpBadRequest("Invalid Content-Length %r" % value)
+  length = int(value)
+  if length > limit:
+    raise HttpRequestEntityTooLarge(
+      "Request body too large (%d bytes, limit %d)" % (length, limit))
+  return length
+
+
+def _ReadExactly(read_body, length):
+  """Read exactly C{length} body bytes or fail with 400."""
+  chunks = []
+  remaining = length
+  while remaining > 0:
+    chunk = read_body(min(remaining, 65536))
+    if not chunk:
+      raise ganeti_http.HttpBadRequest(
+        "Request body incomplete: got %d of %d bytes" %
+        (length - remaining, length))
+    chunks.append(chunk)
+    remaining -= len(chunk)
+  return b"".join(chunks)
+
+
+def ErrorResponse(handler, err):
+  """Turn an C{HttpException} into a response using the handler's page."""
+  (short_text, long_text) = _STATUS_TEXTS.get(err.code, ("Unknown",
+                                                         "Unknown"))
+  values = {
+    "code": err.code,
+    "message": html.escape(err.message or short_text),
+    "explain": long_text,
+  }
+  (content_type, body) = handler.FormatErrorMessage(values)
+  headers = [(ganeti_http.HTTP_CONTENT_TYPE, content_type)]
+  if err.headers:
+    headers.extend(err.headers.items())
+  return Response(err.code, headers, _ToBytes(body))
+
+
+def _ToBytes(body):
+  if isinstance(body, str):
+    return body.encode("utf-8")
+  return body
+
+
+class RequestPipeline(object):
+  """Runs requests through a Ganeti handler.
+
+  @ivar certificate_policy: a L{ClientCertificatePolicy}
+  @ivar max_body_size: the body size limit in bytes
+  """
+
+  def __init__(self, certificate_policy, max_body_size=MAX_REQUEST_BODY_SIZE):
+    self.certificate_policy = certificate_policy
+    self.max_body_size = max_body_size
+
+  def Run(self, handler, incoming):
+    """Answer one request; never raises.
+
+    @param handler: the daemon's C{HttpServerHandler}
+    @param incoming: an L{IncomingRequest}
+    @rtype: L{Response}
+    """
+    try:
+      return self._Run(handler, incoming)
+    except ganeti_http.HttpException as err:
+      error = err
+      logging.log(logging.WARNING if err.code >= 500 else logging.INFO,
+                  "%s %s: %s %s", incoming.method, incoming.path, err.code,
+                  err.message)
+    except Exception as err:  # pylint: disable=broad-except
+      logging.exception("Error while handling %s %s", incoming.method,
+                        incoming.path)
+      error = ganeti_http.HttpInternalServerError(str(err))
+    try:
+      return ErrorResponse(handler, error)
+    except Exception:  # pylint: disable=broad-except
+      logging.exception("The handler's FormatErrorMessage failed; using the"
+                        " default error page")
+      return ErrorResponse(HttpServerHandler, error)
+
+  def _Run(self, handler, incoming):
+    if incoming.method not in SUPPORTED_METHODS:
+      raise ganeti_http.HttpNotImplemented(
+        "Unsupported method (%r)" % incoming.method)
+    if incoming.tls:
+      self.certificate_policy.Check(incoming.peer_certificate)
+    length = ParseContentLength(
+      incoming.headers.get(ganeti_http.HTTP_CONTENT_LENGTH),
+      self.max_body_size)
+    body = _ReadExactly(incoming.read_body, length)
+    req = _HttpServerRequest(method=incoming.method, path=incoming.path,
+                             headers=incoming.headers, body=body,
+                             sock=incoming.sock)
+    handler.PreHandleRequest(req)
+    result = handler.HandleRequest(req)
+    if not isinstance(result, (str, bytes)):
+      raise ganeti_http.HttpInternalServerError(
+        "Handler function didn't return string type")
+    return Response(ganeti_http.HTTP_OK, list(req.resp_headers.items()),
+                    _ToBytes(result))

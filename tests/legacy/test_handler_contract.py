@@ -1,0 +1,323 @@
+"""The handler contract of Ganeti's HTTP server, run against every backend.
+
+Whatever serves the request, a Ganeti handler must see the same request
+object and its answers (results, errors, headers) must reach the client the
+same way.
+"""
+
+import json
+import threading
+
+import pytest
+
+from ganeti import http as ganeti_http
+from ganeti.http import server as http_server
+from tests.conftest import SslParams
+
+
+class RecordingHandler(http_server.HttpServerHandler):
+  """Answers with a JSON description of the request it saw."""
+
+  def __init__(self):
+    http_server.HttpServerHandler.__init__(self)
+    self.seen = []
+
+  def PreHandleRequest(self, req):
+    req.private = {"pre": req.request_path}
+
+  def HandleRequest(self, req):
+    self.seen.append(req)
+    req.resp_headers["X-Handled-By"] = "recording"
+    return json.dumps({
+      "method": req.request_method,
+      "path": req.request_path,
+      "content_type": req.request_headers.get("content-type"),
+      "custom": req.request_headers.get("X-CUSTOM-header"),
+      "body": req.request_body.decode("latin-1"),
+      "body_type": type(req.request_body).__name__,
+      "private": req.private,
+    })
+
+
+class JsonErrorHandler(http_server.HttpServerHandler):
+  """Raises what the test puts in C{error}; formats errors as JSON (RAPI)."""
+
+  error = None
+
+  def HandleRequest(self, req):
+    req.resp_headers["X-Only-On-Success"] = "yes"
+    raise self.error
+
+  @staticmethod
+  def FormatErrorMessage(values):
+    return (ganeti_http.HTTP_APP_JSON, json.dumps(values))
+
+
+STATUS_EXCEPTIONS = [cls for cls in vars(ganeti_http).values()
+                     if isinstance(cls, type)
+                     and issubclass(cls, ganeti_http.HttpException)
+                     and cls is not ganeti_http.HttpException]
+
+
+def test_there_are_eighteen_status_exceptions():
+  assert len(STATUS_EXCEPTIONS) == 18
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE"])
+def test_request_reaches_handler_intact(serve, method):
+  running = serve(RecordingHandler())
+  body = b"\x00binary\xff body\r\n" if method != "GET" else None
+  (status, headers, raw) = running.Request(
+    method, "/2/instances?bulk=1&fields=a%20b", body=body,
+    headers={"Content-Type": "application/json", "X-Custom-Header": "v1"})
+  assert status == 200
+  assert headers["X-Handled-By"] == "recording"
+  seen = json.loads(raw)
+  assert seen == {
+    "method": method,
+    "path": "/2/instances?bulk=1&fields=a%20b",
+    "content_type": "application/json",
+    "custom": "v1",
+    "body": (body or b"").decode("latin-1"),
+    "body_type": "bytes",
+    "private": {"pre": "/2/instances?bulk=1&fields=a%20b"},
+  }
+
+
+def test_str_result_is_sent_as_utf8(serve):
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      return "gr\u00fc\u00df dich"
+  (status, headers, raw) = serve(Handler()).Request("GET", "/")
+  assert status == 200
+  assert raw == "gr\u00fc\u00df dich".encode("utf-8")
+  assert int(headers["Content-Length"]) == len(raw)
+
+
+@pytest.mark.parametrize("exception_class", STATUS_EXCEPTIONS,
+                         ids=lambda cls: cls.__name__)
+def test_status_exception_gives_status_headers_and_error_page(serve,
+                                                              exception_class):
+  handler = JsonErrorHandler()
+  handler.error = exception_class("it <failed>", headers={"X-Why": "test"})
+  (status, headers, raw) = serve(handler).Request("GET", "/thing")
+  assert status == exception_class.code
+  assert headers["X-Why"] == "test"
+  assert headers["Content-Type"] == ganeti_http.HTTP_APP_JSON
+  assert "X-Only-On-Success" not in headers
+  values = json.loads(raw)
+  assert values["code"] == exception_class.code
+  assert values["message"] == "it &lt;failed&gt;"
+  assert values["explain"]
+
+
+def test_exception_without_message_uses_reason_phrase(serve):
+  handler = JsonErrorHandler()
+  handler.error = ganeti_http.HttpNotFound()
+  (status, _, raw) = serve(handler).Request("GET", "/")
+  assert status == 404
+  assert json.loads(raw)["message"] == "Not Found"
+
+
+def test_default_error_page_is_html(serve):
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      raise ganeti_http.HttpForbidden("go away")
+  (status, headers, raw) = serve(Handler()).Request("GET", "/")
+  assert status == 403
+  assert headers["Content-Type"] == http_server.DEFAULT_ERROR_CONTENT_TYPE
+  assert b"go away" in raw and b"403" in raw
+
+
+def test_other_exception_gives_500_and_server_keeps_serving(serve, caplog):
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      if req.request_path == "/boom":
+        raise KeyError("secret-internal-detail")
+      return b"fine"
+  running = serve(Handler())
+  (status, _, raw) = running.Request("GET", "/boom")
+  assert status == 500
+  assert b"Traceback" not in raw
+  assert "KeyError" in caplog.text
+  for _ in range(3):
+    assert running.Request("GET", "/ok")[::2] == (200, b"fine")
+
+
+def test_non_string_result_gives_500(serve):
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      return {"not": "a string"}
+  (status, _, raw) = serve(Handler()).Request("GET", "/")
+  assert status == 500
+  assert b"return string type" in raw
+
+
+def test_broken_error_formatter_still_answers(serve):
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      raise ganeti_http.HttpConflict("busy")
+
+    @staticmethod
+    def FormatErrorMessage(values):
+      raise ValueError("formatter bug")
+  (status, headers, raw) = serve(Handler()).Request("GET", "/")
+  assert status == 409
+  assert headers["Content-Type"] == http_server.DEFAULT_ERROR_CONTENT_TYPE
+  assert b"busy" in raw
+
+
+@pytest.mark.parametrize("method", ["PATCH", "OPTIONS"])
+def test_unsupported_method_gives_501(serve, method):
+  handler = RecordingHandler()
+  (status, _, raw) = serve(handler).Request(method, "/")
+  assert status == 501
+  assert method.encode() in raw
+  assert handler.seen == []
+
+
+def test_oversized_body_announced_gives_413(serve):
+  handler = RecordingHandler()
+  running = serve(handler)
+  connection = running.Connection()
+  try:
+    connection.putrequest("POST", "/upload")
+    connection.putheader(
+      "Content-Length",
+      str(http_server.GanetiRequestHandler.MAX_REQUEST_BODY_SIZE + 1))
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413
+  finally:
+    connection.close()
+  assert handler.seen == []
+
+
+def test_body_at_the_limit_is_accepted(serve):
+  handler = RecordingHandler()
+  body = b"x" * http_server.GanetiRequestHandler.MAX_REQUEST_BODY_SIZE
+  (status, _, raw) = serve(handler).Request("PUT", "/big", body=body)
+  assert status == 200
+  assert len(handler.seen[0].request_body) == len(body)
+
+
+def test_invalid_content_length_gives_400(serve):
+  handler = RecordingHandler()
+  running = serve(handler)
+  connection = running.Connection()
+  try:
+    connection.putrequest("POST", "/")
+    connection.putheader("Content-Length", "abc")
+    connection.endheaders()
+    assert connection.getresponse().status == 400
+  finally:
+    connection.close()
+  assert handler.seen == []
+
+
+def test_ipv6_loopback(serve):
+  (status, _, raw) = serve(RecordingHandler(), address="::1").Request(
+    "POST", "/v6", body=b"six")
+  assert status == 200
+  assert json.loads(raw)["body"] == "six"
+
+
+def test_fifty_concurrent_requests(serve):
+  class SlowHandler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      return req.request_body[::-1]
+  running = serve(SlowHandler(), max_clients=20)
+  results = {}
+
+  def _One(number):
+    results[number] = running.Request("POST", "/n",
+                                      body=b"request-%03d" % number)
+
+  threads = [threading.Thread(target=_One, args=(n, )) for n in range(50)]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join(30)
+  assert sorted(results) == list(range(50))
+  for (number, (status, _, raw)) in results.items():
+    assert (status, raw) == (200, (b"request-%03d" % number)[::-1])
+
+
+class TestClientCertificates(object):
+  """TLS with client certificates: the node daemon's configuration."""
+
+  @pytest.fixture
+  def tls_server(self, serve, pki):
+    self.digests = []
+    self.accept = True
+
+    def _Callback(digest):
+      self.digests.append(digest)
+      return self.accept
+
+    return serve(RecordingHandler(), ssl_params=SslParams(pki.cluster),
+                 ssl_verify_peer=True, ssl_verify_callback=_Callback)
+
+  def test_certificate_signed_by_cluster_is_accepted(self, tls_server, pki):
+    (status, _, raw) = tls_server.Request("POST", "/version", body=b"[]",
+                                          client_cert=pki.node)
+    assert status == 200
+    assert json.loads(raw)["path"] == "/version"
+    assert self.digests == [pki.node.digest]
+
+  def test_cluster_certificate_itself_is_accepted(self, tls_server, pki):
+    assert tls_server.Request("GET", "/", client_cert=pki.cluster)[0] == 200
+    assert self.digests == [pki.cluster.digest]
+
+  def test_callback_refusal_gives_403(self, tls_server, pki):
+    self.accept = False
+    (status, _, raw) = tls_server.Request("GET", "/", client_cert=pki.node)
+    assert status == 403
+    assert b"verification failed" in raw
+
+  def test_no_certificate_is_refused(self, tls_server):
+    with pytest.raises((OSError, ConnectionError)):
+      tls_server.Request("GET", "/")
+    assert self.digests == []
+
+  def test_certificate_of_another_ca_is_refused(self, tls_server, pki):
+    with pytest.raises((OSError, ConnectionError)):
+      tls_server.Request("GET", "/", client_cert=pki.foreign)
+    assert self.digests == []
+
+  def test_server_keeps_serving_after_refusals(self, tls_server, pki):
+    for credential in (None, pki.foreign):
+      with pytest.raises((OSError, ConnectionError)):
+        tls_server.Request("GET", "/", client_cert=credential)
+    assert tls_server.Request("GET", "/", client_cert=pki.node)[0] == 200
+
+
+def test_https_without_client_certificates(serve, pki):
+  running = serve(RecordingHandler(), ssl_params=SslParams(pki.cluster))
+  assert running.Request("GET", "/plain-tls")[0] == 200
+
+
+def test_released_signature_is_accepted(backend, monkeypatch, tmp_path, pki):
+  """Ganeti 3.0/3.1 call C{HttpServer(mainloop, addr, port, max, handler)}."""
+  monkeypatch.setenv("GANETI_HTTP_BACKEND", backend)
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(tmp_path / "none"))
+  calls = []
+
+  def _ReleasedCallback(conn, cert, errnum, errdepth, ok):
+    calls.append((conn, cert.digest("sha1"), errnum, errdepth, ok))
+    return True
+
+  server = http_server.HttpServer(object(), "127.0.0.1", 0, 5,
+                                  RecordingHandler(),
+                                  ssl_params=SslParams(pki.cluster),
+                                  ssl_verify_peer=True,
+                                  ssl_verify_callback=_ReleasedCallback,
+                                  daemon_name="test")
+  server.Start()
+  try:
+    from tests.conftest import RunningServer
+    running = RunningServer(server, "127.0.0.1", True)
+    assert running.Request("GET", "/", client_cert=pki.node)[0] == 200
+  finally:
+    server.Stop()
+  assert calls == [(None, pki.node.digest.encode("ascii"), 0, 0, 1)]
