@@ -10,7 +10,7 @@ setup(
   name="ganeti-http-shim",
   version="0.1.0",
   description="Ganeti's HTTP layer with a lighttpd + FastCGI backend",
-  packages=find_namespace_packages(include=["ganeti.*"]),
+  packages=find_namespace_packages(include=["ganeti.*", "shims"]),
   python_requires=">=3.9",
   install_requires=["flup==1.0.3", "pycurl", "six"],
   extras_require={

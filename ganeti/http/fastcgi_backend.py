@@ -1,0 +1,251 @@
+"""The FastCGI side of the fastcgi backend: flup on a Unix socket.
+
+flup decodes FastCGI records and calls a WSGI application; this module
+supplies what flup 1.0.3 lacks for a daemon:
+
+- an accept loop that can run in any thread (flup's own C{run()} installs
+  signal handlers, so it only works in the main thread) with a *bounded*
+  number of worker threads (flup's thread pool is unbounded);
+- a multi-process mode: several forked copies of the daemon, each running
+  that accept loop on the same listening socket, for throughput and for
+  handlers that are not thread-safe (flup's own prefork server ignores
+  SIGTERM until the next request arrives under Python 3, so it is not used);
+- one FastCGI record per C{sendall} (flup writes header, content and
+  padding with three calls) in records of up to 64 KiB (flup: 8 KiB);
+- a plain 500 instead of flup's HTML page, never a traceback to a client.
+
+lighttpd opens one connection per request and never multiplexes, so flup's
+multiplexing stays off.
+"""
+
+import concurrent.futures
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import threading
+
+from flup.server import fcgi_base
+
+#: How often blocking loops look at their stop flag, in seconds.
+_POLL_INTERVAL = 0.2
+
+
+class _Connection(fcgi_base.Connection):
+  """flup's FastCGI connection, writing each record with one call."""
+
+  def writeRecord(self, rec):  # pylint: disable=invalid-name
+    rec.paddingLength = -rec.contentLength & 7
+    header = struct.pack(fcgi_base.FCGI_Header, rec.version, rec.type,
+                         rec.requestId, rec.contentLength, rec.paddingLength)
+    self._sock.sendall(b"".join([header, rec.contentData,
+                                 b"\0" * rec.paddingLength]))
+
+
+class FlupGateway(fcgi_base.BaseFCGIServer):
+  """flup's FastCGI-to-WSGI gateway, without flup's socket and run loop."""
+
+  # Largest record flup writes, header included: 64 KiB of content, kept a
+  # multiple of 8 so no padding is needed.
+  maxwrite = fcgi_base.FCGI_HEADER_LEN + 65528
+
+  def __init__(self, application, multiprocess):
+    fcgi_base.BaseFCGIServer.__init__(self, application, multithreaded=True,
+                                      multiprocess=multiprocess,
+                                      debug=False)
+
+  def error(self, req):
+    """Answer 500 without details; the traceback went to lighttpd's log."""
+    req.stdout.write(b"Status: 500 Internal Server Error\r\n"
+                     b"Content-Type: text/plain\r\n\r\n"
+                     b"Internal error in the FastCGI backend\n")
+
+  def ServeConnection(self, sock):
+    """Serve every request arriving on one accepted connection."""
+    _Connection(sock, None, self, None).run()
+
+
+class FastCgiListener(object):
+  """Accepts FastCGI connections and serves each in a bounded thread pool.
+
+  @param gateway: a L{FlupGateway}
+  @param listen_socket: a listening Unix socket
+  @param max_threads: connections served at once; more wait in the backlog
+  """
+
+  def __init__(self, gateway, listen_socket, max_threads):
+    self._gateway = gateway
+    self._socket = listen_socket
+    self._slots = threading.BoundedSemaphore(max_threads)
+    self._workers = concurrent.futures.ThreadPoolExecutor(
+      max_workers=max_threads, thread_name_prefix="FastCGIWorker")
+    self._stopping = threading.Event()
+
+  def Serve(self, should_continue=lambda: True):
+    """Accept until L{Stop} is called (or C{should_continue()} is false),
+    then wait for the requests in progress."""
+    try:
+      while not self._stopping.is_set() and should_continue():
+        if not self._slots.acquire(timeout=_POLL_INTERVAL):
+          continue
+        connection = self._Accept()
+        if connection is None:
+          self._slots.release()
+          continue
+        self._workers.submit(self._Serve, connection)
+    finally:
+      self._workers.shutdown(wait=True)
+
+  def _Accept(self):
+    (readable, _, _) = select.select([self._socket], [], [], _POLL_INTERVAL)
+    if not readable:
+      return None
+    try:
+      (connection, _) = self._socket.accept()
+    except (BlockingIOError, InterruptedError):
+      return None
+    connection.setblocking(True)
+    return connection
+
+  def _Serve(self, connection):
+    try:
+      self._gateway.ServeConnection(connection)
+    except Exception:  # pylint: disable=broad-except
+      logging.exception("Error on a FastCGI connection")
+    finally:
+      connection.close()
+      self._slots.release()
+
+  def Stop(self):
+    """Make L{Serve} return once the requests in progress are done."""
+    self._stopping.set()
+
+
+class ForkedWorkers(object):
+  """Several forked processes, each running a L{FastCgiListener}.
+
+  Children accept on the same inherited listening socket; a child whose
+  parent died stops accepting and exits.  The parent restarts children that
+  die (L{Reap}) and stops them with SIGTERM, which lets each finish the
+  requests it is serving.
+
+  @param make_listener: C{make_listener()} returns the listener a child runs
+  @param count: number of processes
+  """
+
+  def __init__(self, make_listener, count):
+    self._make_listener = make_listener
+    self._count = count
+    self._pids = set()
+    self._lock = threading.Lock()
+
+  def Start(self):
+    """Fork the children."""
+    with self._lock:
+      while len(self._pids) < self._count:
+        self._pids.add(self._Fork())
+
+  def _Fork(self):
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+      return pid
+    status = 1
+    try:
+      listener = self._make_listener()
+      signal.signal(signal.SIGTERM, lambda *_: listener.Stop())
+      for other in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(other, signal.SIG_DFL)
+      listener.Serve(should_continue=lambda: os.getppid() == parent)
+      status = 0
+    except BaseException:  # pylint: disable=broad-except
+      logging.exception("FastCGI worker process failed")
+    finally:
+      os._exit(status)  # pylint: disable=protected-access
+
+  def Reap(self):
+    """Collect children that exited; restart them unless stopping.
+
+    @return: the number of children restarted
+    """
+    restarted = 0
+    with self._lock:
+      for pid in list(self._pids):
+        (done, status) = os.waitpid(pid, os.WNOHANG)
+        if done:
+          self._pids.discard(pid)
+          logging.error("FastCGI worker %d exited (status %d); restarting",
+                        pid, status)
+          self._pids.add(self._Fork())
+          restarted += 1
+    return restarted
+
+  @property
+  def pids(self):
+    """Process ids of the running children."""
+    return frozenset(self._pids)
+
+  def Stop(self, timeout):
+    """SIGTERM every child, wait up to C{timeout} seconds, then SIGKILL."""
+    with self._lock:
+      pids = set(self._pids)
+      self._pids.clear()
+    for pid in pids:
+      _Signal(pid, signal.SIGTERM)
+    _WaitForChildren(pids, timeout)
+    for pid in pids:
+      _Signal(pid, signal.SIGKILL)
+    _WaitForChildren(pids, None)
+
+
+def _Signal(pid, signum):
+  try:
+    os.kill(pid, signum)
+  except ProcessLookupError:
+    pass
+
+
+def _WaitForChildren(pids, timeout):
+  """Reap the children in C{pids} (removing them), for up to C{timeout}."""
+  deadline = None if timeout is None else _Now() + timeout
+  while pids:
+    for pid in list(pids):
+      try:
+        (done, _) = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
+      except ChildProcessError:
+        done = pid
+      if done:
+        pids.discard(pid)
+    if pids and deadline is not None:
+      if _Now() >= deadline:
+        return
+      threading.Event().wait(0.05)
+
+
+def _Now():
+  return os.times().elapsed
+
+
+def BindUnixSocket(path, owner_uid=None, owner_gid=None, mode=0o600):
+  """Create a listening Unix socket at C{path} with explicit owner and mode.
+
+  The socket is created under a 0o077 umask, so there is no moment in which
+  another user could connect, then given C{mode} and, when set, the owner
+  the frontend runs as.
+  """
+  if os.path.exists(path):
+    os.unlink(path)
+  sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+  old_umask = os.umask(0o077)
+  try:
+    sock.bind(path)
+  finally:
+    os.umask(old_umask)
+  if owner_uid is not None or owner_gid is not None:
+    os.chown(path, -1 if owner_uid is None else owner_uid,
+             -1 if owner_gid is None else owner_gid)
+  os.chmod(path, mode)
+  sock.listen(socket.SOMAXCONN)
+  return sock

@@ -1,0 +1,182 @@
+"""The fastcgi backend: lighttpd in front, the Ganeti handler behind it.
+
+What C{HttpServer(...)} returns when a daemon's flag says C{fastcgi}:
+
+    client --TLS/HTTP--> lighttpd --FastCGI, Unix socket--> flup --> pipeline
+
+- The daemon binds the TCP port itself (as Ganeti does, even a privileged
+  one) and hands the bound socket to lighttpd (socket activation), so
+  lighttpd never needs root; when the daemon runs as root, lighttpd runs as
+  an unprivileged frontend user.
+- The handler keeps running in the daemon's own process and user: the
+  FastCGI listener runs in a thread of the daemon, or in forked copies of it
+  (C{processes} > 1).  Its Unix socket belongs to the frontend user with
+  mode 0600, so only lighttpd (and root) can connect.
+- lighttpd's config is rendered by L{lighttpd_config} and lighttpd is run
+  and restarted by L{lighttpd_supervisor}.
+
+Settings beyond Ganeti's arguments come from L{fastcgi_settings}.
+"""
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+
+from ganeti.http import backend_flag
+from ganeti.http import fastcgi_backend
+from ganeti.http import fastcgi_settings
+from ganeti.http import lighttpd_config
+from ganeti.http import lighttpd_supervisor
+from ganeti.http import pipeline
+from ganeti.http import wsgi_adapter
+
+#: Seconds L{FastCgiHttpServer.Stop} waits for requests in progress.
+STOP_TIMEOUT = 30
+
+
+class FastCgiHttpServer(object):
+  """A Ganeti HTTP server with lighttpd as frontend and flup as backend.
+
+  Offers what Ganeti's code uses of the legacy server: C{Start()},
+  C{Stop()}, C{server_address}, C{socket}, C{server_close()},
+  C{ganeti_handler}, C{ssl_verify_peer}, C{ssl_verify_callback}.
+
+  @ivar backend: C{"fastcgi"}
+  """
+  backend = backend_flag.BACKEND_FASTCGI
+
+  def __init__(self, options, flag_source):
+    self.ganeti_handler = options.handler
+    self.ssl_verify_peer = options.ssl_verify_peer
+    self.ssl_verify_callback = options.ssl_verify_callback
+    self.address_family = options.address_family
+    self.settings = fastcgi_settings.Load(options.daemon_name
+                                          or backend_flag.DefaultDaemonName())
+    self._lighttpd = lighttpd_supervisor.FindLighttpd()
+    if self._lighttpd is None:
+      raise backend_flag.BackendFlagError(
+        "The fastcgi HTTP backend was selected by %s, but no lighttpd binary"
+        " was found; install lighttpd and lighttpd-mod-openssl or select the"
+        " legacy backend" % flag_source)
+    self.pipeline = pipeline.RequestPipeline(
+      pipeline.ClientCertificatePolicy(options.ssl_verify_peer,
+                                       options.ssl_verify_callback))
+    self._ssl_params = options.ssl_params
+    self._max_clients = options.max_clients
+    self.socket = _BindTcp(options.address_family, options.local_address,
+                           options.port)
+    self.server_address = self.socket.getsockname()[:2]
+    self._state_dir = None
+    self._fastcgi_socket = None
+    self._listener = None
+    self._listener_thread = None
+    self._workers = None
+    self._supervisor = None
+
+  def Start(self):
+    """Start the FastCGI backend, then lighttpd; return when both serve."""
+    frontend = self.settings.FrontendIdentity()
+    self._state_dir = tempfile.mkdtemp(prefix="ganeti-http-",
+                                       dir=self.settings.runtime_dir)
+    socket_path = os.path.join(self._state_dir, "fastcgi.sock")
+    self._fastcgi_socket = fastcgi_backend.BindUnixSocket(
+      socket_path, owner_uid=frontend.uid, owner_gid=frontend.gid)
+    self._StartBackend()
+    config = lighttpd_config.render(self._FrontendSettings(socket_path,
+                                                           frontend))
+    self._supervisor = lighttpd_supervisor.LighttpdSupervisor(
+      config, self._state_dir, listen_socket=self.socket,
+      lighttpd_binary=self._lighttpd, user=frontend.user,
+      group=frontend.group)
+    try:
+      self._supervisor.start()
+    except Exception:
+      self._StopBackend()
+      raise
+    logging.info("Serving HTTP%s on %s port %s with the fastcgi backend"
+                 " (lighttpd pid %s, %d backend process(es))",
+                 "S" if self._ssl_params else "", self.server_address[0],
+                 self.server_address[1], self._supervisor.pid,
+                 self.settings.processes)
+
+  def _FrontendSettings(self, socket_path, frontend):
+    ssl_params = self._ssl_params
+    return lighttpd_config.FrontendSettings(
+      bind_address=self.server_address[0],
+      port=self.server_address[1],
+      fastcgi_socket=socket_path,
+      state_dir=self._state_dir,
+      ssl_cert_path=ssl_params and ssl_params.ssl_cert_path,
+      ssl_key_path=ssl_params and ssl_params.ssl_key_path,
+      ssl_chain_path=ssl_params and ssl_params.ssl_chain_path,
+      ssl_verify_peer=self.ssl_verify_peer,
+      max_request_body=self.pipeline.max_body_size,
+      username=frontend.user,
+      groupname=frontend.group,
+      socket_activation=True)
+
+  def _StartBackend(self):
+    gateway = fastcgi_backend.FlupGateway(
+      wsgi_adapter.WsgiApplication(self, tls=self._ssl_params is not None),
+      multiprocess=self.settings.processes > 1)
+
+    def _MakeListener():
+      return fastcgi_backend.FastCgiListener(gateway, self._fastcgi_socket,
+                                             self._max_clients)
+
+    if self.settings.processes > 1:
+      self._workers = fastcgi_backend.ForkedWorkers(_MakeListener,
+                                                    self.settings.processes)
+      self._workers.Start()
+    else:
+      self._listener = _MakeListener()
+      self._listener_thread = threading.Thread(target=self._listener.Serve,
+                                               name="FastCGIListener",
+                                               daemon=True)
+      self._listener_thread.start()
+
+  def _StopBackend(self):
+    if self._workers is not None:
+      self._workers.Stop(STOP_TIMEOUT)
+      self._workers = None
+    if self._listener is not None:
+      self._listener.Stop()
+      self._listener_thread.join(STOP_TIMEOUT)
+      self._listener = self._listener_thread = None
+    if self._fastcgi_socket is not None:
+      self._fastcgi_socket.close()
+      self._fastcgi_socket = None
+    if self._state_dir is not None:
+      shutil.rmtree(self._state_dir, ignore_errors=True)
+      self._state_dir = None
+
+  def Stop(self):
+    """Stop lighttpd gracefully (requests in progress finish), then the
+    backend; close the port."""
+    if self._supervisor is not None:
+      self._supervisor.stop(STOP_TIMEOUT)
+      self._supervisor = None
+    self._StopBackend()
+    self.server_close()
+
+  def server_close(self):
+    """Close the listening TCP socket."""
+    self.socket.close()
+
+
+def _BindTcp(family, address, port):
+  """Bind and listen on C{address}:C{port}, as the legacy server does."""
+  sock = socket.socket(family, socket.SOCK_STREAM)
+  try:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+      sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.bind((address, port))
+    sock.listen(1024)
+  except OSError:
+    sock.close()
+    raise
+  return sock

@@ -1,0 +1,98 @@
+"""Settings of the fastcgi backend that Ganeti's arguments do not carry.
+
+They live in the backend flag's INI file (see L{backend_flag}): section
+C{[fastcgi]} for every daemon, C{[fastcgi:<daemon>]} for one daemon (its
+keys win).  Keys:
+
+- C{processes}: FastCGI backend processes (default 1: the handler runs in
+  threads of the daemon, as with the legacy backend; more processes are
+  forked copies of the daemon, for throughput or for handlers that are not
+  thread-safe);
+- C{frontend-user}, C{frontend-group}: who lighttpd runs as when the daemon
+  runs as root (default C{www-data}, Debian's web server account);
+- C{runtime-dir}: where each server's private directory (FastCGI socket,
+  lighttpd config and log) is created (default C{/run/ganeti-http} for
+  root, the system's temporary directory otherwise).
+
+The environment variable C{GANETI_HTTP_FASTCGI_PROCESSES} overrides
+C{processes}.
+"""
+
+import grp
+import os
+import pwd
+
+from ganeti.http import backend_flag
+
+ENV_PROCESSES = "GANETI_HTTP_FASTCGI_PROCESSES"
+DEFAULT_FRONTEND_USER = "www-data"
+ROOT_RUNTIME_DIR = "/run/ganeti-http"
+
+
+class FrontendIdentity(object):
+  """Who lighttpd runs as; all None when it runs as the daemon's user."""
+
+  def __init__(self, user=None, group=None, uid=None, gid=None):
+    self.user = user
+    self.group = group
+    self.uid = uid
+    self.gid = gid
+
+
+class FastCgiSettings(object):
+  """The settings of one daemon's fastcgi backend."""
+
+  def __init__(self, processes=1, frontend_user=DEFAULT_FRONTEND_USER,
+               frontend_group=None, runtime_dir=None):
+    if processes < 1:
+      raise backend_flag.BackendFlagError(
+        "processes must be at least 1, not %d" % processes)
+    self.processes = processes
+    self.frontend_user = frontend_user
+    self.frontend_group = frontend_group
+    self.runtime_dir = runtime_dir
+
+  def FrontendIdentity(self):
+    """Resolve the frontend account (only when running as root).
+
+    @raise backend_flag.BackendFlagError: the account does not exist
+    """
+    if os.geteuid() != 0:
+      return FrontendIdentity()
+    try:
+      account = pwd.getpwnam(self.frontend_user)
+      group = (grp.getgrnam(self.frontend_group) if self.frontend_group
+               else grp.getgrgid(account.pw_gid))
+    except KeyError as err:
+      raise backend_flag.BackendFlagError(
+        "The fastcgi backend's frontend account does not exist: %s" % err)
+    return FrontendIdentity(account.pw_name, group.gr_name, account.pw_uid,
+                            group.gr_gid)
+
+
+def Load(daemon_name, environ=os.environ):
+  """Read the settings of C{daemon_name}.
+
+  @raise backend_flag.BackendFlagError: a value is malformed
+  """
+  path = backend_flag.ConfigPath(environ)
+  values = backend_flag.ReadSection(path, "fastcgi")
+  values.update(backend_flag.ReadSection(path, "fastcgi:%s" % daemon_name))
+  if environ.get(ENV_PROCESSES):
+    values["processes"] = environ[ENV_PROCESSES]
+  try:
+    processes = int(values.get("processes", "1"))
+  except ValueError:
+    raise backend_flag.BackendFlagError(
+      "processes of the fastcgi backend must be a number, not %r" %
+      values["processes"])
+  runtime_dir = values.get("runtime-dir")
+  if runtime_dir is None and os.geteuid() == 0:
+    runtime_dir = ROOT_RUNTIME_DIR
+  if runtime_dir is not None:
+    os.makedirs(runtime_dir, mode=0o755, exist_ok=True)
+  return FastCgiSettings(
+    processes=processes,
+    frontend_user=values.get("frontend-user", DEFAULT_FRONTEND_USER),
+    frontend_group=values.get("frontend-group"),
+    runtime_dir=runtime_dir)
