@@ -1,0 +1,405 @@
+"""Ganeti's HTTPS client: many requests at once over pycurl's multi interface.
+
+Build L{HttpClientRequest} objects and hand them to L{ProcessRequests}, which
+returns once every request has finished and filled in its result attributes.
+Certificates and other TLS settings are up to each request's
+C{curl_config_fn}.
+"""
+
+import ipaddress
+import logging
+import threading
+from io import BytesIO
+
+import pycurl
+
+from ganeti import http
+
+
+def _MaxTotalConnections():
+  """Return Ganeti's cap on concurrent RPC connections, or 30 without it."""
+  try:
+    from ganeti import constants  # pylint: disable=import-outside-toplevel
+    return constants.RPC_MAX_CONCURRENT_CONNECTIONS
+  except (ImportError, AttributeError):
+    return 30
+
+
+# libcurl queues requests beyond this many open connections
+_MAX_TOTAL_CONNECTIONS = _MaxTotalConnections()
+
+
+def _IsIPv6Address(host):
+  try:
+    return ipaddress.ip_address(host).version == 6
+  except ValueError:
+    return False
+
+
+class HttpClientRequest(object):
+  """One HTTPS request and, once processed, its outcome.
+
+  @ivar success: None until processed, then whether the transfer worked
+    (an HTTP error status still counts as success: check C{resp_status_code})
+  @ivar error: None, or the error message of a failed transfer
+  @ivar resp_status_code: the HTTP status, or None before processing
+  @ivar resp_body: the response body as str, or None before processing
+  """
+
+  def __init__(self, host, port, method, path, headers=None, post_data=None,
+               read_timeout=None, curl_config_fn=None, nicename=None,
+               completion_cb=None):
+    """Describe a request.
+
+    @param host: host name or IP address
+    @param port: TCP port
+    @param method: HTTP method, sent as is
+    @param path: request path, starting with C{/}
+    @type headers: list of str, dict or None
+    @param headers: extra headers as C{"Name: value"} strings (a dict of names
+      to values is accepted too)
+    @type post_data: str, bytes or None
+    @param post_data: request body
+    @param read_timeout: seconds the whole transfer may take (None: no limit)
+    @param curl_config_fn: called with the C{pycurl.Curl} object before the
+      transfer starts, e.g. to set certificates
+    @param nicename: short name shown by the lock monitor instead of host and
+      path (no whitespace)
+    @param completion_cb: called with this request once it has finished
+    """
+    assert path.startswith("/"), "Path must start with slash (/)"
+    assert curl_config_fn is None or callable(curl_config_fn)
+    assert completion_cb is None or callable(completion_cb)
+
+    self.host = host
+    self.port = port
+    self.method = method
+    self.path = path
+    self.read_timeout = read_timeout
+    self.curl_config_fn = curl_config_fn
+    self.nicename = nicename
+    self.completion_cb = completion_cb
+
+    if post_data is None:
+      post_data = ""
+    self.post_data = post_data
+
+    if headers is None:
+      headers = []
+    elif isinstance(headers, dict):
+      headers = ["%s: %s" % item for item in headers.items()]
+    self.headers = headers
+
+    self.success = None
+    self.error = None
+    self.resp_status_code = None
+    self.resp_body = None
+
+  def __repr__(self):
+    cls = type(self)
+    return "<%s.%s %s:%s %s %s at %#x>" % (cls.__module__, cls.__name__,
+                                          self.host, self.port, self.method,
+                                          self.path, id(self))
+
+  @property
+  def url(self):
+    """The request's URL; always https, IPv6 addresses in brackets."""
+    if _IsIPv6Address(self.host):
+      address = "[%s]:%s" % (self.host, self.port)
+    else:
+      address = "%s:%s" % (self.host, self.port)
+    return "https://%s%s" % (address, self.path)
+
+
+def _StartRequest(curl, req):
+  """Configure C{curl} for C{req}.
+
+  @rtype: L{_PendingRequest}
+  """
+  logging.debug("Starting request %r", req)
+
+  resp_buffer = BytesIO()
+
+  curl.setopt(pycurl.VERBOSE, False)
+  curl.setopt(pycurl.NOSIGNAL, True)
+  curl.setopt(pycurl.USERAGENT, http.HTTP_GANETI_VERSION)
+  curl.setopt(pycurl.PROXY, "")
+  curl.setopt(pycurl.CUSTOMREQUEST, req.method)
+  curl.setopt(pycurl.URL, req.url)
+  curl.setopt(pycurl.POSTFIELDS, req.post_data)
+  curl.setopt(pycurl.HTTPHEADER, req.headers)
+  if req.read_timeout is None:
+    curl.setopt(pycurl.TIMEOUT, 0)
+  else:
+    curl.setopt(pycurl.TIMEOUT, int(req.read_timeout))
+  # Each request gets a fresh handshake
+  if hasattr(pycurl, "SSL_SESSIONID_CACHE"):
+    curl.setopt(pycurl.SSL_SESSIONID_CACHE, False)
+  curl.setopt(pycurl.WRITEFUNCTION, resp_buffer.write)
+
+  if req.curl_config_fn:
+    req.curl_config_fn(curl)
+
+  return _PendingRequest(curl, req, resp_buffer.getvalue)
+
+
+class _PendingRequest(object):
+  """A request whose curl handle is configured and not yet finished."""
+
+  def __init__(self, curl, req, resp_buffer_read):
+    assert req.success is None
+
+    self._curl = curl
+    self._req = req
+    self._resp_buffer_read = resp_buffer_read
+
+  def GetCurlHandle(self):
+    """Return the C{pycurl.Curl} object."""
+    return self._curl
+
+  def GetCurrentRequest(self):
+    """Return the L{HttpClientRequest}."""
+    return self._req
+
+  def Done(self, errmsg):
+    """Store the outcome in the request and call its completion callback.
+
+    @type errmsg: str or None
+    @param errmsg: why the transfer failed, or None if it worked
+    """
+    curl = self._curl
+    req = self._req
+
+    assert req.success is None, "Request has already been finalized"
+
+    try:
+      source = "from %s:%s " % (curl.getinfo(pycurl.LOCAL_IP),
+                                curl.getinfo(pycurl.LOCAL_PORT))
+    except (AttributeError, pycurl.error):
+      source = ""
+    logging.debug("Request %s%s finished, errmsg=%s", source, req, errmsg)
+
+    req.success = not errmsg
+    req.error = errmsg
+    req.resp_status_code = curl.getinfo(pycurl.RESPONSE_CODE)
+    req.resp_body = self._resp_buffer_read().decode("utf-8")
+
+    # Let go of the request body and the response buffer
+    curl.setopt(pycurl.POSTFIELDS, "")
+    curl.setopt(pycurl.WRITEFUNCTION, lambda _: None)
+
+    if req.completion_cb:
+      req.completion_cb(req)
+
+
+class _SharedLock(object):
+  """A lock owned either by one thread exclusively or by many sharers.
+
+  Not reentrant.  Waiting exclusive acquirers keep new sharers out.
+  """
+
+  def __init__(self):
+    self._cond = threading.Condition(threading.Lock())
+    self._exclusive_owner = None
+    self._sharers = set()
+    self._exclusive_waiting = 0
+
+  def _IsFree(self):
+    return self._exclusive_owner is None and not self._sharers
+
+  def _CanShare(self):
+    return self._exclusive_owner is None and not self._exclusive_waiting
+
+  def acquire(self, shared=0):
+    """Acquire the lock, shared if C{shared} is true, else exclusively."""
+    me = threading.current_thread()
+    with self._cond:
+      assert self._exclusive_owner is not me and me not in self._sharers, \
+        "Lock is already held by this thread"
+      if shared:
+        self._cond.wait_for(self._CanShare)
+        self._sharers.add(me)
+      else:
+        self._exclusive_waiting += 1
+        try:
+          self._cond.wait_for(self._IsFree)
+        finally:
+          # Sharers held back by this waiter may go on if it gave up
+          self._exclusive_waiting -= 1
+          self._cond.notify_all()
+        self._exclusive_owner = me
+    return True
+
+  def release(self):
+    """Release the lock held by the current thread in either mode."""
+    me = threading.current_thread()
+    with self._cond:
+      if self._exclusive_owner is me:
+        self._exclusive_owner = None
+      else:
+        assert me in self._sharers, "Cannot release a lock not held"
+        self._sharers.remove(me)
+      self._cond.notify_all()
+
+  def is_owned(self, shared=-1):
+    """Tell whether the current thread holds the lock.
+
+    @param shared: negative for either mode, 0 for exclusive, positive for
+      shared
+    """
+    me = threading.current_thread()
+    with self._cond:
+      if shared < 0:
+        return self._exclusive_owner is me or me in self._sharers
+      if shared == 0:
+        return self._exclusive_owner is me
+      return me in self._sharers
+
+
+class _NoOpRequestMonitor(object):
+  """Stands in for L{_PendingRequestMonitor} when nobody watches."""
+
+  @staticmethod
+  def acquire(*_args, **_kwargs):
+    pass
+
+  release = acquire
+  Disable = acquire
+
+
+class _PendingRequestMonitor(object):
+  """Shows a thread's unfinished requests to Ganeti's lock monitor.
+
+  The lock monitor calls L{GetLockInfo} from its own thread, so finishing a
+  request happens under this object's lock in exclusive mode.
+  """
+
+  def __init__(self, owner, pending_fn):
+    """Set up the monitor.
+
+    @type owner: threading.Thread
+    @param owner: thread processing the requests
+    @param pending_fn: returns the L{_PendingRequest} objects not yet done
+    """
+    self._owner = owner
+    self._pending_fn = pending_fn
+    self._lock = _SharedLock()
+    self.acquire = self._lock.acquire
+    self.release = self._lock.release
+
+  def Disable(self):
+    """Stop reporting requests; called once all are done."""
+    self._lock.acquire(shared=0)
+    try:
+      self._pending_fn = None
+    finally:
+      self._lock.release()
+
+  def GetLockInfo(self, requested):  # pylint: disable=unused-argument
+    """Describe the pending requests as lock monitor entries.
+
+    @param requested: the fields asked for (ignored; all are given)
+    @return: list of C{(name, None, [owner thread name], None)}, with names
+      C{rpc/<nicename>} or C{rpc/<host><path>}
+    """
+    self._lock.acquire(shared=1)
+    try:
+      if not self._pending_fn:
+        return []
+      owner_name = self._owner.name
+      result = []
+      for pending in self._pending_fn():
+        req = pending.GetCurrentRequest()
+        if req.nicename is None:
+          name = "%s%s" % (req.host, req.path)
+        else:
+          name = req.nicename
+        result.append(("rpc/%s" % name, None, [owner_name], None))
+      return result
+    finally:
+      self._lock.release()
+
+
+def _ProcessCurlRequests(multi, requests):
+  """Run curl handles to completion on C{multi}.
+
+  Yields C{(curl, None)} for each handle that finished and
+  C{(curl, "Error <number>: <message>")} for each that failed, removing it
+  from C{multi} first.
+  """
+  for curl in requests:
+    multi.add_handle(curl)
+
+  while True:
+    ret, active = multi.perform()
+    assert ret in (pycurl.E_MULTI_OK, pycurl.E_CALL_MULTI_PERFORM)
+    if ret == pycurl.E_CALL_MULTI_PERFORM:
+      continue
+
+    while True:
+      remaining, succeeded, failed = multi.info_read()
+      for curl in succeeded:
+        multi.remove_handle(curl)
+        yield (curl, None)
+      for curl, errnum, errmsg in failed:
+        multi.remove_handle(curl)
+        yield (curl, "Error %s: %s" % (errnum, errmsg))
+      if remaining == 0:
+        break
+
+    if active == 0:
+      break
+
+    # Short waits, because curl checks timeouts only in perform()
+    multi.select(1.0)
+
+
+def ProcessRequests(requests, lock_monitor_cb=None, _curl=pycurl.Curl,
+                    _curl_multi=pycurl.CurlMulti,
+                    _curl_process=_ProcessCurlRequests):
+  """Run C{requests} concurrently and wait until all have finished.
+
+  Results are stored in the request objects; nothing is returned.
+
+  @type requests: list of L{HttpClientRequest}
+  @param requests: requests not processed before
+  @param lock_monitor_cb: if given, called with a monitor object whose
+    C{GetLockInfo} lists the requests still pending
+  """
+  assert all(req.success is None and req.error is None and
+             req.resp_status_code is None and req.resp_body is None
+             for req in requests)
+
+  pending = {}
+  for req in requests:
+    client = _StartRequest(_curl(), req)
+    pending[client.GetCurlHandle()] = client
+  assert len(pending) == len(requests)
+
+  if lock_monitor_cb:
+    monitor = _PendingRequestMonitor(threading.current_thread(),
+                                     pending.values)
+    lock_monitor_cb(monitor)
+  else:
+    monitor = _NoOpRequestMonitor
+
+  multi = _curl_multi()
+  try:
+    multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, _MAX_TOTAL_CONNECTIONS)
+  except (pycurl.error, AttributeError):
+    pass  # an old libcurl or pycurl: no cap
+
+  for curl, errmsg in _curl_process(multi, list(pending)):
+    monitor.acquire(shared=0)
+    try:
+      pending.pop(curl).Done(errmsg)
+    finally:
+      monitor.release()
+
+  assert not pending, "Not all requests were processed"
+  monitor.Disable()
+
+  assert all(req.error is not None or
+             (req.success and req.resp_status_code is not None and
+              req.resp_body is not None)
+             for req in requests)
