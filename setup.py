@@ -16,7 +16,7 @@ setup(
   extras_require={
     # pytest runs the suite, hypothesis drives the property tests and
     # cryptography makes the test certificates (Ganeti-style X.509 v1).
-    "test": ["pytest", "hypothesis", "cryptography"],
+    "test": ["pytest", "hypothesis", "cryptography", "pyOpenSSL", "pyparsing", "bitarray", "simplejson", "pyinotify"],
   },
   entry_points={
     "console_scripts": [],
