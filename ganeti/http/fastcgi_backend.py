@@ -26,6 +26,7 @@ import signal
 import socket
 import struct
 import threading
+import time
 
 from flup.server import fcgi_base
 
@@ -140,12 +141,22 @@ class ForkedWorkers(object):
     self._count = count
     self._pids = set()
     self._lock = threading.Lock()
+    self._stopping = threading.Event()
+    self._monitor = None
 
   def Start(self):
-    """Fork the children."""
+    """Fork the children, then watch them in a thread (see L{Reap})."""
     with self._lock:
       while len(self._pids) < self._count:
         self._pids.add(self._Fork())
+    self._stopping.clear()
+    self._monitor = threading.Thread(target=self._Watch,
+                                     name="FastCGIWorkerMonitor", daemon=True)
+    self._monitor.start()
+
+  def _Watch(self):
+    while not self._stopping.wait(_POLL_INTERVAL):
+      self.Reap()
 
   def _Fork(self):
     parent = os.getpid()
@@ -173,7 +184,13 @@ class ForkedWorkers(object):
     restarted = 0
     with self._lock:
       for pid in list(self._pids):
-        (done, status) = os.waitpid(pid, os.WNOHANG)
+        if self._stopping.is_set():
+          break
+        try:
+          (done, status) = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+          # Someone else reaped it (Ganeti 3.2 runs a reaper thread).
+          (done, status) = (pid, -1)
         if done:
           self._pids.discard(pid)
           logging.error("FastCGI worker %d exited (status %d); restarting",
@@ -189,6 +206,10 @@ class ForkedWorkers(object):
 
   def Stop(self, timeout):
     """SIGTERM every child, wait up to C{timeout} seconds, then SIGKILL."""
+    self._stopping.set()
+    if self._monitor is not None:
+      self._monitor.join()
+      self._monitor = None
     with self._lock:
       pids = set(self._pids)
       self._pids.clear()
@@ -208,24 +229,20 @@ def _Signal(pid, signum):
 
 
 def _WaitForChildren(pids, timeout):
-  """Reap the children in C{pids} (removing them), for up to C{timeout}."""
-  deadline = None if timeout is None else _Now() + timeout
-  while pids:
+  """Reap the children in the set C{pids}, removing them from it, until
+  none is left or C{timeout} seconds passed (None: no limit)."""
+  deadline = None if timeout is None else time.monotonic() + timeout
+  while True:
     for pid in list(pids):
       try:
-        (done, _) = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
+        done = os.waitpid(pid, os.WNOHANG)[0]
       except ChildProcessError:
         done = pid
       if done:
         pids.discard(pid)
-    if pids and deadline is not None:
-      if _Now() >= deadline:
-        return
-      threading.Event().wait(0.05)
-
-
-def _Now():
-  return os.times().elapsed
+    if not pids or (deadline is not None and time.monotonic() >= deadline):
+      return
+    time.sleep(_POLL_INTERVAL / 4)
 
 
 def BindUnixSocket(path, owner_uid=None, owner_gid=None, mode=0o600):

@@ -47,6 +47,7 @@ class FastCgiHttpServer(object):
   @ivar backend: C{"fastcgi"}
   """
   backend = backend_flag.BACKEND_FASTCGI
+  allow_reuse_address = True
 
   def __init__(self, options, flag_source):
     self.ganeti_handler = options.handler
@@ -55,12 +56,8 @@ class FastCgiHttpServer(object):
     self.address_family = options.address_family
     self.settings = fastcgi_settings.Load(options.daemon_name
                                           or backend_flag.DefaultDaemonName())
-    self._lighttpd = lighttpd_supervisor.FindLighttpd()
-    if self._lighttpd is None:
-      raise backend_flag.BackendFlagError(
-        "The fastcgi HTTP backend was selected by %s, but no lighttpd binary"
-        " was found; install lighttpd and lighttpd-mod-openssl or select the"
-        " legacy backend" % flag_source)
+    self._flag_source = flag_source
+    self._lighttpd = self._FindLighttpd()
     self.pipeline = pipeline.RequestPipeline(
       pipeline.ClientCertificatePolicy(options.ssl_verify_peer,
                                        options.ssl_verify_callback))
@@ -93,6 +90,11 @@ class FastCgiHttpServer(object):
       group=frontend.group)
     try:
       self._supervisor.start()
+    except lighttpd_supervisor.LighttpdError as err:
+      self._StopBackend()
+      raise lighttpd_supervisor.LighttpdError(
+        "lighttpd for the fastcgi HTTP backend (selected by %s) did not"
+        " start: %s" % (self._flag_source, err))
     except Exception:
       self._StopBackend()
       raise
@@ -101,6 +103,21 @@ class FastCgiHttpServer(object):
                  "S" if self._ssl_params else "", self.server_address[0],
                  self.server_address[1], self._supervisor.pid,
                  self.settings.processes)
+
+  def _FindLighttpd(self):
+    """The lighttpd binary to run; an error naming the flag if unusable."""
+    try:
+      if self.settings.lighttpd is None:
+        return lighttpd_supervisor.FindLighttpd()
+      if not os.access(self.settings.lighttpd, os.X_OK):
+        raise lighttpd_supervisor.LighttpdError(
+          "%s is not an executable file" % self.settings.lighttpd)
+      return self.settings.lighttpd
+    except lighttpd_supervisor.LighttpdError as err:
+      raise backend_flag.BackendFlagError(
+        "The fastcgi HTTP backend was selected by %s, but lighttpd is not"
+        " usable (%s); install lighttpd and lighttpd-mod-openssl or select"
+        " the legacy backend" % (self._flag_source, err))
 
   def _FrontendSettings(self, socket_path, frontend):
     ssl_params = self._ssl_params

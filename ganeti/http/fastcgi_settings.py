@@ -10,6 +10,8 @@ keys win).  Keys:
   thread-safe);
 - C{frontend-user}, C{frontend-group}: who lighttpd runs as when the daemon
   runs as root (default C{www-data}, Debian's web server account);
+- C{lighttpd}: the lighttpd binary (default: found on C{PATH} or in
+  C{/usr/sbin});
 - C{runtime-dir}: where each server's private directory (FastCGI socket,
   lighttpd config and log) is created (default C{/run/ganeti-http} for
   root, the system's temporary directory otherwise).
@@ -43,7 +45,7 @@ class FastCgiSettings(object):
   """The settings of one daemon's fastcgi backend."""
 
   def __init__(self, processes=1, frontend_user=DEFAULT_FRONTEND_USER,
-               frontend_group=None, runtime_dir=None):
+               frontend_group=None, runtime_dir=None, lighttpd=None):
     if processes < 1:
       raise backend_flag.BackendFlagError(
         "processes must be at least 1, not %d" % processes)
@@ -51,6 +53,7 @@ class FastCgiSettings(object):
     self.frontend_user = frontend_user
     self.frontend_group = frontend_group
     self.runtime_dir = runtime_dir
+    self.lighttpd = lighttpd
 
   def FrontendIdentity(self):
     """Resolve the frontend account (only when running as root).
@@ -95,4 +98,5 @@ def Load(daemon_name, environ=os.environ):
     processes=processes,
     frontend_user=values.get("frontend-user", DEFAULT_FRONTEND_USER),
     frontend_group=values.get("frontend-group"),
-    runtime_dir=runtime_dir)
+    runtime_dir=runtime_dir,
+    lighttpd=values.get("lighttpd"))

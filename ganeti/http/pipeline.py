@@ -292,5 +292,30 @@ class RequestPipeline(object):
     if not isinstance(result, (str, bytes)):
       raise ganeti_http.HttpInternalServerError(
         "Handler function didn't return string type")
-    return Response(ganeti_http.HTTP_OK, list(req.resp_headers.items()),
+    return Response(ganeti_http.HTTP_OK, _CheckedHeaders(req.resp_headers),
                     _ToBytes(result))
+
+
+def _CheckedHeaders(headers):
+  """Return the handler's response headers as pairs, refusing unsafe ones.
+
+  A CR or LF would let a value start a header (or a body) of its own, and
+  HTTP/1.1 header text is Latin-1; both would otherwise fail differently on
+  each backend.
+
+  @raise ganeti.http.HttpInternalServerError: a name or value is unusable
+  """
+  pairs = []
+  for (name, value) in headers.items():
+    (name, value) = (str(name), str(value))
+    if (not name or any(char in name for char in " \t\r\n:")
+        or "\r" in value or "\n" in value):
+      raise ganeti_http.HttpInternalServerError(
+        "Handler set an invalid response header %r: %r" % (name, value))
+    try:
+      (name + value).encode("latin-1")
+    except UnicodeEncodeError:
+      raise ganeti_http.HttpInternalServerError(
+        "Handler set a response header that is not Latin-1: %r" % name)
+    pairs.append((name, value))
+  return pairs

@@ -29,6 +29,21 @@ _FormatCertificateDigest = pipeline._FormatCertificateDigest  # pylint: disable=
 GanetiRequestHandler = legacy.GanetiRequestHandler
 
 
+class HttpServerRequestExecutor(object):
+  """Ganeti 3.0/3.1 ran each connection in a forked executor of this class.
+
+  Both backends serve in threads (or, for fastcgi, in processes of their
+  own), so this class is never instantiated; it exists because 3.0/3.1
+  daemons subclass it (noded's C{MlockallRequestExecutor}) and pass the
+  subclass as C{request_executor_class}, which L{HttpServer} accepts and
+  ignores.
+  """
+
+  def __init__(self, *args, **kwargs):
+    raise NotImplementedError("Request executors are not used by this"
+                              " HTTP server")
+
+
 class HttpServer(legacy.LegacyHttpServer):
   """The HTTP server of a Ganeti daemon, on the backend its flag selects.
 

@@ -321,3 +321,18 @@ def test_released_signature_is_accepted(backend, monkeypatch, tmp_path, pki):
   finally:
     server.Stop()
   assert calls == [(None, pki.node.digest.encode("ascii"), 0, 0, 1)]
+
+
+@pytest.mark.parametrize("name,value", [("X-Injected", "a\r\nSet-Cookie: x=1"),
+                                        ("Bad Name", "v"),
+                                        ("X-Euro", "\u20ac")])
+def test_unsafe_response_header_gives_500(serve, name, value):
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      req.resp_headers[name] = value
+      return b"body"
+  running = serve(Handler())
+  (status, headers, raw) = running.Request("GET", "/")
+  assert status == 500
+  assert "Set-Cookie" not in headers
+  assert running.Request("GET", "/")[0] == 500
