@@ -79,6 +79,10 @@ class FastCgiListener(object):
   def __init__(self, gateway, listen_socket, max_threads):
     self._gateway = gateway
     self._socket = listen_socket
+    # Several processes may wait on this socket: when one wins the race
+    # for a connection, accept() in the others must not block (that would
+    # also keep them from noticing a stop request).
+    self._socket.setblocking(False)
     self._slots = threading.BoundedSemaphore(max_threads)
     self._workers = concurrent.futures.ThreadPoolExecutor(
       max_workers=max_threads, thread_name_prefix="FastCGIWorker")

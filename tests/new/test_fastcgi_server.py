@@ -1,0 +1,236 @@
+"""What only the fastcgi backend has: lighttpd supervision, the FastCGI
+socket's access control, certificate forwarding, worker processes, the
+flag's errors at daemon start."""
+
+import json
+import os
+import pwd
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from ganeti import http as ganeti_http
+from ganeti.http import backend_flag
+from ganeti.http import server as http_server
+from tests.conftest import SslParams
+
+
+def _WaitFor(condition, timeout=10.0):
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if condition():
+      return True
+    time.sleep(0.05)
+  return False
+
+
+def _Alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  try:
+    with open("/proc/%d/stat" % pid) as stat:
+      return stat.read().split(")")[-1].split()[0] != "Z"
+  except FileNotFoundError:
+    return False
+
+
+class PidHandler(http_server.HttpServerHandler):
+  """Answers with the pid of the process that ran it; can block or crash."""
+
+  def __init__(self):
+    http_server.HttpServerHandler.__init__(self)
+    self.release = threading.Event()
+
+  def HandleRequest(self, req):
+    if req.request_path == "/slow":
+      self.release.wait(10)
+    elif req.request_path == "/crash":
+      os._exit(3)  # pylint: disable=protected-access
+    return json.dumps(os.getpid())
+
+
+@pytest.fixture
+def fastcgi(monkeypatch, tmp_path):
+  """Start C{HttpServer}s on the fastcgi backend; stop them afterwards."""
+  monkeypatch.setenv("GANETI_HTTP_BACKEND", "fastcgi")
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(tmp_path / "none"))
+  started = []
+
+  def _Start(handler, **kwargs):
+    server = http_server.HttpServer("127.0.0.1", 0, handler,
+                                    daemon_name="test", **kwargs)
+    started.append(server)
+    server.Start()
+    from tests.conftest import RunningServer
+    return RunningServer(server, "127.0.0.1",
+                         kwargs.get("ssl_params") is not None)
+
+  yield _Start
+  for server in started:
+    server.Stop()
+
+
+def test_client_headers_cannot_pose_as_the_certificate(fastcgi, pki):
+  digests = []
+  running = fastcgi(PidHandler(), ssl_params=SslParams(pki.cluster),
+                    ssl_verify_peer=True,
+                    ssl_verify_callback=lambda d: digests.append(d) or True)
+  with open(pki.cluster.path) as handle:
+    cluster_pem = handle.read()
+  cluster_cert = cluster_pem[cluster_pem.index("-----BEGIN CERTIFICATE"):]
+  forged = {"SSL-Client-Cert": cluster_cert.replace("\n", " "),
+            "SSL-Client-Verify": "SUCCESS", "SSL_CLIENT_CERT": "x"}
+  (status, _, _) = running.Request("GET", "/", headers=forged,
+                                   client_cert=pki.node)
+  assert status == 200
+  assert digests == [pki.node.digest]
+
+
+def test_certificate_ignored_on_plain_http(fastcgi):
+  running = fastcgi(PidHandler())
+  (status, _, _) = running.Request(
+    "GET", "/", headers={"SSL-Client-Verify": "SUCCESS"})
+  assert status == 200
+
+
+def test_fastcgi_socket_belongs_to_the_frontend(fastcgi):
+  running = fastcgi(PidHandler())
+  path = running.server._fastcgi_socket.getsockname()
+  info = os.stat(path)
+  assert info.st_mode & 0o777 == 0o600
+  if os.geteuid() == 0:
+    assert info.st_uid == pwd.getpwnam("www-data").pw_uid
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another"
+                    " user; CI runs as root")
+def test_fastcgi_socket_refuses_another_user(fastcgi):
+  running = fastcgi(PidHandler())
+  path = running.server._fastcgi_socket.getsockname()
+  (read_end, write_end) = os.pipe()
+  pid = os.fork()
+  if pid == 0:
+    outcome = b"?"
+    try:
+      nobody = pwd.getpwnam("nobody")
+      os.setgid(nobody.pw_gid)
+      os.setuid(nobody.pw_uid)
+      client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+      try:
+        client.connect(path)
+        outcome = b"connected"
+      except PermissionError:
+        outcome = b"refused"
+    finally:
+      os.write(write_end, outcome)
+      os._exit(0)  # pylint: disable=protected-access
+  os.close(write_end)
+  os.waitpid(pid, 0)
+  assert os.read(read_end, 100) == b"refused"
+  os.close(read_end)
+  # ... while lighttpd, running as the frontend user, still gets through.
+  assert running.Request("GET", "/")[0] == 200
+
+
+def test_lighttpd_killed_is_restarted(fastcgi):
+  running = fastcgi(PidHandler())
+  supervisor = running.server._supervisor
+  first = supervisor.pid
+  assert running.Request("GET", "/")[0] == 200
+  os.kill(first, signal.SIGKILL)
+  assert _WaitFor(lambda: supervisor.pid not in (None, first))
+  # The daemon holds the port, so clients never see it closed.
+  assert _WaitFor(lambda: running.Request("GET", "/")[0] == 200)
+  assert not _Alive(first)
+
+
+def test_stop_lets_a_request_in_flight_finish(fastcgi):
+  handler = PidHandler()
+  running = fastcgi(handler)
+  lighttpd_pid = running.server._supervisor.pid
+  results = []
+  client = threading.Thread(
+    target=lambda: results.append(running.Request("GET", "/slow")))
+  client.start()
+  time.sleep(0.5)  # the request is now waiting in the handler
+  stopper = threading.Thread(target=running.server.Stop)
+  stopper.start()
+  time.sleep(0.5)
+  handler.release.set()
+  client.join(15)
+  stopper.join(35)
+  assert results and results[0][0] == 200
+  assert not _Alive(lighttpd_pid)
+  with pytest.raises(OSError):
+    socket.create_connection(("127.0.0.1", running.port), timeout=2)
+
+
+def test_worker_processes_share_the_load_and_are_restarted(fastcgi,
+                                                           monkeypatch):
+  monkeypatch.setenv("GANETI_HTTP_FASTCGI_PROCESSES", "2")
+  running = fastcgi(PidHandler(), max_clients=2)
+  workers = running.server._workers
+  assert len(workers.pids) == 2
+  assert os.getpid() not in workers.pids
+  seen = set()
+  assert _WaitFor(lambda: seen.add(json.loads(
+    running.Request("GET", "/")[2])) or seen == workers.pids)
+  # A worker dying mid-request costs that request only.
+  (status, _, _) = running.Request("GET", "/crash")
+  assert status >= 500
+  assert _WaitFor(lambda: len(workers.pids) == 2 and
+                  all(_Alive(pid) for pid in workers.pids))
+  assert running.Request("GET", "/")[0] == 200
+  pids = workers.pids
+  running.server.Stop()
+  assert not any(_Alive(pid) for pid in pids)
+
+
+def test_unknown_backend_value_stops_the_daemon(monkeypatch, tmp_path):
+  config = tmp_path / "http-backend.conf"
+  config.write_text("[backends]\ntest = fastcgj\n")
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(config))
+  monkeypatch.delenv("GANETI_HTTP_BACKEND", raising=False)
+  monkeypatch.delenv("GANETI_HTTP_BACKEND_TEST", raising=False)
+  with pytest.raises(backend_flag.BackendFlagError) as error:
+    http_server.HttpServer("127.0.0.1", 0, PidHandler(), daemon_name="test")
+  assert "fastcgj" in str(error.value)
+  assert str(config) in str(error.value)
+
+
+def test_fastcgi_without_usable_lighttpd_names_the_flag(monkeypatch, tmp_path):
+  config = tmp_path / "http-backend.conf"
+  config.write_text("[fastcgi]\nlighttpd = %s\n" % (tmp_path / "missing"))
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(config))
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_TEST", "fastcgi")
+  with pytest.raises(backend_flag.BackendFlagError) as error:
+    http_server.HttpServer("127.0.0.1", 0, PidHandler(), daemon_name="test")
+  assert "GANETI_HTTP_BACKEND_TEST" in str(error.value)
+  assert "lighttpd" in str(error.value)
+
+
+def test_backend_attribute_and_log(fastcgi, caplog):
+  running = fastcgi(PidHandler())
+  assert running.server.backend == "fastcgi"
+  assert "HTTP backend of test: fastcgi" in caplog.text
+
+
+def test_handler_exception_in_a_worker_keeps_daemon_serving(fastcgi,
+                                                            monkeypatch):
+  monkeypatch.setenv("GANETI_HTTP_FASTCGI_PROCESSES", "2")
+
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      if req.request_path == "/boom":
+        raise ganeti_http.HttpBadGateway("upstream gone")
+      return b"ok"
+
+  running = fastcgi(Handler())
+  for _ in range(4):
+    assert running.Request("GET", "/boom")[0] == 502
+    assert running.Request("GET", "/")[::2] == (200, b"ok")
