@@ -1,0 +1,135 @@
+"""Which HTTP backend a daemon uses, and where that choice was made.
+
+The flag is looked up, first match wins, in:
+
+  1. the environment variable C{GANETI_HTTP_BACKEND_<DAEMON>} (the daemon's
+     name upper-cased, "-" turned into "_");
+  2. the daemon's key in section C{[backends]} of the INI file named by
+     C{GANETI_HTTP_BACKEND_CONFIG} (default L{DEFAULT_CONFIG_FILE});
+  3. the environment variable C{GANETI_HTTP_BACKEND};
+  4. the key C{default} of that section;
+  5. L{BACKEND_LEGACY}.
+
+Values are compared case-insensitively with surrounding whitespace removed;
+an empty value counts as unset.  A missing file is the same as an empty one,
+but a file that exists and cannot be read or parsed is an error, raised the
+first time a lookup reaches it.
+"""
+
+import configparser
+import os
+import sys
+
+BACKEND_LEGACY = "legacy"
+BACKEND_FASTCGI = "fastcgi"
+BACKENDS = frozenset([BACKEND_LEGACY, BACKEND_FASTCGI])
+
+ENV_PREFIX = "GANETI_HTTP_BACKEND"
+ENV_CONFIG_FILE = "GANETI_HTTP_BACKEND_CONFIG"
+DEFAULT_CONFIG_FILE = "/etc/ganeti/http-backend.conf"
+CONFIG_SECTION = "backends"
+CONFIG_DEFAULT_KEY = "default"
+
+
+class BackendFlagError(ValueError):
+  """The flag has an unknown value, or its file cannot be read or parsed."""
+
+
+def DaemonVariable(daemon_name):
+  """Return the name of the daemon's own environment variable.
+
+  >>> DaemonVariable("noded")
+  'GANETI_HTTP_BACKEND_NODED'
+  """
+  return "%s_%s" % (ENV_PREFIX, daemon_name.upper().replace("-", "_"))
+
+
+def DefaultDaemonName(program=None):
+  """Return the daemon's name as derived from its program.
+
+  That is the program's base name without a ".py" suffix and without a
+  "ganeti-" prefix: C{/usr/sbin/ganeti-noded} gives C{noded}.
+
+  @param program: the program's path (default: C{sys.argv[0]})
+  """
+  if program is None:
+    program = sys.argv[0]
+  name = os.path.basename(program)
+  if name.endswith(".py"):
+    name = name[:-len(".py")]
+  if name.startswith("ganeti-"):
+    name = name[len("ganeti-"):]
+  return name
+
+
+def ConfigPath(environ=os.environ):
+  """Return the path of the INI file that holds the flag and its settings."""
+  return environ.get(ENV_CONFIG_FILE) or DEFAULT_CONFIG_FILE
+
+
+def ReadSection(path, section):
+  """Return the section C{section} of the INI file at C{path} as a dict.
+
+  A missing file or section gives an empty dict.
+
+  @raise BackendFlagError: the file exists but is unreadable or malformed
+  """
+  parser = configparser.ConfigParser(interpolation=None)
+  try:
+    with open(path, "r") as handle:
+      parser.read_file(handle, source=path)
+  except FileNotFoundError:
+    return {}
+  except (OSError, UnicodeDecodeError) as err:
+    raise BackendFlagError("Cannot read the HTTP backend file %s: %s" %
+                           (path, err))
+  except configparser.Error as err:
+    raise BackendFlagError("Malformed HTTP backend file %s: %s" %
+                           (path, err))
+  if not parser.has_section(section):
+    return {}
+  return dict(parser.items(section))
+
+
+def _Candidates(daemon_name, environ):
+  """Yield C{(raw value, source)} for each place, in precedence order."""
+  daemon_variable = DaemonVariable(daemon_name)
+  yield (environ.get(daemon_variable),
+         "environment variable %s" % daemon_variable)
+
+  path = ConfigPath(environ)
+  section = ReadSection(path, CONFIG_SECTION)
+  # ConfigParser lower-cases keys, so the lookup is case-insensitive too.
+  daemon_key = daemon_name.lower()
+  yield (section.get(daemon_key),
+         "key %r in section [%s] of %s" % (daemon_key, CONFIG_SECTION, path))
+
+  yield (environ.get(ENV_PREFIX), "environment variable %s" % ENV_PREFIX)
+
+  yield (section.get(CONFIG_DEFAULT_KEY),
+         "key %r in section [%s] of %s" % (CONFIG_DEFAULT_KEY, CONFIG_SECTION,
+                                           path))
+
+
+def ResolveBackend(daemon_name, environ=os.environ):
+  """Return C{(backend, source)} for the daemon C{daemon_name}.
+
+  C{backend} is L{BACKEND_LEGACY} or L{BACKEND_FASTCGI}; C{source} says in
+  words where it came from, for the daemon's log.
+
+  @param environ: the environment to read (default: the process's)
+  @raise BackendFlagError: the first value found is not a known backend,
+      or the flag file exists but cannot be read or parsed
+  """
+  if not daemon_name:
+    raise ValueError("A daemon name is needed to resolve its HTTP backend")
+  for (raw, source) in _Candidates(daemon_name, environ):
+    if raw is None or not raw.strip():
+      continue
+    value = raw.strip().lower()
+    if value not in BACKENDS:
+      raise BackendFlagError("Unknown HTTP backend %r from %s; expected one"
+                             " of: %s" % (raw, source,
+                                          ", ".join(sorted(BACKENDS))))
+    return (value, source)
+  return (BACKEND_LEGACY, "built-in default")

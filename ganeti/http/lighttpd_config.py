@@ -1,0 +1,387 @@
+"""lighttpd configurations for the fastcgi backend, rendered from settings.
+
+Pure: nothing here touches the file system or a process; the supervisor
+(L{ganeti.http.lighttpd_supervisor}) writes, checks and runs the text.
+docs/lighttpd.md explains every directive written here.
+
+Two deployments share one renderer:
+
+  - L{render}: lighttpd started by the daemon, in front of a backend that
+    already listens on its Unix socket(s) ("socket", never "bin-path");
+  - L{render_system_config}: lighttpd run as a system service that spawns
+    the daemon itself as its FastCGI application ("bin-path").
+
+Every value is written as a quoted lighttpd string or a plain integer; a
+value that lighttpd's syntax cannot carry (a NUL byte, a trailing
+backslash) is refused, so no setting can inject configuration.
+"""
+
+import dataclasses
+import ipaddress
+import os
+from typing import Optional, Tuple, Union
+
+from ganeti import http
+
+#: Longest Unix socket path, in bytes (C{sun_path} minus its NUL).
+_MAX_SOCKET_PATH = 107
+
+#: lighttpd's default seconds for in-flight requests after SIGINT.
+DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class StateLayout(object):
+  """Where lighttpd's files live inside its state directory.
+
+  The renderer points lighttpd at these paths; the supervisor creates them
+  with the right owners and modes.
+  """
+  state_dir: str
+
+  def _Path(self, name):
+    return os.path.join(self.state_dir, name)
+
+  @property
+  def config(self):
+    """The configuration file."""
+    return self._Path("lighttpd.conf")
+
+  @property
+  def pid_file(self):
+    """Written by lighttpd before it drops privileges."""
+    return self._Path("lighttpd.pid")
+
+  @property
+  def error_log(self):
+    """lighttpd's error log, opened after it drops privileges."""
+    return self._Path("error.log")
+
+  @property
+  def upload_dir(self):
+    """Temporary files for request bodies lighttpd buffers."""
+    return self._Path("upload")
+
+  @property
+  def document_root(self):
+    """An empty directory: lighttpd never serves files."""
+    return self._Path("empty-docroot")
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontendSettings(object):
+  """What lighttpd needs to know to front a FastCGI backend.
+
+  @ivar bind_address: IPv4 or IPv6 literal to listen on
+  @ivar port: TCP port, 1-65535 (with C{socket_activation}, the port the
+      inherited socket is actually bound to, never 0)
+  @ivar fastcgi_socket: the backend's Unix socket, or a tuple of sockets of
+      several backend processes that lighttpd balances between
+  @ivar state_dir: directory for the pid file, error log, upload temporary
+      files and the empty document root (see L{StateLayout})
+  @ivar ssl_cert_path: server certificate (PEM); None serves plain HTTP
+  @ivar ssl_key_path: its private key (PEM; may be the same file)
+  @ivar ssl_chain_path: the server certificate followed by its chain, used
+      instead of C{ssl_cert_path} as the presented chain (as in Ganeti)
+  @ivar ssl_verify_peer: require a client certificate that chains to the
+      server's own certificate, and pass it to the backend as
+      C{SSL_CLIENT_CERT}
+  @ivar max_request_body: largest request body in bytes, 0 for no limit;
+      lighttpd counts in KiB, so this is rounded up to a whole KiB
+  @ivar stream_request_body: hand the body to the backend while it arrives
+      (lighttpd then answers 411 to a chunked body without Content-Length)
+  @ivar read_idle_timeout: seconds a client may stay silent mid-request
+  @ivar write_idle_timeout: seconds a client may take to accept response data
+  @ivar keep_alive_idle: seconds an idle keep-alive connection is kept
+  @ivar username: user lighttpd switches to when started as root
+  @ivar groupname: group lighttpd switches to when started as root
+  @ivar socket_activation: lighttpd inherits the listening socket (fd 3,
+      C{LISTEN_FDS}/C{LISTEN_PID}) instead of binding it
+  @ivar server_tag: the C{Server} header of responses lighttpd makes itself
+  @ivar graceful_shutdown_timeout: seconds lighttpd lets requests in flight
+      finish after SIGINT before closing them (0: wait for all)
+  @ivar http2: offer HTTP/2 (off: Ganeti's clients speak HTTP/1.x)
+  @ivar access_log: path of an access log, None for none
+  """
+  bind_address: str
+  port: int
+  fastcgi_socket: Union[str, Tuple[str, ...]]
+  state_dir: str
+  ssl_cert_path: Optional[str] = None
+  ssl_key_path: Optional[str] = None
+  ssl_chain_path: Optional[str] = None
+  ssl_verify_peer: bool = False
+  max_request_body: int = 0
+  stream_request_body: bool = False
+  read_idle_timeout: int = 60
+  write_idle_timeout: int = 360
+  keep_alive_idle: int = 5
+  username: Optional[str] = None
+  groupname: Optional[str] = None
+  socket_activation: bool = False
+  server_tag: str = http.HTTP_GANETI_VERSION
+  graceful_shutdown_timeout: int = DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT
+  http2: bool = False
+  access_log: Optional[str] = None
+
+  def __post_init__(self):
+    try:
+      ipaddress.ip_address(self.bind_address)
+    except ValueError:
+      raise ValueError("bind_address must be an IPv4 or IPv6 literal, not %r"
+                       % (self.bind_address, ))
+    _CheckInt("port", self.port, 1, 65535)
+    if not self.fastcgi_sockets:
+      raise ValueError("fastcgi_socket needs at least one socket path")
+    for path in self.fastcgi_sockets:
+      _CheckPath("fastcgi_socket", path)
+      if len(path.encode()) > _MAX_SOCKET_PATH:
+        raise ValueError("fastcgi_socket %r is longer than %d bytes" %
+                         (path, _MAX_SOCKET_PATH))
+    _CheckPath("state_dir", self.state_dir)
+    for name in ("ssl_cert_path", "ssl_key_path", "ssl_chain_path",
+                 "access_log"):
+      if getattr(self, name) is not None:
+        _CheckPath(name, getattr(self, name))
+    if (self.ssl_cert_path is None) != (self.ssl_key_path is None):
+      raise ValueError("ssl_cert_path and ssl_key_path go together")
+    if self.ssl_cert_path is None and (self.ssl_chain_path is not None or
+                                       self.ssl_verify_peer):
+      raise ValueError("ssl_chain_path and ssl_verify_peer need"
+                       " ssl_cert_path")
+    _CheckInt("max_request_body", self.max_request_body, 0)
+    _CheckInt("read_idle_timeout", self.read_idle_timeout, 1)
+    _CheckInt("write_idle_timeout", self.write_idle_timeout, 1)
+    _CheckInt("keep_alive_idle", self.keep_alive_idle, 0)
+    _CheckInt("graceful_shutdown_timeout", self.graceful_shutdown_timeout, 0)
+    for name in ("username", "groupname"):
+      if getattr(self, name) is not None and not getattr(self, name):
+        raise ValueError("%s must not be empty" % name)
+
+  @property
+  def fastcgi_sockets(self):
+    """C{fastcgi_socket} as a tuple."""
+    if isinstance(self.fastcgi_socket, str):
+      return (self.fastcgi_socket, )
+    return tuple(self.fastcgi_socket)
+
+  @property
+  def tls(self):
+    """Whether lighttpd terminates TLS."""
+    return self.ssl_cert_path is not None
+
+  @property
+  def layout(self):
+    """The L{StateLayout} of C{state_dir}."""
+    return StateLayout(self.state_dir)
+
+
+def _CheckInt(name, value, minimum, maximum=None):
+  if isinstance(value, bool) or not isinstance(value, int):
+    raise ValueError("%s must be an integer, not %r" % (name, value))
+  if value < minimum or (maximum is not None and value > maximum):
+    raise ValueError("%s out of range: %d" % (name, value))
+
+
+def _CheckPath(name, path):
+  if not isinstance(path, str) or not os.path.isabs(path):
+    raise ValueError("%s must be an absolute path, not %r" % (name, path))
+
+
+def KibibytesCeiling(size):
+  """Return C{size} bytes as whole KiB, rounded up (lighttpd counts KiB)."""
+  return -(-size // 1024)
+
+
+def _Quote(text):
+  """Return C{text} as a lighttpd string literal.
+
+  lighttpd's tokenizer knows one escape, a backslash before a double quote;
+  any other backslash stands for itself, and a string may span lines.  So
+  escaping every double quote is enough, except that a trailing backslash
+  would escape the closing quote and a NUL would end the string early.
+  """
+  if not isinstance(text, str):
+    raise TypeError("Not a string: %r" % (text, ))
+  if "\0" in text:
+    raise ValueError("lighttpd cannot take a NUL byte in %r" % (text, ))
+  if text.endswith("\\"):
+    raise ValueError("lighttpd cannot take a trailing backslash in %r" %
+                     (text, ))
+  return '"%s"' % text.replace('"', '\\"')
+
+
+def _Value(value, indent=""):
+  """Return C{value} in lighttpd syntax.
+
+  Booleans become "enable"/"disable", integers stay bare, strings are
+  quoted, tuples become arrays and dicts key => value arrays.  An array
+  holding arrays is spread over several lines.
+  """
+  if isinstance(value, bool):
+    return _Quote("enable" if value else "disable")
+  if isinstance(value, int):
+    return str(value)
+  if isinstance(value, str):
+    return _Quote(value)
+  inner = indent + "  "
+  if isinstance(value, dict):
+    items = ["%s => %s" % (_Quote(key), _Value(item, inner))
+             for (key, item) in value.items()]
+    nested = any(isinstance(item, (dict, tuple)) for item in value.values())
+  elif isinstance(value, tuple):
+    items = [_Value(item, inner) for item in value]
+    nested = any(isinstance(item, (dict, tuple)) for item in value)
+  else:
+    raise TypeError("No lighttpd form for %r" % (value, ))
+  if not nested:
+    return "(%s)" % ", ".join(items)
+  return "(\n%s\n%s)" % (",\n".join(inner + item for item in items), indent)
+
+
+def _BindAddress(address):
+  """lighttpd wants IPv6 literals in brackets ("::1" alone is a host name)."""
+  parsed = ipaddress.ip_address(address)
+  if parsed.version == 6:
+    return "[%s]" % parsed
+  return str(parsed)
+
+
+def _ServerDirectives(settings):
+  """Yield C{(key, value)} for everything but C{fastcgi.server}."""
+  layout = settings.layout
+  modules = []
+  if settings.tls:
+    modules.append("mod_openssl")
+  modules.append("mod_fastcgi")
+  if settings.access_log is not None:
+    modules.append("mod_accesslog")
+  yield ("server.modules", tuple(modules))
+  # Load nothing implicitly (mod_staticfile, mod_dirlisting, ...).
+  yield ("server.compat-module-load", False)
+  yield ("server.document-root", layout.document_root)
+  yield ("server.errorlog", layout.error_log)
+  yield ("server.pid-file", layout.pid_file)
+  yield ("server.upload-dirs", (layout.upload_dir, ))
+  yield ("server.tag", settings.server_tag)
+  if settings.username is not None:
+    yield ("server.username", settings.username)
+  if settings.groupname is not None:
+    yield ("server.groupname", settings.groupname)
+
+  # With socket activation lighttpd matches the inherited socket to this
+  # address by its exact sockaddr; if the socket is missing it tries to bind
+  # the address itself and fails, as the daemon holds it.  Port 0 would mean
+  # lighttpd's default port, hence the port is always explicit and nonzero.
+  yield ("server.bind", _BindAddress(settings.bind_address))
+  yield ("server.port", settings.port)
+  if settings.socket_activation:
+    yield ("server.systemd-socket-activation", True)
+  if ipaddress.ip_address(settings.bind_address) == ipaddress.IPv6Address("::"):
+    # Like Python's servers (and Ganeti's legacy backend): "::" also takes
+    # IPv4 clients.  lighttpd's default would be IPv6 only.
+    yield ("server.v4mapped", True)
+
+  if settings.max_request_body:
+    yield ("server.max-request-size",
+           KibibytesCeiling(settings.max_request_body))
+  yield ("server.stream-request-body", 2 if settings.stream_request_body else 0)
+  yield ("server.stream-response-body", 2)
+  yield ("server.max-read-idle", settings.read_idle_timeout)
+  yield ("server.max-write-idle", settings.write_idle_timeout)
+  yield ("server.max-keep-alive-idle", settings.keep_alive_idle)
+  yield ("server.feature-flags", {
+    "server.graceful-shutdown-timeout": settings.graceful_shutdown_timeout,
+    "server.h2proto": settings.http2,
+    })
+  if settings.access_log is not None:
+    yield ("accesslog.filename", settings.access_log)
+
+  if settings.tls:
+    yield ("ssl.engine", True)
+    # As Ganeti: the chain file, when given, starts with the certificate.
+    yield ("ssl.pemfile", settings.ssl_chain_path or settings.ssl_cert_path)
+    yield ("ssl.privkey", settings.ssl_key_path)
+    yield ("ssl.openssl.ssl-conf-cmd", {"MinProtocol": "TLSv1.2"})
+    if settings.ssl_verify_peer:
+      # The cluster certificate is both server certificate and client CA.
+      yield ("ssl.verifyclient.activate", True)
+      yield ("ssl.verifyclient.enforce", True)
+      yield ("ssl.verifyclient.ca-file", settings.ssl_cert_path)
+      yield ("ssl.verifyclient.exportcert", True)
+
+
+def _BackendOptions():
+  """Options of every backend: the application is mounted at "/"."""
+  return {
+    "check-local": False,
+    "fix-root-scriptname": True,
+    }
+
+
+def _Render(settings, backends):
+  """Return the whole configuration text."""
+  directives = list(_ServerDirectives(settings))
+  directives.append(("fastcgi.server", {"/": tuple(backends)}))
+  lines = ["# lighttpd configuration written by ganeti.http.lighttpd_config;",
+           "# see docs/lighttpd.md."]
+  lines.extend("%s = %s" % (key, _Value(value)) for (key, value) in directives)
+  return "\n".join(lines) + "\n"
+
+
+def render(settings):
+  """Return a lighttpd configuration for a daemon that runs lighttpd itself.
+
+  The backend listens on C{settings.fastcgi_sockets} before lighttpd
+  starts; lighttpd only connects to them.
+
+  @type settings: L{FrontendSettings}
+  @rtype: str
+  """
+  backends = []
+  for path in settings.fastcgi_sockets:
+    options = {"socket": path}
+    options.update(_BackendOptions())
+    backends.append(options)
+  return _Render(settings, backends)
+
+
+def render_system_config(settings, command, max_procs=1, environment=None):
+  """Return a configuration for lighttpd as a service spawning the daemon.
+
+  lighttpd starts C{command} itself ("bin-path") with the FastCGI listening
+  socket as its standard input, creating the socket at
+  C{settings.fastcgi_socket} plus "-0", "-1", ... per process.  lighttpd
+  spawns it after switching to C{settings.username}, so the daemon runs as
+  that user; a daemon that needs root must be started on its own and
+  fronted with L{render} instead.
+
+  @type settings: L{FrontendSettings} with a single C{fastcgi_socket}
+  @param command: the daemon's argv; lighttpd splits "bin-path" at spaces
+      and tabs and knows no quoting, so no argument may contain either
+  @param max_procs: number of daemon processes lighttpd keeps running
+  @param environment: mapping of extra environment variables for the daemon
+  @rtype: str
+  """
+  sockets = settings.fastcgi_sockets
+  if len(sockets) != 1:
+    raise ValueError("lighttpd spawns its backends on one socket path,"
+                     " not %r" % (sockets, ))
+  command = tuple(command)
+  if not command or not os.path.isabs(command[0]):
+    raise ValueError("command must start with an absolute program path")
+  for arg in command:
+    if not arg or " " in arg or "\t" in arg:
+      raise ValueError("lighttpd cannot pass the argument %r: bin-path is"
+                       " split at spaces and tabs" % (arg, ))
+  _CheckInt("max_procs", max_procs, 1)
+  options = {
+    "socket": sockets[0],
+    "bin-path": " ".join(command),
+    "max-procs": max_procs,
+    }
+  if environment:
+    options["bin-environment"] = dict(environment)
+  options.update(_BackendOptions())
+  return _Render(settings, [options])
+
