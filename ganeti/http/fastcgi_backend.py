@@ -30,6 +30,8 @@ import time
 
 from flup.server import fcgi_base
 
+from ganeti.http import response_body
+
 #: How often blocking loops look at their stop flag, in seconds.
 _POLL_INTERVAL = 0.2
 
@@ -44,9 +46,52 @@ class _Connection(fcgi_base.Connection):
     self._sock.sendall(b"".join([header, rec.contentData,
                                  b"\0" * rec.paddingLength]))
 
+  def Abort(self):
+    """Drop the connection without ending the request: lighttpd then
+    closes the client's connection without completing the response."""
+    self._keepGoing = False
+    try:
+      self._sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+      pass
+
+
+class _Request(fcgi_base.Request):
+  """flup's request, minus its SIGALRM timeout, plus two endings flup lacks:
+
+  - a body that fails mid-stream (L{response_body.StreamAborted}) aborts
+    the connection, so the client cannot take the cut body for complete;
+  - lighttpd closing the connection (its client went away) is logged as
+    such, not as a traceback.
+
+  flup's gateway has already closed the WSGI body in both cases.
+  """
+
+  def run(self):
+    try:
+      (protocol_status, app_status) = self.server.handler(self)
+    except response_body.StreamAborted:
+      self._conn.Abort()
+      return
+    except ConnectionError as err:
+      logging.info("lighttpd closed the FastCGI connection: %s", err)
+      return
+    except Exception:  # pylint: disable=broad-except
+      logging.exception("Error in the FastCGI gateway")
+      if not self.stdout.dataWritten:
+        self.server.error(self)
+      (protocol_status, app_status) = (fcgi_base.FCGI_REQUEST_COMPLETE, 0)
+    try:
+      self._flush()
+      self._end(app_status, protocol_status)
+    except ConnectionError as err:
+      logging.info("lighttpd closed the FastCGI connection: %s", err)
+
 
 class FlupGateway(fcgi_base.BaseFCGIServer):
   """flup's FastCGI-to-WSGI gateway, without flup's socket and run loop."""
+
+  request_class = _Request
 
   # Largest record flup writes, header included: 64 KiB of content, kept a
   # multiple of 8 so no padding is needed.

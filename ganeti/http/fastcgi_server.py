@@ -121,6 +121,16 @@ class FastCgiHttpServer(object):
 
   def _FrontendSettings(self, socket_path, frontend):
     ssl_params = self._ssl_params
+    # A handler reading its body as a stream gets it from lighttpd as it
+    # arrives (chunked uploads then need Content-Length: 411 otherwise);
+    # other handlers get it after lighttpd has received all of it, which
+    # the body size limit keeps small.
+    streaming = getattr(self.ganeti_handler, "STREAM_REQUEST_BODY", False)
+    if streaming:
+      max_request_body = getattr(self.ganeti_handler, "REQUEST_BODY_LIMIT",
+                                 None) or 0
+    else:
+      max_request_body = self.pipeline.max_body_size
     return lighttpd_config.FrontendSettings(
       bind_address=self.server_address[0],
       port=self.server_address[1],
@@ -130,7 +140,8 @@ class FastCgiHttpServer(object):
       ssl_key_path=ssl_params and ssl_params.ssl_key_path,
       ssl_chain_path=ssl_params and ssl_params.ssl_chain_path,
       ssl_verify_peer=self.ssl_verify_peer,
-      max_request_body=self.pipeline.max_body_size,
+      max_request_body=max_request_body,
+      stream_request_body=streaming,
       username=frontend.user,
       groupname=frontend.group,
       socket_activation=True)

@@ -10,11 +10,15 @@ L{pipeline.Response} it gets back.  Every connection carries one request
 import concurrent.futures
 import http.server
 import logging
+import socket
 import ssl
+import struct
 import threading
 
 from ganeti import http as ganeti_http
 from ganeti.http import pipeline
+from ganeti.http import request_body
+from ganeti.http import response_body
 
 
 class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
@@ -61,28 +65,98 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
   def _HandleRequest(self):
     self.close_connection = True
     tls = isinstance(self.connection, ssl.SSLSocket)
+    try:
+      (read_body, chunked) = self._BodyFraming()
+    except ganeti_http.HttpException as err:
+      self._WriteResponse(pipeline.ErrorResponse(self.server.ganeti_handler,
+                                                 err))
+      return
     incoming = pipeline.IncomingRequest(
       method=self.command, path=self.path, headers=self.headers,
-      read_body=self.rfile.read, sock=self.connection, tls=tls,
-      peer_certificate=self._PeerCertificate() if tls else None)
+      read_body=read_body, sock=self.connection, tls=tls,
+      peer_certificate=self._PeerCertificate() if tls else None,
+      chunked=chunked)
     response = self.server.pipeline.Run(self.server.ganeti_handler, incoming)
     self._WriteResponse(response)
 
+  def _BodyFraming(self):
+    """Return C{(read_body, chunked)} for the request's body framing.
+
+    @raise ganeti.http.HttpException: a framing lighttpd would refuse too
+    """
+    encoding = self.headers.get("Transfer-Encoding")
+    if encoding is None:
+      return (self.rfile.read, False)
+    if self.headers.get(ganeti_http.HTTP_CONTENT_LENGTH) is not None:
+      # Two framings at once is how requests are smuggled past proxies.
+      raise ganeti_http.HttpBadRequest(
+        "Both Transfer-Encoding and Content-Length")
+    if encoding.strip().lower() != "chunked":
+      raise ganeti_http.HttpNotImplemented(
+        "Unsupported Transfer-Encoding %r" % encoding)
+    return (request_body.DechunkingReader(self.rfile).read, True)
+
   def _WriteResponse(self, response):
+    body = response.body
+    streamed = not isinstance(body, bytes)
+    chunked = (streamed and response.content_length is None and
+               self.request_version == ganeti_http.HTTP_1_1)
     self.send_response(response.status, response.reason)
     for (name, value) in response.headers:
       self.send_header(name, value)
-    self.send_header(ganeti_http.HTTP_CONTENT_LENGTH, str(len(response.body)))
+    if chunked:
+      self.send_header("Transfer-Encoding", "chunked")
     self.send_header(ganeti_http.HTTP_CONNECTION, "close")
     self.end_headers()
-    if self.command != ganeti_http.HTTP_HEAD:
-      self.wfile.write(response.body)
+    if self.command == ganeti_http.HTTP_HEAD:
+      if streamed:
+        body.close()
+    elif streamed:
+      self._WriteStream(body, chunked, response.content_length)
+    else:
+      self.wfile.write(body)
+
+  def _WriteStream(self, stream, chunked, declared_length):
+    """Send each chunk as soon as it is produced.
+
+    If the producer fails, or produces more or less than a declared
+    Content-Length, the connection is reset so the client cannot take
+    the body for complete.  A client that goes away ends the stream.
+    """
+    self.wfile.flush()
+    self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+      for chunk in response_body.CheckedLength(stream, declared_length):
+        if not chunk:
+          continue
+        if chunked:
+          self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        else:
+          self.wfile.write(chunk)
+        self.wfile.flush()
+      if chunked:
+        self.wfile.write(b"0\r\n\r\n")
+    except response_body.StreamAborted as err:
+      logging.error("Aborting response to %s %s: %s", self.command,
+                    self.path, err)
+      self._aborted = True
+      _ResetConnection(self.connection, (self.wfile, self.rfile))
+    except (ConnectionError, ssl.SSLError, socket.timeout) as err:
+      logging.info("Client %s went away during the response to %s %s: %s",
+                    self.address_string(), self.command, self.path, err)
+    finally:
+      stream.close()
 
   def log_message(self, format, *args):  # pylint: disable=redefined-builtin
     logging.info("%s - %s", self.address_string(), format % args)
 
+  _aborted = False
+
   def finish(self):
-    """Flush, then close TLS with close_notify before the socket closes."""
+    """Flush, then close TLS with close_notify before the socket closes
+    (nothing to do after L{_ResetConnection})."""
+    if self._aborted:
+      return
     try:
       self.wfile.flush()
     except OSError:
@@ -97,6 +171,26 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
       http.server.BaseHTTPRequestHandler.finish(self)
     except OSError:
       pass
+
+
+def _ResetConnection(sock, files):
+  """Close at once with a TCP reset (no FIN, no TLS close_notify), so the
+  client sees an error rather than an end of the body.
+
+  @param files: the file objects made from C{sock}; the socket is only
+      really closed once they are
+  """
+  try:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                    struct.pack("ii", 1, 0))
+  except OSError:
+    pass
+  for fileobj in files:
+    try:
+      fileobj.close()
+    except (OSError, ValueError):
+      pass  # unsent buffered data is what is being thrown away
+  sock.close()
 
 
 class LegacyHttpServer(http.server.HTTPServer):

@@ -7,10 +7,13 @@ here, once, so it cannot differ between backends:
 
 1. only GET, POST, PUT and DELETE are served (501 otherwise);
 2. the client certificate is checked with ``ssl_verify_callback``;
-3. ``Content-Length`` is validated and capped (413), the body read in full;
+3. ``Content-Length`` is validated and the body read in full and capped
+   (413), or, for a handler with C{STREAM_REQUEST_BODY}, offered as a
+   stream (see L{request_body});
 4. ``_HttpServerRequest`` is built; ``PreHandleRequest`` then
    ``HandleRequest`` run;
-5. a str result is encoded as UTF-8; anything but str/bytes is a 500;
+5. the result becomes bytes or a stream (see L{response_body}); anything
+   else is a 500;
 6. an ``HttpException`` becomes its status, its headers and the handler's
    ``FormatErrorMessage`` body; any other exception is logged and becomes
    a 500.
@@ -22,6 +25,8 @@ import http.server
 import logging
 
 from ganeti import http as ganeti_http
+from ganeti.http import request_body
+from ganeti.http import response_body
 
 
 #: Content type of the default error page.
@@ -47,14 +52,6 @@ SUPPORTED_METHODS = frozenset([ganeti_http.HTTP_GET, ganeti_http.HTTP_POST,
 MAX_REQUEST_BODY_SIZE = 10 * 1024 * 1024
 
 _STATUS_TEXTS = http.server.BaseHTTPRequestHandler.responses
-
-
-class HttpRequestEntityTooLarge(ganeti_http.HttpException):
-  """413: the request body is larger than the server accepts.
-
-  Ganeti's package has no class for 413; the pipeline raises this one.
-  """
-  code = 413
 
 
 def _FormatCertificateDigest(der_cert):
@@ -145,10 +142,12 @@ class IncomingRequest(object):
   @ivar sock: connection object handed to the handler, or None
   @ivar tls: whether the connection is TLS
   @ivar peer_certificate: the client certificate (DER), or None
+  @ivar chunked: whether C{read_body} returns a de-chunked body whose length
+      was not announced (no Content-Length)
   """
 
   def __init__(self, method, path, headers, read_body, sock=None, tls=False,
-               peer_certificate=None):
+               peer_certificate=None, chunked=False):
     self.method = method
     self.path = path
     self.headers = headers
@@ -156,20 +155,46 @@ class IncomingRequest(object):
     self.sock = sock
     self.tls = tls
     self.peer_certificate = peer_certificate
+    self.chunked = chunked
 
 
 class Response(object):
-  """What a backend writes back: status, header pairs and a bytes body."""
+  """What a backend writes back: status, header pairs and a body.
+
+  The body is bytes or a L{response_body.ResponseStream}.  C{headers}
+  carries a Content-Length whenever the length is known: always for bytes,
+  for a stream when the handler declared it or the stream knows it (a
+  file); a backend must not send a stream of another length
+  (L{response_body.CheckedLength}).
+
+  @ivar content_length: the body's length, or None (a stream of unknown
+      length: chunked, or delimited by closing the connection)
+  """
 
   def __init__(self, status, headers, body):
     self.status = status
-    self.headers = headers
     self.body = body
+    declared = [value for (name, value) in headers if _IsContentLength(name)]
+    self.headers = [(name, value) for (name, value) in headers
+                    if not _IsContentLength(name)]
+    if isinstance(body, bytes):
+      self.content_length = len(body)
+    elif declared:
+      self.content_length = int(declared[0])
+    else:
+      self.content_length = body.length
+    if self.content_length is not None:
+      self.headers.append((ganeti_http.HTTP_CONTENT_LENGTH,
+                           str(self.content_length)))
 
   @property
   def reason(self):
     """The standard reason phrase of the status ("OK", "Not Found", ...)."""
     return _STATUS_TEXTS.get(self.status, ("Unknown", ))[0]
+
+
+def _IsContentLength(name):
+  return name.lower() == "content-length"
 
 
 def HeadersFromPairs(pairs):
@@ -178,42 +203,6 @@ def HeadersFromPairs(pairs):
   for (name, value) in pairs:
     headers[name] = value
   return headers
-
-
-def ParseContentLength(value, limit):
-  """Return the body length announced by a Content-Length header value.
-
-  @param value: the header's value, or None when absent (length 0)
-  @param limit: largest length accepted
-  @raise HttpBadRequest: the value is not a plain decimal number
-  @raise HttpRequestEntityTooLarge: the length exceeds C{limit}
-  """
-  if value is None:
-    return 0
-  value = value.strip()
-  # int() would accept "+5", " 5", "5_0": none of them is a valid length.
-  if not value.isdigit() or not value.isascii():
-    raise ganeti_http.HttpBadRequest("Invalid Content-Length %r" % value)
-  length = int(value)
-  if length > limit:
-    raise HttpRequestEntityTooLarge(
-      "Request body too large (%d bytes, limit %d)" % (length, limit))
-  return length
-
-
-def _ReadExactly(read_body, length):
-  """Read exactly C{length} body bytes or fail with 400."""
-  chunks = []
-  remaining = length
-  while remaining > 0:
-    chunk = read_body(min(remaining, 65536))
-    if not chunk:
-      raise ganeti_http.HttpBadRequest(
-        "Request body incomplete: got %d of %d bytes" %
-        (length - remaining, length))
-    chunks.append(chunk)
-    remaining -= len(chunk)
-  return b"".join(chunks)
 
 
 def ErrorResponse(handler, err):
@@ -229,13 +218,7 @@ def ErrorResponse(handler, err):
   headers = [(ganeti_http.HTTP_CONTENT_TYPE, content_type)]
   if err.headers:
     headers.extend(err.headers.items())
-  return Response(err.code, headers, _ToBytes(body))
-
-
-def _ToBytes(body):
-  if isinstance(body, str):
-    return body.encode("utf-8")
-  return body
+  return Response(err.code, headers, response_body.ToBytes(body))
 
 
 class RequestPipeline(object):
@@ -280,20 +263,34 @@ class RequestPipeline(object):
         "Unsupported method (%r)" % incoming.method)
     if incoming.tls:
       self.certificate_policy.Check(incoming.peer_certificate)
-    length = ParseContentLength(
-      incoming.headers.get(ganeti_http.HTTP_CONTENT_LENGTH),
-      self.max_body_size)
-    body = _ReadExactly(incoming.read_body, length)
     req = _HttpServerRequest(method=incoming.method, path=incoming.path,
-                             headers=incoming.headers, body=body,
+                             headers=incoming.headers, body=None,
                              sock=incoming.sock)
+    body = self._OpenBody(handler, incoming)
+    if getattr(handler, "STREAM_REQUEST_BODY", False):
+      req.request_body_stream = body
+    else:
+      req.request_body = body.read()
     handler.PreHandleRequest(req)
-    result = handler.HandleRequest(req)
-    if not isinstance(result, (str, bytes)):
-      raise ganeti_http.HttpInternalServerError(
-        "Handler function didn't return string type")
+    result = response_body.FromHandlerResult(handler.HandleRequest(req))
     return Response(ganeti_http.HTTP_OK, _CheckedHeaders(req.resp_headers),
-                    _ToBytes(result))
+                    result)
+
+  def _OpenBody(self, handler, incoming):
+    """The request body as a L{request_body.RequestBodyStream}.
+
+    Buffered handlers get this server's size limit; streaming ones their
+    own C{REQUEST_BODY_LIMIT}, if any.
+    """
+    if getattr(handler, "STREAM_REQUEST_BODY", False):
+      limit = getattr(handler, "REQUEST_BODY_LIMIT", None)
+    else:
+      limit = self.max_body_size
+    if incoming.chunked:
+      return request_body.RequestBodyStream(incoming.read_body, None, limit)
+    length = request_body.ParseContentLength(
+      incoming.headers.get(ganeti_http.HTTP_CONTENT_LENGTH), limit)
+    return request_body.RequestBodyStream(incoming.read_body, length, limit)
 
 
 def _CheckedHeaders(headers):
@@ -312,6 +309,9 @@ def _CheckedHeaders(headers):
         or "\r" in value or "\n" in value):
       raise ganeti_http.HttpInternalServerError(
         "Handler set an invalid response header %r: %r" % (name, value))
+    if _IsContentLength(name) and not (value.isdigit() and value.isascii()):
+      raise ganeti_http.HttpInternalServerError(
+        "Handler set an invalid Content-Length %r" % value)
     try:
       (name + value).encode("latin-1")
     except UnicodeEncodeError:

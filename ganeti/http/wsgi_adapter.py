@@ -16,6 +16,7 @@ import ssl
 
 from ganeti import http as ganeti_http
 from ganeti.http import pipeline
+from ganeti.http import response_body
 
 # CGI variables that carry request headers without the HTTP_ prefix.
 _UNPREFIXED_HEADERS = {
@@ -85,7 +86,24 @@ class WsgiApplication(object):
                         if self._tls else None))
     response = self._server.pipeline.Run(self._server.ganeti_handler,
                                          incoming)
-    headers = [(name, str(value)) for (name, value) in response.headers]
-    headers.append((ganeti_http.HTTP_CONTENT_LENGTH, str(len(response.body))))
-    start_response("%d %s" % (response.status, response.reason), headers)
-    return [response.body]
+    body = response.body
+    if isinstance(body, bytes):
+      chunks = [body]
+    else:
+      chunks = _ClosingIterable(
+        response_body.CheckedLength(body, response.content_length),
+        body.close)
+    start_response("%d %s" % (response.status, response.reason),
+                   [(name, str(value)) for (name, value) in response.headers])
+    return chunks
+
+
+class _ClosingIterable(object):
+  """An iterable with the C{close()} a WSGI server calls when done."""
+
+  def __init__(self, chunks, close):
+    self._chunks = chunks
+    self.close = close
+
+  def __iter__(self):
+    return iter(self._chunks)

@@ -1,0 +1,272 @@
+"""Streamed responses and request bodies, the same on every backend."""
+
+import hashlib
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from ganeti import http as ganeti_http
+from ganeti.http import server as http_server
+
+
+def _RawExchange(running, request, timeout=10):
+  """Send raw request bytes; return everything read until the server
+  closes, or raise the connection error it ended with."""
+  with socket.create_connection((running.address, running.port),
+                                timeout=timeout) as sock:
+    sock.sendall(request)
+    received = []
+    while True:
+      data = sock.recv(65536)
+      if not data:
+        return b"".join(received)
+      received.append(data)
+
+
+class StreamingHandler(http_server.HttpServerHandler):
+  """Paths choose what HandleRequest returns."""
+
+  def __init__(self, tmp_path):
+    http_server.HttpServerHandler.__init__(self)
+    self.tmp_path = tmp_path
+    self.proceed = threading.Event()
+    self.closed = threading.Event()
+
+  def HandleRequest(self, req):
+    path = req.request_path
+    if path == "/paced":
+      return self._Paced()
+    if path == "/forever":
+      return self._Forever()
+    if path == "/fails-midway":
+      return self._FailsMidway()
+    if path == "/fails-at-once":
+      return self._FailsAtOnce()
+    if path == "/file":
+      target = self.tmp_path / "payload.bin"
+      target.write_bytes(bytes(range(256)) * 4096)
+      return open(str(target), "rb")
+    if path == "/declared":
+      req.resp_headers["Content-Length"] = "10"
+      return iter([b"01234", "56789"])
+    if path == "/declared-wrong":
+      req.resp_headers["Content-Length"] = "100"
+      return iter([b"short"])
+    if path == "/empty":
+      return iter([])
+    raise ganeti_http.HttpNotFound()
+
+  def _Paced(self):
+    yield b"first;"
+    # The next chunk is produced only once the client has the first one.
+    if not self.proceed.wait(10):
+      yield b"timeout;"
+    yield "second;"
+
+  def _Forever(self):
+    try:
+      while True:
+        yield b"x" * 1024
+        time.sleep(0.01)
+    finally:
+      self.closed.set()
+
+  @staticmethod
+  def _FailsMidway():
+    yield b"partial data that must not look complete"
+    raise RuntimeError("disk went away")
+
+  @staticmethod
+  def _FailsAtOnce():
+    raise ganeti_http.HttpNotFound("no such export")
+    yield b"never"  # pylint: disable=unreachable
+
+
+@pytest.fixture
+def streaming(serve, tmp_path):
+  handler = StreamingHandler(tmp_path)
+  return (serve(handler), handler)
+
+
+def test_chunks_arrive_as_they_are_produced(streaming):
+  (running, handler) = streaming
+  connection = running.Connection()
+  connection.request("GET", "/paced")
+  response = connection.getresponse()
+  assert response.status == 200
+  assert response.getheader("Transfer-Encoding") == "chunked"
+  assert response.read1(100) == b"first;"
+  handler.proceed.set()
+  assert response.read() == b"second;"
+  connection.close()
+
+
+def test_http10_client_gets_a_connection_delimited_body(streaming):
+  (running, handler) = streaming
+  handler.proceed.set()
+  raw = _RawExchange(running, b"GET /paced HTTP/1.0\r\n\r\n")
+  (head, _, body) = raw.partition(b"\r\n\r\n")
+  assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0]
+  assert b"chunked" not in head.lower()
+  assert body == b"first;second;"
+
+
+def test_client_disconnect_closes_the_generator(streaming):
+  (running, handler) = streaming
+  with socket.create_connection((running.address, running.port),
+                                timeout=10) as sock:
+    sock.sendall(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert sock.recv(65536)
+  assert handler.closed.wait(15)
+
+
+def test_error_midway_is_visible_to_the_client(streaming):
+  (running, _) = streaming
+  connection = running.Connection()
+  connection.request("GET", "/fails-midway")
+  response = connection.getresponse()
+  assert response.status == 200
+  with pytest.raises((OSError, ConnectionError, Exception)) as error:
+    response.read()
+  assert not isinstance(error.value, AssertionError)
+  connection.close()
+
+
+def test_error_midway_visible_to_http10_client(streaming, backend):
+  """An HTTP/1.0 body ends where the connection does: only a reset can say
+  it is incomplete.  lighttpd closes normally there (a documented
+  limitation of the fastcgi backend; Ganeti's clients speak HTTP/1.1)."""
+  (running, _) = streaming
+  if backend == "fastcgi":
+    raw = _RawExchange(running, b"GET /fails-midway HTTP/1.0\r\n\r\n")
+    assert raw.endswith(b"partial data that must not look complete")
+    return
+  with pytest.raises(ConnectionResetError):
+    _RawExchange(running, b"GET /fails-midway HTTP/1.0\r\n\r\n")
+
+
+def test_error_before_first_chunk_gets_its_status(streaming):
+  (running, _) = streaming
+  (status, _, raw) = running.Request("GET", "/fails-at-once")
+  assert status == 404
+  assert b"no such export" in raw
+
+
+def test_file_result_has_content_length(streaming):
+  (running, _) = streaming
+  (status, headers, raw) = running.Request("GET", "/file")
+  assert status == 200
+  assert raw == bytes(range(256)) * 4096
+  assert int(headers["Content-Length"]) == len(raw)
+
+
+def test_declared_content_length_is_used(streaming):
+  (running, _) = streaming
+  (status, headers, raw) = running.Request("GET", "/declared")
+  assert (status, raw) == (200, b"0123456789")
+  assert headers["Content-Length"] == "10"
+  assert "Transfer-Encoding" not in headers
+
+
+def test_wrong_declared_length_is_not_a_clean_body(streaming):
+  (running, _) = streaming
+  connection = running.Connection()
+  connection.request("GET", "/declared-wrong")
+  response = connection.getresponse()
+  with pytest.raises(Exception):
+    body = response.read()
+    assert len(body) == 100
+  connection.close()
+
+
+def test_empty_stream(streaming):
+  (running, _) = streaming
+  assert running.Request("GET", "/empty")[::2] == (200, b"")
+
+
+class UploadHandler(http_server.HttpServerHandler):
+  """Hashes the request body as it arrives."""
+
+  STREAM_REQUEST_BODY = True
+
+  def HandleRequest(self, req):
+    assert req.request_body is None
+    digest = hashlib.sha256()
+    for data in iter(lambda: req.request_body_stream.read(1 << 20), b""):
+      digest.update(data)
+    return digest.hexdigest()
+
+
+class LimitedUploadHandler(UploadHandler):
+  REQUEST_BODY_LIMIT = 1024 * 1024
+
+
+def _Generated(size, block=1 << 20):
+  """C{size} bytes of a repeatable pattern, in blocks, and their hash."""
+  digest = hashlib.sha256()
+  blocks = []
+  pattern = os.urandom(block)
+  for offset in range(0, size, block):
+    blocks.append(pattern[:min(block, size - offset)])
+    digest.update(blocks[-1])
+  return (blocks, digest.hexdigest())
+
+
+def test_streamed_upload_beyond_the_buffered_limit(serve):
+  running = serve(UploadHandler())
+  size = 64 * 1024 * 1024 + 17
+  (blocks, expected) = _Generated(size)
+  connection = running.Connection(timeout=60)
+  connection.putrequest("PUT", "/import")
+  connection.putheader("Content-Length", str(size))
+  connection.endheaders()
+  for block in blocks:
+    connection.send(block)
+  response = connection.getresponse()
+  assert (response.status, response.read().decode()) == (200, expected)
+  connection.close()
+
+
+def test_streamed_upload_over_the_handler_limit_gets_413(serve):
+  running = serve(LimitedUploadHandler())
+  (status, _, _) = running.Request("PUT", "/import",
+                                   body=b"y" * (2 * 1024 * 1024))
+  assert status == 413
+
+
+def test_chunked_upload_to_streaming_handler(serve):
+  running = serve(UploadHandler())
+  raw = _RawExchange(running, b"PUT /import HTTP/1.1\r\nHost: x\r\n"
+                     b"Transfer-Encoding: chunked\r\nConnection: close\r\n"
+                     b"\r\n5\r\nhello\r\n0\r\n\r\n")
+  assert raw.split(b"\r\n")[0].split(b" ")[1] == b"200"
+  assert raw.endswith(hashlib.sha256(b"hello").hexdigest().encode())
+
+
+def test_chunked_upload_to_buffered_handler_is_dechunked(serve):
+  class Echo(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      return req.request_body
+  running = serve(Echo())
+  raw = _RawExchange(running, b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+                     b"Transfer-Encoding: chunked\r\nConnection: close\r\n"
+                     b"\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n")
+  assert raw.split(b"\r\n")[0].split(b" ")[1] == b"200"
+  assert raw.endswith(b"hello world")
+
+
+@pytest.mark.parametrize("request_bytes", [
+  b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+  b"Content-Length: 5\r\nConnection: close\r\n\r\n0\r\n\r\n",
+  b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+  b"Connection: close\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+])
+def test_ambiguous_framing_is_refused(serve, request_bytes):
+  class Echo(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      return req.request_body
+  raw = _RawExchange(serve(Echo()), request_bytes)
+  assert raw.split(b"\r\n")[0].split(b" ")[1] == b"400"
