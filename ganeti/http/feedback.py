@@ -450,3 +450,36 @@ def ResultBody(frame):
     raise FeedbackRemoteError(frame.value)
   raise ValueError("A %s frame is not a final frame; it has no result body" %
                    frame.kind)
+
+
+def ClientAcceptsFeedback(req):
+  """Whether the request's C{Accept} header asks for a feedback stream.
+
+  @param req: the server's request object (C{_HttpServerRequest})
+  """
+  accept = req.request_headers.get("Accept") if req.request_headers else None
+  return any(IsFeedbackContentType(item)
+             for item in (accept or "").split(","))
+
+
+def RespondWithFeedback(req, generator, default=None):
+  """What C{HandleRequest} returns for a method that reports progress.
+
+  A client that asked for feedback (see L{ClientAcceptsFeedback}) gets the
+  feedback stream, marked with L{FEEDBACK_CONTENT_TYPE}.  Any other client
+  (an older master, the Haskell daemons) gets what a non-streaming handler
+  would have returned: the method runs to its end, its feedback is dropped
+  and the body is the result's JSON (the same text as L{ResultBody}).
+
+  @param req: the server's request object
+  @param generator: yields feedback messages, returns the result
+  @param default: passed to C{json.dumps}
+  """
+  if ClientAcceptsFeedback(req):
+    req.resp_headers["Content-Type"] = FEEDBACK_CONTENT_TYPE
+    return FeedbackStream(generator, default=default)
+  while True:
+    try:
+      next(generator)
+    except StopIteration as stop:
+      return json.dumps(stop.value, default=default) + "\n"
