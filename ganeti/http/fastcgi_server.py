@@ -142,13 +142,16 @@ class FastCgiHttpServer(object):
       ssl_verify_peer=self.ssl_verify_peer,
       max_request_body=max_request_body,
       stream_request_body=streaming,
+      sendfile_dirs=self.settings.sendfile_dirs,
       username=frontend.user,
       groupname=frontend.group,
       socket_activation=True)
 
   def _StartBackend(self):
     gateway = fastcgi_backend.FlupGateway(
-      wsgi_adapter.WsgiApplication(self, tls=self._ssl_params is not None),
+      wsgi_adapter.WsgiApplication(
+        self, tls=self._ssl_params is not None,
+        sendfile_dirs=self.settings.sendfile_dirs),
       multiprocess=self.settings.processes > 1)
 
     def _MakeListener():

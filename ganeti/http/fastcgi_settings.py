@@ -12,6 +12,10 @@ keys win).  Keys:
   runs as root (default C{www-data}, Debian's web server account);
 - C{lighttpd}: the lighttpd binary (default: found on C{PATH} or in
   C{/usr/sbin});
+- C{sendfile-dirs}: comma-separated directories from which files that a
+  handler returns are sent by lighttpd itself (X-Sendfile) instead of
+  through the backend; lighttpd's user must be able to read them (default:
+  none);
 - C{runtime-dir}: where each server's private directory (FastCGI socket,
   lighttpd config and log) is created (default C{/run/ganeti-http} for
   root, the system's temporary directory otherwise).
@@ -45,7 +49,8 @@ class FastCgiSettings(object):
   """The settings of one daemon's fastcgi backend."""
 
   def __init__(self, processes=1, frontend_user=DEFAULT_FRONTEND_USER,
-               frontend_group=None, runtime_dir=None, lighttpd=None):
+               frontend_group=None, runtime_dir=None, lighttpd=None,
+               sendfile_dirs=()):
     if processes < 1:
       raise backend_flag.BackendFlagError(
         "processes must be at least 1, not %d" % processes)
@@ -54,6 +59,11 @@ class FastCgiSettings(object):
     self.frontend_group = frontend_group
     self.runtime_dir = runtime_dir
     self.lighttpd = lighttpd
+    self.sendfile_dirs = tuple(sendfile_dirs)
+    for path in self.sendfile_dirs:
+      if not os.path.isabs(path):
+        raise backend_flag.BackendFlagError(
+          "sendfile-dirs must be absolute paths, not %r" % path)
 
   def FrontendIdentity(self):
     """Resolve the frontend account (only when running as root).
@@ -99,4 +109,6 @@ def Load(daemon_name, environ=os.environ):
     frontend_user=values.get("frontend-user", DEFAULT_FRONTEND_USER),
     frontend_group=values.get("frontend-group"),
     runtime_dir=runtime_dir,
-    lighttpd=values.get("lighttpd"))
+    lighttpd=values.get("lighttpd"),
+    sendfile_dirs=[path.strip() for path in
+                   values.get("sendfile-dirs", "").split(",") if path.strip()])

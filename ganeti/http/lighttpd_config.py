@@ -102,6 +102,8 @@ class FrontendSettings(object):
       finish after SIGINT before closing them (0: wait for all)
   @ivar http2: offer HTTP/2 (off: Ganeti's clients speak HTTP/1.x)
   @ivar access_log: path of an access log, None for none
+  @ivar sendfile_dirs: directories whose files the backend may ask lighttpd
+      to send itself (C{X-Sendfile}); empty: X-Sendfile is off
   """
   bind_address: str
   port: int
@@ -123,6 +125,7 @@ class FrontendSettings(object):
   graceful_shutdown_timeout: int = DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT
   http2: bool = False
   access_log: Optional[str] = None
+  sendfile_dirs: Tuple[str, ...] = ()
 
   def __post_init__(self):
     try:
@@ -139,6 +142,8 @@ class FrontendSettings(object):
         raise ValueError("fastcgi_socket %r is longer than %d bytes" %
                          (path, _MAX_SOCKET_PATH))
     _CheckPath("state_dir", self.state_dir)
+    for path in self.sendfile_dirs:
+      _CheckPath("sendfile_dirs", path)
     for name in ("ssl_cert_path", "ssl_key_path", "ssl_chain_path",
                  "access_log"):
       if getattr(self, name) is not None:
@@ -311,12 +316,20 @@ def _ServerDirectives(settings):
       yield ("ssl.verifyclient.exportcert", True)
 
 
-def _BackendOptions():
-  """Options of every backend: the application is mounted at "/"."""
-  return {
+def _BackendOptions(settings):
+  """Options of every backend: the application is mounted at "/", and may
+  hand files under C{sendfile_dirs} to lighttpd."""
+  options = {
     "check-local": False,
     "fix-root-scriptname": True,
     }
+  if settings.sendfile_dirs:
+    options["x-sendfile"] = True
+    # lighttpd matches these as string prefixes: end each with a slash so
+    # "/srv/export" does not also allow "/srv/export-other".
+    options["x-sendfile-docroot"] = tuple(
+      path.rstrip("/") + "/" for path in settings.sendfile_dirs)
+  return options
 
 
 def _Render(settings, backends):
@@ -341,7 +354,7 @@ def render(settings):
   backends = []
   for path in settings.fastcgi_sockets:
     options = {"socket": path}
-    options.update(_BackendOptions())
+    options.update(_BackendOptions(settings))
     backends.append(options)
   return _Render(settings, backends)
 
@@ -382,6 +395,6 @@ def render_system_config(settings, command, max_procs=1, environment=None):
     }
   if environment:
     options["bin-environment"] = dict(environment)
-  options.update(_BackendOptions())
+  options.update(_BackendOptions(settings))
   return _Render(settings, [options])
 

@@ -12,6 +12,7 @@ C{SSL_CLIENT_CERT}; and the certificate is used only when lighttpd reports
 C{SSL_CLIENT_VERIFY=SUCCESS} on a server that we configured for TLS.
 """
 
+import os
 import ssl
 
 from ganeti import http as ganeti_http
@@ -68,11 +69,16 @@ class WsgiApplication(object):
       attributes, read on every request (tests swap the handler at run time)
   @param tls: whether lighttpd terminates TLS for this server; without it a
       client certificate in the environment is ignored
+  @param sendfile_dirs: directories from which a file a handler returns is
+      handed to lighttpd to send (X-Sendfile) rather than copied through
+      the backend; lighttpd must be configured with the same list
   """
 
-  def __init__(self, server, tls):
+  def __init__(self, server, tls, sendfile_dirs=()):
     self._server = server
     self._tls = tls
+    self._sendfile_dirs = tuple(os.path.realpath(path) + os.sep
+                                for path in sendfile_dirs)
 
   def __call__(self, environ, start_response):
     incoming = pipeline.IncomingRequest(
@@ -87,15 +93,30 @@ class WsgiApplication(object):
     response = self._server.pipeline.Run(self._server.ganeti_handler,
                                          incoming)
     body = response.body
+    headers = response.headers
     if isinstance(body, bytes):
       chunks = [body]
+    elif self._MaySendfile(body):
+      body.close()
+      headers = [(name, value) for (name, value) in headers
+                 if name.lower() != "content-length"]
+      headers.append(("X-Sendfile", os.path.realpath(body.file_path)))
+      chunks = []
     else:
       chunks = _ClosingIterable(
         response_body.CheckedLength(body, response.content_length),
         body.close)
     start_response("%d %s" % (response.status, response.reason),
-                   [(name, str(value)) for (name, value) in response.headers])
+                   [(name, str(value)) for (name, value) in headers])
     return chunks
+
+  def _MaySendfile(self, body):
+    """Whether lighttpd may send C{body}'s file itself (X-Sendfile)."""
+    if body.file_path is None:
+      return False
+    real = os.path.realpath(body.file_path)
+    return any(real.startswith(directory)
+               for directory in self._sendfile_dirs)
 
 
 class _ClosingIterable(object):

@@ -2,11 +2,14 @@
 socket's access control, certificate forwarding, worker processes, the
 flag's errors at daemon start."""
 
+import io
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 
@@ -234,3 +237,52 @@ def test_handler_exception_in_a_worker_keeps_daemon_serving(fastcgi,
   for _ in range(4):
     assert running.Request("GET", "/boom")[0] == 502
     assert running.Request("GET", "/")[::2] == (200, b"ok")
+
+
+class CountingFile(io.FileIO):
+  """A real file that counts how often the backend read from it."""
+
+  reads = 0
+
+  def read(self, size=-1):
+    CountingFile.reads += 1
+    return io.FileIO.read(self, size)
+
+
+@pytest.fixture
+def export_dir():
+  """A directory lighttpd's unprivileged user can read."""
+  directory = tempfile.mkdtemp(prefix="ganeti-http-export-")
+  os.chmod(directory, 0o755)
+  yield directory
+  shutil.rmtree(directory)
+
+
+def test_files_in_sendfile_dirs_are_sent_by_lighttpd(fastcgi, monkeypatch,
+                                                     tmp_path, export_dir):
+  config = tmp_path / "http-backend.conf"
+  config.write_text("[fastcgi]\nsendfile-dirs = %s\n" % export_dir)
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(config))
+  inside = os.path.join(export_dir, "disk.img")
+  outside = str(tmp_path / "secret.img")
+  escape = os.path.join(export_dir, "escape.img")
+  payload = os.urandom(3 * 1024 * 1024)
+  for path in (inside, outside):
+    with open(path, "wb") as handle:
+      handle.write(payload)
+    os.chmod(path, 0o644)
+  os.symlink(outside, escape)
+
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      return CountingFile(req.request_path, "r")
+
+  running = fastcgi(Handler())
+  CountingFile.reads = 0
+  assert running.Request("GET", inside)[::2] == (200, payload)
+  assert CountingFile.reads == 0
+  # Outside the list, or escaping it by a symlink: the backend sends it.
+  for path in (outside, escape):
+    assert running.Request("GET", path)[::2] == (200, payload)
+    assert CountingFile.reads > 0
+    CountingFile.reads = 0
