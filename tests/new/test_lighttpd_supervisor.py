@@ -156,6 +156,30 @@ def test_restart_backs_off_while_lighttpd_keeps_failing(
   assert "server.document-root is not set" in _Failures()[0]
 
 
+def test_back_off_resets_after_a_stable_run(supervise, scratch_dir, fcgi_app,
+                                           caplog):
+  (supervisor, port) = _Plain(supervise, scratch_dir, fcgi_app,
+                              stable_period=1.0, **_FAST)
+  supervisor.start()
+
+  def _Delays():
+    return [float(record.getMessage().split("restarting in ")[1].split()[0])
+            for record in caplog.records
+            if "; restarting in " in record.getMessage()]
+
+  def _KillAndWait():
+    pid = supervisor.pid
+    count = len(_Delays())
+    os.kill(pid, signal.SIGKILL)
+    WaitFor(lambda: len(_Delays()) > count)
+    WaitFor(lambda: supervisor.pid != pid and _Answers(port))
+  _KillAndWait()
+  _KillAndWait()  # crashed again at once: the wait doubled
+  time.sleep(1.2)
+  _KillAndWait()  # after a stable run: back to the first wait
+  assert _Delays() == [0.1, 0.2, 0.1]
+
+
 def _Answers(port):
   try:
     return Request("127.0.0.1", port, timeout=1)[0] == 200
