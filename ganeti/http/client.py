@@ -8,12 +8,14 @@ C{curl_config_fn}.
 
 import ipaddress
 import logging
+import os
 import threading
 from io import BytesIO
 
 import pycurl
 
 from ganeti import http
+from ganeti.http import feedback
 
 
 def _MaxTotalConnections():
@@ -43,12 +45,15 @@ class HttpClientRequest(object):
     (an HTTP error status still counts as success: check C{resp_status_code})
   @ivar error: None, or the error message of a failed transfer
   @ivar resp_status_code: the HTTP status, or None before processing
-  @ivar resp_body: the response body as str, or None before processing
+  @ivar resp_body: the response body as str, or None before processing;
+    always None with C{response_file}.  For a feedback stream it is the
+    final result's JSON text, as a server without streaming would have sent
+    it (see L{feedback.ResultBody})
   """
 
   def __init__(self, host, port, method, path, headers=None, post_data=None,
                read_timeout=None, curl_config_fn=None, nicename=None,
-               completion_cb=None):
+               completion_cb=None, feedback_fn=None, response_file=None):
     """Describe a request.
 
     @param host: host name or IP address
@@ -58,18 +63,36 @@ class HttpClientRequest(object):
     @type headers: list of str, dict or None
     @param headers: extra headers as C{"Name: value"} strings (a dict of names
       to values is accepted too)
-    @type post_data: str, bytes or None
-    @param post_data: request body
+    @type post_data: str, bytes, a binary file object or None
+    @param post_data: request body.  A seekable file object is sent from its
+      position at the start of the transfer to its end, read in pieces as
+      it goes out, with that size as C{Content-Length}; it must stay open
+      until the request has finished
     @param read_timeout: seconds the whole transfer may take (None: no limit)
     @param curl_config_fn: called with the C{pycurl.Curl} object before the
       transfer starts, e.g. to set certificates
     @param nicename: short name shown by the lock monitor instead of host and
       path (no whitespace)
     @param completion_cb: called with this request once it has finished
+    @param feedback_fn: asks the server for a feedback stream (see
+      C{docs/feedback.md}); if it sends one, called with each feedback
+      message as it arrives, from inside L{ProcessRequests}.  An exception
+      it raises aborts this request's transfer and becomes its C{error}.
+      A response that is not a feedback stream is read as without it
+    @param response_file: a writable binary file object: the response body,
+      whatever the status, is written there as it arrives instead of into
+      C{resp_body}; not together with C{feedback_fn}
     """
     assert path.startswith("/"), "Path must start with slash (/)"
     assert curl_config_fn is None or callable(curl_config_fn)
     assert completion_cb is None or callable(completion_cb)
+    assert feedback_fn is None or callable(feedback_fn)
+    assert response_file is None or \
+      callable(getattr(response_file, "write", None))
+    assert feedback_fn is None or response_file is None, \
+      "A feedback stream's result goes to resp_body, not to a response file"
+    assert not hasattr(post_data, "read") or post_data.seekable(), \
+      "A request body file must be seekable: Content-Length needs its size"
 
     self.host = host
     self.port = port
@@ -79,6 +102,8 @@ class HttpClientRequest(object):
     self.curl_config_fn = curl_config_fn
     self.nicename = nicename
     self.completion_cb = completion_cb
+    self.feedback_fn = feedback_fn
+    self.response_file = response_file
 
     if post_data is None:
       post_data = ""
@@ -111,6 +136,189 @@ class HttpClientRequest(object):
     return "https://%s%s" % (address, self.path)
 
 
+# A write callback returning another count than it was given aborts the
+# transfer (curl then reports CURLE_WRITE_ERROR)
+_WRITE_ABORT = 0
+
+
+class _BufferedBody(object):
+  """Collects the response body in memory, for C{resp_body}."""
+
+  def __init__(self):
+    self._buffer = BytesIO()
+    self.Write = self._buffer.write
+
+  def Finish(self, errmsg):
+    """Return C{(error, resp_body)} once the transfer has ended."""
+    return (errmsg, self._buffer.getvalue().decode("utf-8"))
+
+
+class _FileBody(object):
+  """Writes the response body to the request's C{response_file}."""
+
+  def __init__(self, fileobj):
+    self._file = fileobj
+    self._error = None
+
+  def Write(self, data):
+    """curl's WRITEFUNCTION."""
+    try:
+      self._file.write(data)
+    except Exception as err:  # pylint: disable=broad-except
+      self._error = "Writing the response body failed: %s" % err
+      return _WRITE_ABORT
+    return None
+
+  def Finish(self, errmsg):
+    """Return C{(error, resp_body)}; the body is in the file, so None."""
+    return (self._error or errmsg, None)
+
+
+class _FeedbackFnError(Exception):
+  """The caller's feedback function raised (described in the message)."""
+
+
+class _FeedbackBody(object):
+  """Decodes a feedback stream as it arrives, or buffers any other body.
+
+  The response's C{Content-Type}, seen by L{Header}, tells which it is.
+  """
+
+  def __init__(self, feedback_fn):
+    self._feedback_fn = feedback_fn
+    self._content_type = None
+    self._decoder = None
+    self._plain = _BufferedBody()
+    self._error = None
+
+  def Header(self, line):
+    """curl's HEADERFUNCTION: remember the final response's Content-Type."""
+    line = line.decode("iso-8859-1")
+    if line.startswith("HTTP/"):
+      # A new response (after "100 Continue", say): forget the last one's
+      self._content_type = None
+      return
+    (name, sep, value) = line.partition(":")
+    if sep and name.strip().lower() == "content-type":
+      self._content_type = value.strip()
+
+  def _Decoder(self):
+    """The stream's decoder, or None while the body is not a stream."""
+    if self._decoder is None and \
+        feedback.IsFeedbackContentType(self._content_type):
+      self._decoder = feedback.FeedbackDecoder()
+    return self._decoder
+
+  def Write(self, data):
+    """curl's WRITEFUNCTION: pass on each complete feedback message."""
+    if self._error is not None:
+      return _WRITE_ABORT
+    decoder = self._Decoder()
+    if decoder is None:
+      return self._plain.Write(data)
+    try:
+      frames = decoder.feed(data)
+    except feedback.FeedbackProtocolError as err:
+      (frames, self._error) = (err.events, str(err))
+    try:
+      self._Deliver(frames)
+    except _FeedbackFnError as err:
+      # It came first in the stream, before any protocol error
+      self._error = str(err)
+    if self._error is not None:
+      return _WRITE_ABORT
+    return None
+
+  def _Deliver(self, frames):
+    for frame in frames:
+      if frame.kind == feedback.FRAME_FEEDBACK:
+        try:
+          self._feedback_fn(frame.value)
+        except Exception as err:  # pylint: disable=broad-except
+          logging.exception("Feedback function failed")
+          raise _FeedbackFnError("Feedback function failed: %s: %s" %
+                                 (type(err).__name__, err))
+
+  def Finish(self, errmsg):
+    """Return C{(error, resp_body)} once the transfer has ended."""
+    decoder = self._Decoder()
+    if decoder is None:
+      return self._plain.Finish(errmsg)
+    if self._error is not None or errmsg:
+      return (self._error or errmsg, "")
+    try:
+      return (None, feedback.ResultBody(decoder.finish()))
+    except feedback.FeedbackProtocolError as err:
+      return (str(err), "")
+    except feedback.FeedbackRemoteError as err:
+      return ("Remote method failed: %s" % err.message, "")
+
+
+class _UploadBody(object):
+  """Feeds a request body file to curl's READFUNCTION.
+
+  @ivar size: bytes from the file's position to its end
+  @ivar error: why reading failed, or None
+  """
+
+  def __init__(self, fileobj):
+    self._file = fileobj
+    position = fileobj.tell()
+    self.size = fileobj.seek(0, os.SEEK_END) - position
+    fileobj.seek(position)
+    self.error = None
+
+  def Read(self, size):
+    """curl's READFUNCTION."""
+    try:
+      return self._file.read(size)
+    except Exception as err:  # pylint: disable=broad-except
+      self.error = "Reading the request body failed: %s" % err
+      return pycurl.READFUNC_ABORT
+
+
+def _RequestHeaders(req):
+  """The header lines to send: C{req.headers}, asking for a feedback
+  stream when the request takes feedback (added to its Accept header)."""
+  if req.feedback_fn is None:
+    return req.headers
+  headers = []
+  accept = [feedback.FEEDBACK_CONTENT_TYPE]
+  for line in req.headers:
+    (name, sep, value) = line.partition(":")
+    if sep and name.strip().lower() == "accept":
+      accept.append(value.strip())
+    else:
+      headers.append(line)
+  headers.append("Accept: %s" % ", ".join(accept))
+  return headers
+
+
+def _SetRequestBody(curl, req):
+  """Set C{req.post_data} as the body; return an L{_UploadBody} or None.
+
+  Like str and bytes bodies, a file goes out as a POST body (whatever
+  C{CUSTOMREQUEST} says), so the server sees the same headers either way.
+  """
+  if not hasattr(req.post_data, "read"):
+    curl.setopt(pycurl.POSTFIELDS, req.post_data)
+    return None
+  upload = _UploadBody(req.post_data)
+  curl.setopt(pycurl.POST, True)
+  curl.setopt(pycurl.POSTFIELDSIZE_LARGE, upload.size)
+  curl.setopt(pycurl.READFUNCTION, upload.Read)
+  return upload
+
+
+def _ResponseBody(req):
+  """Where the response body of C{req} goes, as a C{*Body} object."""
+  if req.response_file is not None:
+    return _FileBody(req.response_file)
+  if req.feedback_fn is not None:
+    return _FeedbackBody(req.feedback_fn)
+  return _BufferedBody()
+
+
 def _StartRequest(curl, req):
   """Configure C{curl} for C{req}.
 
@@ -118,16 +326,14 @@ def _StartRequest(curl, req):
   """
   logging.debug("Starting request %r", req)
 
-  resp_buffer = BytesIO()
-
   curl.setopt(pycurl.VERBOSE, False)
   curl.setopt(pycurl.NOSIGNAL, True)
   curl.setopt(pycurl.USERAGENT, http.HTTP_GANETI_VERSION)
   curl.setopt(pycurl.PROXY, "")
   curl.setopt(pycurl.CUSTOMREQUEST, req.method)
   curl.setopt(pycurl.URL, req.url)
-  curl.setopt(pycurl.POSTFIELDS, req.post_data)
-  curl.setopt(pycurl.HTTPHEADER, req.headers)
+  upload = _SetRequestBody(curl, req)
+  curl.setopt(pycurl.HTTPHEADER, _RequestHeaders(req))
   if req.read_timeout is None:
     curl.setopt(pycurl.TIMEOUT, 0)
   else:
@@ -135,23 +341,33 @@ def _StartRequest(curl, req):
   # Each request gets a fresh handshake
   if hasattr(pycurl, "SSL_SESSIONID_CACHE"):
     curl.setopt(pycurl.SSL_SESSIONID_CACHE, False)
-  curl.setopt(pycurl.WRITEFUNCTION, resp_buffer.write)
+  body = _ResponseBody(req)
+  curl.setopt(pycurl.WRITEFUNCTION, body.Write)
+  if req.feedback_fn is not None:
+    curl.setopt(pycurl.HEADERFUNCTION, body.Header)
 
   if req.curl_config_fn:
     req.curl_config_fn(curl)
 
-  return _PendingRequest(curl, req, resp_buffer.getvalue)
+  return _PendingRequest(curl, req, body, upload)
 
 
 class _PendingRequest(object):
   """A request whose curl handle is configured and not yet finished."""
 
-  def __init__(self, curl, req, resp_buffer_read):
+  def __init__(self, curl, req, body, upload=None):
+    """Wrap a configured handle.
+
+    @param body: the request's C{*Body} object (its C{Finish} gives the
+      outcome)
+    @param upload: the L{_UploadBody} of a file body, or None
+    """
     assert req.success is None
 
     self._curl = curl
     self._req = req
-    self._resp_buffer_read = resp_buffer_read
+    self._body = body
+    self._upload = upload
 
   def GetCurlHandle(self):
     """Return the C{pycurl.Curl} object."""
@@ -179,17 +395,29 @@ class _PendingRequest(object):
       source = ""
     logging.debug("Request %s%s finished, errmsg=%s", source, req, errmsg)
 
-    req.success = not errmsg
-    req.error = errmsg
+    if self._upload is not None:
+      errmsg = self._upload.error or errmsg
+    (error, body) = self._body.Finish(errmsg)
+    req.success = not error
+    req.error = error
     req.resp_status_code = curl.getinfo(pycurl.RESPONSE_CODE)
-    req.resp_body = self._resp_buffer_read().decode("utf-8")
+    req.resp_body = body
 
-    # Let go of the request body and the response buffer
-    curl.setopt(pycurl.POSTFIELDS, "")
-    curl.setopt(pycurl.WRITEFUNCTION, lambda _: None)
+    self._Release()
 
     if req.completion_cb:
       req.completion_cb(req)
+
+  def _Release(self):
+    """Let go of the request body, the response buffer and callbacks."""
+    curl = self._curl
+    curl.setopt(pycurl.POSTFIELDS, "")
+    curl.setopt(pycurl.WRITEFUNCTION, lambda _: None)
+    if self._upload is not None:
+      curl.setopt(pycurl.READFUNCTION, lambda _: b"")
+    if self._req.feedback_fn is not None:
+      curl.setopt(pycurl.HEADERFUNCTION, lambda _: None)
+    self._body = self._upload = None
 
 
 class _SharedLock(object):
@@ -401,5 +629,5 @@ def ProcessRequests(requests, lock_monitor_cb=None, _curl=pycurl.Curl,
 
   assert all(req.error is not None or
              (req.success and req.resp_status_code is not None and
-              req.resp_body is not None)
+              (req.resp_body is not None or req.response_file is not None))
              for req in requests)
