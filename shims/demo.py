@@ -6,9 +6,13 @@ made for the occasion, client certificates required, and two procedures in
 the style of Ganeti's node daemon:
 
 - ``POST /version``: answers ``[true, <protocol version>]``;
-- ``POST /echo``: answers ``[true, <the JSON body it got>]``.
+- ``POST /echo``: answers ``[true, <the JSON body it got>]``;
+- ``POST /copy``: a long operation (``{"steps": N}``) that reports its
+  progress as RPC feedback to clients that ask for it (docs/feedback.md);
+- ``GET /download?size=N``: N bytes, streamed as they are generated.
 
-It prints the curl commands that reach it and serves until interrupted.
+It prints the commands that reach it (curl, and ``shims.demo_client`` for
+the progress bars) and serves until interrupted.
 """
 
 import argparse
@@ -18,8 +22,11 @@ import os
 import signal
 import subprocess
 import threading
+import time
+import urllib.parse
 
 from ganeti import http as ganeti_http
+from ganeti.http import feedback
 from ganeti.http import server as http_server
 
 PROTOCOL_VERSION = 3000000
@@ -30,20 +37,45 @@ class DemoNodeHandler(http_server.HttpServerHandler):
   """POST-only JSON procedures, answered as ``[success, payload]``."""
 
   def HandleRequest(self, req):
+    (path, _, query) = req.request_path.partition("?")
+    if path == "/download" and req.request_method == ganeti_http.HTTP_GET:
+      return self._Download(req, urllib.parse.parse_qs(query))
     if req.request_method != ganeti_http.HTTP_POST:
       raise ganeti_http.HttpBadRequest("Only the POST method is supported")
-    procedure = req.request_path.lstrip("/")
+    procedure = path.lstrip("/")
+    try:
+      args = json.loads(req.request_body or b"null")
+    except ValueError as err:
+      raise ganeti_http.HttpBadRequest("Body is not JSON: %s" % err)
+    if procedure == "copy":
+      return feedback.RespondWithFeedback(req, self._Copy(args or {}))
     if procedure == "version":
       result = PROTOCOL_VERSION
     elif procedure == "echo":
-      try:
-        result = json.loads(req.request_body or b"null")
-      except ValueError as err:
-        raise ganeti_http.HttpBadRequest("Body is not JSON: %s" % err)
+      result = args
     else:
       raise ganeti_http.HttpNotFound("No procedure %r" % procedure)
     req.resp_headers[ganeti_http.HTTP_CONTENT_TYPE] = ganeti_http.HTTP_APP_JSON
     return json.dumps([True, result])
+
+  @staticmethod
+  def _Copy(args):
+    """Pretend to copy a disk, reporting each step."""
+    steps = int(args.get("steps", 20))
+    for step in range(1, steps + 1):
+      time.sleep(0.1)
+      yield {"done": step, "total": steps}
+    return [True, "copied %d blocks" % steps]
+
+  @staticmethod
+  def _Download(req, query):
+    size = int(query.get("size", ["0"])[0])
+    block = b"\0" * min(size, 1 << 20)
+    req.resp_headers[ganeti_http.HTTP_CONTENT_TYPE] = (
+      ganeti_http.HTTP_APP_OCTET_STREAM)
+    req.resp_headers[ganeti_http.HTTP_CONTENT_LENGTH] = str(size)
+    return (block[:min(len(block), size - offset)]
+            for offset in range(0, size, max(len(block), 1)))
 
 
 def _Openssl(*args):
@@ -111,8 +143,13 @@ def main():
         "  %s/echo -d '{\"hello\": \"node\"}'\n"
         "  curl --insecure https://127.0.0.1:%d/version -X POST"
         "   # refused: no client certificate\n"
+        "  .venv/bin/python -m shims.demo_client --port %d copy"
+        "       # RPC feedback as a progress bar\n"
+        "  .venv/bin/python -m shims.demo_client --port %d download"
+        "   # 1 GiB streamed\n"
         "Stop with Ctrl-C.\n" % (args.port, server.backend, curl, curl,
-                                 args.port), flush=True)
+                                 args.port, args.port, args.port),
+        flush=True)
   stop = threading.Event()
   for signum in (signal.SIGINT, signal.SIGTERM):
     signal.signal(signum, lambda *_: stop.set())
