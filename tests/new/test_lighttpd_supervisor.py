@@ -94,6 +94,13 @@ def _ListeningPorts(pid):
   return ports
 
 
+def _WaitRestarted(supervisor, old_pid, caplog):
+  """Wait until the supervisor has seen a new lighttpd answer."""
+  WaitFor(lambda: supervisor.pid != old_pid and any(
+    "lighttpd restarted (pid %s)" % supervisor.pid in record.getMessage()
+    for record in caplog.records))
+
+
 @pytest.mark.parametrize("activated", [False, True])
 def test_killed_lighttpd_is_restarted(supervise, scratch_dir, fcgi_app,
                                       listener, activated, caplog):
@@ -107,7 +114,7 @@ def test_killed_lighttpd_is_restarted(supervise, scratch_dir, fcgi_app,
   first = supervisor.pid
   lifeline = supervisor.lifeline_pid
   os.kill(first, signal.SIGKILL)
-  WaitFor(lambda: supervisor.pid not in (None, first))
+  _WaitRestarted(supervisor, first, caplog)
   assert Request("127.0.0.1", port)[::2] == (200, b"hello\n")
   assert not Alive(first)
   assert not Alive(lifeline)  # the old lifeline went with it
@@ -172,7 +179,9 @@ def test_back_off_resets_after_a_stable_run(supervise, scratch_dir, fcgi_app,
     count = len(_Delays())
     os.kill(pid, signal.SIGKILL)
     WaitFor(lambda: len(_Delays()) > count)
-    WaitFor(lambda: supervisor.pid != pid and _Answers(port))
+    # until the supervisor itself saw the new lighttpd answer
+    _WaitRestarted(supervisor, pid, caplog)
+    assert _Answers(port)
   _KillAndWait()
   _KillAndWait()  # crashed again at once: the wait doubled
   time.sleep(1.2)
