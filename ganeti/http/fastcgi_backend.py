@@ -19,12 +19,14 @@ multiplexing stays off.
 """
 
 import concurrent.futures
+import fcntl
 import logging
 import os
 import select
 import signal
 import socket
 import struct
+import termios
 import threading
 import time
 
@@ -34,6 +36,12 @@ from ganeti.http import response_body
 
 #: How often blocking loops look at their stop flag, in seconds.
 _POLL_INTERVAL = 0.2
+
+#: Longest wait for lighttpd to read a failed response's data (seconds).
+_ABORT_DRAIN_TIMEOUT = 5.0
+
+#: Time lighttpd gets to act on that data before the connection drops.
+_ABORT_GRACE = 0.05
 
 
 class _Connection(fcgi_base.Connection):
@@ -47,13 +55,33 @@ class _Connection(fcgi_base.Connection):
                                  b"\0" * rec.paddingLength]))
 
   def Abort(self):
-    """Drop the connection without ending the request: lighttpd then
-    closes the client's connection without completing the response."""
+    """Drop the connection without ending the request, so that lighttpd
+    closes the client's connection without completing the response.
+
+    lighttpd only does so once it has started sending the response: if it
+    reads the data and the end of the connection in one go, it sends what
+    it got as a complete body with a Content-Length.  So first wait until
+    lighttpd has read everything sent (the socket's output queue is
+    empty), then a moment more for it to pass that on.
+    """
     self._keepGoing = False
+    deadline = time.monotonic() + _ABORT_DRAIN_TIMEOUT
+    while _UnreadBytes(self._sock) and time.monotonic() < deadline:
+      time.sleep(0.005)
+    time.sleep(_ABORT_GRACE)
     try:
       self._sock.shutdown(socket.SHUT_RDWR)
     except OSError:
       pass
+
+
+def _UnreadBytes(sock):
+  """Bytes written to C{sock} that the peer has not read yet (Linux)."""
+  try:
+    raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+  except OSError:
+    return 0
+  return struct.unpack("i", raw)[0]
 
 
 class _Request(fcgi_base.Request):
