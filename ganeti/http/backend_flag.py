@@ -2,6 +2,8 @@
 
 The flag is looked up, first match wins, in:
 
+  0. C{GANETI_HTTP_FASTCGI_SPAWNED=1}: lighttpd spawned the daemon as its
+     FastCGI application, so it is C{fastcgi};
   1. the environment variable C{GANETI_HTTP_BACKEND_<DAEMON>} (the daemon's
      name upper-cased, "-" turned into "_");
   2. the daemon's key in section C{[backends]} of the INI file named by
@@ -26,6 +28,8 @@ BACKENDS = frozenset([BACKEND_LEGACY, BACKEND_FASTCGI])
 
 ENV_PREFIX = "GANETI_HTTP_BACKEND"
 ENV_CONFIG_FILE = "GANETI_HTTP_BACKEND_CONFIG"
+#: Set to "1" by lighttpd's configuration when it spawns the daemon itself.
+ENV_SPAWNED = "GANETI_HTTP_FASTCGI_SPAWNED"
 DEFAULT_CONFIG_FILE = "/etc/ganeti/http-backend.conf"
 CONFIG_SECTION = "backends"
 CONFIG_DEFAULT_KEY = "default"
@@ -93,6 +97,9 @@ def ReadSection(path, section):
 
 def _Candidates(daemon_name, environ):
   """Yield C{(raw value, source)} for each place, in precedence order."""
+  if environ.get(ENV_SPAWNED) == "1":
+    yield (BACKEND_FASTCGI, "environment variable %s (spawned by lighttpd)"
+           % ENV_SPAWNED)
   daemon_variable = DaemonVariable(daemon_name)
   yield (environ.get(daemon_variable),
          "environment variable %s" % daemon_variable)

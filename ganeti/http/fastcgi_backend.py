@@ -322,6 +322,19 @@ def _WaitForChildren(pids, timeout):
     time.sleep(_POLL_INTERVAL / 4)
 
 
+def InheritedFastCgiSocket():
+  """The listening socket a web server passes as standard input (fd 0).
+
+  @raise OSError: fd 0 is not a listening socket
+  """
+  sock = socket.socket(fileno=os.dup(0))
+  if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+    sock.close()
+    raise OSError("Standard input is not a listening socket; was this"
+                  " process really spawned by lighttpd (bin-path)?")
+  return sock
+
+
 def BindUnixSocket(path, owner_uid=None, owner_gid=None, mode=0o600):
   """Create a listening Unix socket at C{path} with explicit owner and mode.
 

@@ -45,6 +45,8 @@ class FastCgiHttpServer(object):
   C{ganeti_handler}, C{ssl_verify_peer}, C{ssl_verify_callback}.
 
   @ivar backend: C{"fastcgi"}
+  @ivar spawned: whether a system lighttpd spawned this daemon as its
+      FastCGI application (see L{fastcgi_settings.SpawnedByLighttpd})
   """
   backend = backend_flag.BACKEND_FASTCGI
   allow_reuse_address = True
@@ -57,15 +59,23 @@ class FastCgiHttpServer(object):
     self.settings = fastcgi_settings.Load(options.daemon_name
                                           or backend_flag.DefaultDaemonName())
     self._flag_source = flag_source
-    self._lighttpd = self._FindLighttpd()
     self.pipeline = pipeline.RequestPipeline(
       pipeline.ClientCertificatePolicy(options.ssl_verify_peer,
                                        options.ssl_verify_callback))
     self._ssl_params = options.ssl_params
     self._max_clients = options.max_clients
-    self.socket = _BindTcp(options.address_family, options.local_address,
-                           options.port)
-    self.server_address = self.socket.getsockname()[:2]
+    self.spawned = fastcgi_settings.SpawnedByLighttpd()
+    if self.spawned:
+      # A system lighttpd started this daemon (bin-path) and listens on
+      # the port itself; the FastCGI socket is our standard input.
+      self._lighttpd = None
+      self.socket = fastcgi_backend.InheritedFastCgiSocket()
+      self.server_address = (options.local_address, options.port)
+    else:
+      self._lighttpd = self._FindLighttpd()
+      self.socket = _BindTcp(options.address_family, options.local_address,
+                             options.port)
+      self.server_address = self.socket.getsockname()[:2]
     self._state_dir = None
     self._fastcgi_socket = None
     self._listener = None
@@ -74,7 +84,16 @@ class FastCgiHttpServer(object):
     self._supervisor = None
 
   def Start(self):
-    """Start the FastCGI backend, then lighttpd; return when both serve."""
+    """Start the FastCGI backend, then lighttpd; return when both serve.
+
+    When spawned by a system lighttpd, only the backend is started, on the
+    inherited socket.
+    """
+    if self.spawned:
+      self._fastcgi_socket = self.socket
+      self._StartBackend()
+      logging.info("Serving FastCGI on the socket inherited from lighttpd")
+      return
     frontend = self.settings.FrontendIdentity()
     self._state_dir = tempfile.mkdtemp(prefix="ganeti-http-",
                                        dir=self.settings.runtime_dir)

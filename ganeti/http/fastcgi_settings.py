@@ -21,7 +21,10 @@ keys win).  Keys:
   root, the system's temporary directory otherwise).
 
 The environment variable C{GANETI_HTTP_FASTCGI_PROCESSES} overrides
-C{processes}.
+C{processes}.  C{GANETI_HTTP_FASTCGI_SPAWNED=1}, which the system-service
+configuration of lighttpd sets (L{lighttpd_config.render_system_config}),
+says that lighttpd spawned the daemon with the FastCGI socket as its
+standard input.
 """
 
 import grp
@@ -81,6 +84,11 @@ class FastCgiSettings(object):
         "The fastcgi backend's frontend account does not exist: %s" % err)
     return FrontendIdentity(account.pw_name, group.gr_name, account.pw_uid,
                             group.gr_gid)
+
+
+def SpawnedByLighttpd(environ=os.environ):
+  """Whether lighttpd spawned this process as its FastCGI application."""
+  return environ.get(backend_flag.ENV_SPAWNED) == "1"
 
 
 def Load(daemon_name, environ=os.environ):

@@ -22,6 +22,7 @@ import os
 from typing import Optional, Tuple, Union
 
 from ganeti import http
+from ganeti.http import backend_flag
 
 #: Longest Unix socket path, in bytes (C{sun_path} minus its NUL).
 _MAX_SOCKET_PATH = 107
@@ -374,6 +375,7 @@ def render_system_config(settings, command, max_procs=1, environment=None):
       and tabs and knows no quoting, so no argument may contain either
   @param max_procs: number of daemon processes lighttpd keeps running
   @param environment: mapping of extra environment variables for the daemon
+      (C{GANETI_HTTP_FASTCGI_SPAWNED=1} is always added)
   @rtype: str
   """
   sockets = settings.fastcgi_sockets
@@ -393,8 +395,10 @@ def render_system_config(settings, command, max_procs=1, environment=None):
     "bin-path": " ".join(command),
     "max-procs": max_procs,
     }
-  if environment:
-    options["bin-environment"] = dict(environment)
+  # Tells ganeti.http that lighttpd spawned it (and so to serve FastCGI on
+  # its standard input instead of starting a lighttpd of its own).
+  options["bin-environment"] = dict(environment or {})
+  options["bin-environment"][backend_flag.ENV_SPAWNED] = "1"
   options.update(_BackendOptions(settings))
   return _Render(settings, [options])
 

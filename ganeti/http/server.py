@@ -63,7 +63,14 @@ class HttpServer(legacy.LegacyHttpServer):
   """
 
   def __new__(cls, *args, **kwargs):
-    options = ServerOptions.FromCall(*args, **kwargs)
+    return cls.FromOptions(ServerOptions.FromCall(*args, **kwargs))
+
+  def __init__(self, *args, **kwargs):  # pylint: disable=super-init-not-called
+    """Done by L{FromOptions}, which C{__new__} calls."""
+
+  @classmethod
+  def FromOptions(cls, options):
+    """Create the server for L{ServerOptions} on the flagged backend."""
     daemon_name = options.daemon_name or backend_flag.DefaultDaemonName()
     (backend, source) = backend_flag.ResolveBackend(daemon_name)
     logging.info("HTTP backend of %s: %s (from %s)", daemon_name, backend,
@@ -72,8 +79,6 @@ class HttpServer(legacy.LegacyHttpServer):
       # Imported here: the legacy backend must not need flup or lighttpd.
       from ganeti.http import fastcgi_server  # pylint: disable=import-outside-toplevel
       return fastcgi_server.FastCgiHttpServer(options, source)
-    return super().__new__(cls)
-
-  def __init__(self, *args, **kwargs):  # pylint: disable=super-init-not-called
-    legacy.LegacyHttpServer.__init__(self,
-                                     ServerOptions.FromCall(*args, **kwargs))
+    server = super().__new__(cls)
+    legacy.LegacyHttpServer.__init__(server, options)
+    return server

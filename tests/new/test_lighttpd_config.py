@@ -180,7 +180,8 @@ def test_system_config_spawns_the_daemon(supervise, scratch_dir):
     settings, command, max_procs=2, environment={"PYTHONPATH": REPO})
   assert '"bin-path" => "%s"' % " ".join(command) in text
   assert '"max-procs" => 2' in text
-  assert '"bin-environment" => ("PYTHONPATH" => "%s")' % REPO in text
+  assert ('"bin-environment" => ("PYTHONPATH" => "%s",'
+          ' "GANETI_HTTP_FASTCGI_SPAWNED" => "1")' % REPO) in text
   _Check(supervise, settings, text)
 
   # And it runs: lighttpd spawns both copies, which answer.

@@ -1,0 +1,89 @@
+"""The other deployment: lighttpd as a system service spawning the daemon.
+
+lighttpd starts the application itself (bin-path) with the FastCGI socket
+as standard input; ``ganeti.http``'s ``HttpServer`` then serves that
+socket, here through ``shims.fastcgi_launcher``, with TLS and client
+certificates checked by lighttpd and the digest callback in the backend.
+"""
+
+import json
+import os
+import ssl
+import sys
+import http.client
+
+import pytest
+
+from ganeti.http import lighttpd_config
+from ganeti.http import server as http_server
+from tests.new.lighttpd_helpers import (REPO, ProcessesMentioning, Settings,
+                                        WaitFor, scratch_dir, supervise)
+
+_ = (scratch_dir, supervise)  # fixtures
+
+
+class PidHandler(http_server.HttpServerHandler):
+  """Answers with its pid and the request it saw."""
+
+  def HandleRequest(self, req):
+    return json.dumps({"pid": os.getpid(), "path": req.request_path,
+                       "body": req.request_body.decode()})
+
+
+def MakeHandler():
+  """The launcher's handler factory."""
+  return PidHandler()
+
+
+def AcceptNodeCertificate(digest):
+  """The launcher's verify callback: only the node certificate."""
+  return digest == os.environ["EXPECTED_CLIENT_DIGEST"]
+
+
+def _Get(port, client_cert, path="/hello?x=1"):
+  context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+  context.check_hostname = False
+  context.verify_mode = ssl.CERT_NONE
+  context.load_cert_chain(client_cert.path)
+  connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10,
+                                           context=context)
+  try:
+    connection.request("POST", path, body=b"payload")
+    response = connection.getresponse()
+    return (response.status, response.read())
+  finally:
+    connection.close()
+
+
+def test_lighttpd_spawns_ganeti_http_backends(supervise, scratch_dir, pki):
+  marker = os.path.join(scratch_dir, "spawned-app")
+  settings = Settings(scratch_dir, marker + ".sock",
+                      ssl_cert_path=pki.cluster.path,
+                      ssl_key_path=pki.cluster.path, ssl_verify_peer=True)
+  command = [sys.executable, "-m", "shims.fastcgi_launcher",
+             "tests.new.test_fastcgi_spawned:MakeHandler", "--verify-callback",
+             "tests.new.test_fastcgi_spawned:AcceptNodeCertificate"]
+  text = lighttpd_config.render_system_config(
+    settings, command, max_procs=2,
+    environment={"PYTHONPATH": REPO,
+                 "EXPECTED_CLIENT_DIGEST": pki.node.digest})
+  supervisor = supervise(text, settings.state_dir,
+                         address=("127.0.0.1", settings.port))
+  supervisor.start()
+  (status, raw) = _Get(settings.port, pki.node)
+  assert status == 200
+  answer = json.loads(raw)
+  assert answer["path"] == "/hello?x=1" and answer["body"] == "payload"
+  assert answer["pid"] != os.getpid()
+  # The digest callback runs in the spawned backend: the cluster
+  # certificate passes lighttpd's chain check but not the callback.
+  assert _Get(settings.port, pki.cluster)[0] == 403
+  assert WaitFor(lambda: len(ProcessesMentioning(
+    "tests.new.test_fastcgi_spawned:MakeHandler")) == 2)
+
+
+def test_launcher_refuses_to_run_unspawned(monkeypatch):
+  from shims import fastcgi_launcher
+  monkeypatch.delenv("GANETI_HTTP_FASTCGI_SPAWNED", raising=False)
+  with pytest.raises(SystemExit):
+    fastcgi_launcher.main(["tests.new.test_fastcgi_spawned:MakeHandler"])
