@@ -286,3 +286,16 @@ def test_files_in_sendfile_dirs_are_sent_by_lighttpd(fastcgi, monkeypatch,
     assert running.Request("GET", path)[::2] == (200, payload)
     assert CountingFile.reads > 0
     CountingFile.reads = 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="privileges are only dropped"
+                    " when the daemon runs as root; CI runs as root")
+def test_frontend_unprivileged_handler_in_the_daemon(fastcgi, pki):
+  running = fastcgi(PidHandler(), ssl_params=SslParams(pki.cluster))
+  lighttpd_pid = running.server._supervisor.pid
+  with open("/proc/%d/status" % lighttpd_pid) as status:
+    uids = [line.split()[1:] for line in status if line.startswith("Uid:")][0]
+  assert set(uids) == {str(pwd.getpwnam("www-data").pw_uid)}
+  # The handler still runs in the daemon's own (root) process.
+  (status, _, raw) = running.Request("GET", "/")
+  assert (status, json.loads(raw)) == (200, os.getpid())
