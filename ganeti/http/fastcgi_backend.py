@@ -18,7 +18,6 @@ lighttpd opens one connection per request and never multiplexes, so flup's
 multiplexing stays off.
 """
 
-import concurrent.futures
 import fcntl
 import logging
 import os
@@ -142,7 +141,13 @@ class FlupGateway(fcgi_base.BaseFCGIServer):
 
 
 class FastCgiListener(object):
-  """Accepts FastCGI connections and serves each in a bounded thread pool.
+  """Serves FastCGI connections in a fixed number of threads.
+
+  Each thread accepts a connection and serves it itself, so a request is
+  never handed from one thread to another (measured: the hand-off of an
+  accept thread to a pool cost about as much as flup's whole request
+  handling).  Only one thread of a process waits in accept() at a time, so
+  a new connection wakes one thread, not all of them.
 
   @param gateway: a L{FlupGateway}
   @param listen_socket: a listening Unix socket
@@ -152,49 +157,56 @@ class FastCgiListener(object):
   def __init__(self, gateway, listen_socket, max_threads):
     self._gateway = gateway
     self._socket = listen_socket
-    # Several processes may wait on this socket: when one wins the race
-    # for a connection, accept() in the others must not block (that would
-    # also keep them from noticing a stop request).
+    # Several processes may wait on this socket: when another one wins the
+    # race for a connection, accept() here must not block (that would also
+    # keep this process from noticing a stop request).
     self._socket.setblocking(False)
-    self._slots = threading.BoundedSemaphore(max_threads)
-    self._workers = concurrent.futures.ThreadPoolExecutor(
-      max_workers=max_threads, thread_name_prefix="FastCGIWorker")
+    self._max_threads = max_threads
+    self._accept_lock = threading.Lock()
     self._stopping = threading.Event()
 
   def Serve(self, should_continue=lambda: True):
-    """Accept until L{Stop} is called (or C{should_continue()} is false),
+    """Serve until L{Stop} is called (or C{should_continue()} is false),
     then wait for the requests in progress."""
-    try:
-      while not self._stopping.is_set() and should_continue():
-        if not self._slots.acquire(timeout=_POLL_INTERVAL):
-          continue
-        connection = self._Accept()
-        if connection is None:
-          self._slots.release()
-          continue
-        self._workers.submit(self._Serve, connection)
-    finally:
-      self._workers.shutdown(wait=True)
+    threads = [threading.Thread(target=self._AcceptAndServe,
+                                args=(should_continue, ),
+                                name="FastCGIWorker-%d" % number, daemon=True)
+               for number in range(1, self._max_threads)]
+    for thread in threads:
+      thread.start()
+    self._AcceptAndServe(should_continue)
+    for thread in threads:
+      thread.join()
+
+  def _AcceptAndServe(self, should_continue):
+    while not self._stopping.is_set() and should_continue():
+      connection = self._Accept()
+      if connection is None:
+        continue
+      try:
+        self._gateway.ServeConnection(connection)
+      except Exception:  # pylint: disable=broad-except
+        logging.exception("Error on a FastCGI connection")
+      finally:
+        connection.close()
 
   def _Accept(self):
-    (readable, _, _) = select.select([self._socket], [], [], _POLL_INTERVAL)
-    if not readable:
+    """A new connection, or None after a while without one."""
+    if not self._accept_lock.acquire(timeout=_POLL_INTERVAL):
       return None
     try:
-      (connection, _) = self._socket.accept()
-    except (BlockingIOError, InterruptedError):
-      return None
+      (readable, _, _) = select.select([self._socket], [], [],
+                                       _POLL_INTERVAL)
+      if not readable:
+        return None
+      try:
+        (connection, _) = self._socket.accept()
+      except (BlockingIOError, InterruptedError):
+        return None
+    finally:
+      self._accept_lock.release()
     connection.setblocking(True)
     return connection
-
-  def _Serve(self, connection):
-    try:
-      self._gateway.ServeConnection(connection)
-    except Exception:  # pylint: disable=broad-except
-      logging.exception("Error on a FastCGI connection")
-    finally:
-      connection.close()
-      self._slots.release()
 
   def Stop(self):
     """Make L{Serve} return once the requests in progress are done."""
