@@ -31,4 +31,9 @@ demo: setup
 	$(PYTHON) -m shims.demo $(DEMO_ARGS)
 
 bench: setup
-	$(PYTHON) bench/run.py
+	@command -v ab >/dev/null 2>&1 || { \
+	  echo "Installing apache2-utils (ab, the load generator) with apt-get"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    apache2-utils </dev/null; }
+	$(PYTHON) bench/run.py $(BENCH_ARGS)

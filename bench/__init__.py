@@ -1,0 +1,1 @@
+"""Benchmarks of the HTTP backends; C{make bench} runs L{bench.run}."""

@@ -1,0 +1,102 @@
+"""Run one bench target in this process until standard input closes.
+
+  python -m bench.serve {legacy,fastcgi,static} [--tls PEM] [--client-digest D]
+
+C{legacy} and C{fastcgi} start C{ganeti.http.server.HttpServer} with the
+bench's JSON handler; which backend that is, and how many FastCGI
+processes, come from the environment (C{GANETI_HTTP_BACKEND},
+C{GANETI_HTTP_FASTCGI_PROCESSES}), as for a daemon.  C{static} starts a
+plain lighttpd serving the handler's answer as a file.
+
+Prints one JSON line C{{"port": ..., "pid": ...}} once serving, then waits
+for end-of-file (or SIGTERM) on standard input and stops everything.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+from ganeti import http as ganeti_http
+from ganeti.http import server as http_server
+
+from bench import static_lighttpd
+from bench import workload
+
+
+class _Server(object):
+  """C{HttpServer} with the bench handler, as a target."""
+
+  def __init__(self, backend, tls_pem, client_digest, max_clients):
+    kwargs = {"max_clients": max_clients}
+    if tls_pem:
+      kwargs["ssl_params"] = ganeti_http.HttpSslParams(tls_pem, tls_pem)
+      kwargs["ssl_verify_peer"] = True
+      kwargs["ssl_verify_callback"] = lambda digest: digest == client_digest
+    self._server = http_server.HttpServer("127.0.0.1", 0,
+                                          workload.JsonHandler(),
+                                          daemon_name="bench", **kwargs)
+    if self._server.backend != backend:
+      raise SystemExit("Asked for backend %s, got %s" %
+                       (backend, self._server.backend))
+    self.port = self._server.server_address[1]
+
+  def Start(self):
+    """Serve in the background."""
+    self._server.Start()
+
+  def Stop(self):
+    """Stop serving."""
+    self._server.Stop()
+
+
+def _Target(args):
+  if args.target == "static":
+    return static_lighttpd.StaticLighttpd(workload.PATH,
+                                          workload.RESPONSE_BODY,
+                                          tls_pem=args.tls,
+                                          verify_peer=bool(args.tls))
+  return _Server(args.target, args.tls, args.client_digest, args.max_clients)
+
+
+def _ParseArgs(argv):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("target", choices=("legacy", "fastcgi", "static"))
+  parser.add_argument("--tls", metavar="PEM",
+                      help="serve HTTPS with this key+certificate file and"
+                           " require client certificates it signed")
+  parser.add_argument("--client-digest",
+                      help="the only client certificate digest accepted")
+  parser.add_argument("--max-clients", type=int, default=20,
+                      help="HttpServer's max_clients (default: %(default)s,"
+                           " Ganeti's default)")
+  return parser.parse_args(argv)
+
+
+def _WaitForEndOfInput():
+  """Block until stdin closes; SIGTERM ends the wait too."""
+  signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+  try:
+    while os.read(sys.stdin.fileno(), 4096):
+      pass
+  except SystemExit:
+    pass
+
+
+def main(argv=None):
+  """Start the target, announce it, serve until told to stop."""
+  args = _ParseArgs(argv)
+  target = _Target(args)
+  target.Start()
+  try:
+    sys.stdout.write(json.dumps({"port": target.port, "pid": os.getpid()}) +
+                     "\n")
+    sys.stdout.flush()
+    _WaitForEndOfInput()
+  finally:
+    target.Stop()
+
+
+if __name__ == "__main__":
+  main()
