@@ -94,6 +94,13 @@ class _Request(fcgi_base.Request):
   flup's gateway has already closed the WSGI body in both cases.
   """
 
+  def __init__(self, conn, input_stream_class, timeout):
+    fcgi_base.Request.__init__(self, conn, input_stream_class, timeout)
+    # flup writes the CGI headers and each body chunk separately, then
+    # flushes: buffered, each flush sends them as one record.
+    self.stdout = fcgi_base.OutputStream(conn, self, fcgi_base.FCGI_STDOUT,
+                                         buffered=True)
+
   def run(self):
     try:
       (protocol_status, app_status) = self.server.handler(self)

@@ -173,9 +173,13 @@ class FastCgiHttpServer(object):
         sendfile_dirs=self.settings.sendfile_dirs),
       multiprocess=self.settings.processes > 1)
 
+    # max_clients requests at once in all, split over the processes: fewer
+    # threads per process also means less contention for its GIL.
+    threads = -(-self._max_clients // self.settings.processes)
+
     def _MakeListener():
       return fastcgi_backend.FastCgiListener(gateway, self._fastcgi_socket,
-                                             self._max_clients)
+                                             threads)
 
     if self.settings.processes > 1:
       self._workers = fastcgi_backend.ForkedWorkers(_MakeListener,
