@@ -10,8 +10,10 @@ no lighttpd, so the figures are the cost of the Python code itself:
      pair, the environment decoded, the connection shut down;
   4. the same with a Unix socket connection accepted per request, as
      lighttpd opens one per request;
-  5. the whole FastCGI listener (accept loop and worker thread pool) with
-     a client in another thread of the same process;
+  5. the whole FastCGI listener with its threads, driven by a client in
+     another thread of the same process (so this one also counts the GIL
+     passing between client and server, which lighttpd, a process of its
+     own, does not cause);
 
 and, for comparison, the legacy backend's request handler (stdlib HTTP
 parsing plus the same pipeline) over a socket pair.
@@ -235,8 +237,8 @@ def _Measure(function, count, rounds=5):
 
 
 def FullListener(directory, count, rounds=5):
-  """Layer 5: C{FastCgiListener} (accept thread, 20 worker threads) serving
-  a client in another thread; the client's own CPU time is subtracted.
+  """Layer 5: C{FastCgiListener} with 20 threads serving a client in
+  another thread; the client's own CPU time is subtracted.
 
   @return: server CPU seconds per request
   """
@@ -291,9 +293,9 @@ def Layers(count=2000):
                       _Measure(once, count)))
     finally:
       close()
-    results.append(("+ FastCgiListener's accept thread and worker pool"
-                    " (client in another thread)",
-                    FullListener(directory, count)))
+    results.append(("+ FastCgiListener's threads, the client in another"
+                    " thread of the same process (GIL hand-offs with it"
+                    " included)", FullListener(directory, count)))
   (once, close) = LegacyHandler()
   try:
     results.append(("legacy: stdlib HTTP parsing + pipeline + handler,"

@@ -288,10 +288,21 @@ def _CpuModel():
   return platform.processor() or "unknown"
 
 
-def _MachineFacts():
+def _CodeVersion():
+  """The commit measured, and whether the package had local changes."""
+  commit = _CommandOutput(["git", "-C", REPO, "rev-parse", "--short",
+                           "HEAD"])
+  changed = _CommandOutput(["git", "-C", REPO, "status", "--porcelain",
+                            "--", "ganeti"])
+  return "commit %s%s" % (commit, " with uncommitted changes under ganeti/"
+                          if changed else "")
+
+
+def _MachineFacts(code_version):
   """Lines describing the machine and the software measured."""
   lighttpd = _CommandOutput([lighttpd_supervisor.FindLighttpd(), "-v"])
   return [
+    "Code measured: %s" % code_version,
     "CPU: %d cores (%s)" % (os.cpu_count(), _CpuModel()),
     "Kernel: %s %s" % (platform.system(), platform.release()),
     "lighttpd: %s" % lighttpd.splitlines()[0],
@@ -401,6 +412,7 @@ def main(argv=None):
   loadgen.FindAb()
   started_at = datetime.datetime.now(datetime.timezone.utc)
   start = time.monotonic()
+  code_version = _CodeVersion()  # before anyone can change it
   # Measured first, while no server runs.
   (layer_tables, _) = _LayerSection()
   specs = [LEGACY] + [FastCgi(count) for count in PROCESS_COUNTS] + [STATIC]
@@ -420,7 +432,7 @@ def main(argv=None):
   print("\n%s\nNo server process left behind (%d checked)." % (noise,
                                                                checked))
   if args.output != "-":
-    generated = _Generated(argv, _MachineFacts(), tables, fastcgi,
+    generated = _Generated(argv, _MachineFacts(code_version), tables, fastcgi,
                            started_at, time.monotonic() - start, noise)
     report.WriteDocument(os.path.join(REPO, args.output), generated,
                          PREAMBLE)
