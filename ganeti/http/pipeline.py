@@ -206,7 +206,11 @@ def HeadersFromPairs(pairs):
 
 
 def ErrorResponse(handler, err):
-  """Turn an C{HttpException} into a response using the handler's page."""
+  """Turn an C{HttpException} into a response using the handler's page.
+
+  If the handler's C{FormatErrorMessage} fails, the default page is sent
+  (and the failure logged): a client always gets an answer.
+  """
   (short_text, long_text) = _STATUS_TEXTS.get(err.code, ("Unknown",
                                                          "Unknown"))
   values = {
@@ -214,10 +218,19 @@ def ErrorResponse(handler, err):
     "message": html.escape(err.message or short_text),
     "explain": long_text,
   }
-  (content_type, body) = handler.FormatErrorMessage(values)
+  try:
+    (content_type, body) = handler.FormatErrorMessage(values)
+  except Exception:  # pylint: disable=broad-except
+    logging.exception("The handler's FormatErrorMessage failed; using the"
+                      " default error page")
+    (content_type, body) = HttpServerHandler.FormatErrorMessage(values)
   headers = [(ganeti_http.HTTP_CONTENT_TYPE, content_type)]
-  if err.headers:
-    headers.extend(err.headers.items())
+  for (name, value) in (err.headers or {}).items():
+    problem = _HeaderProblem(str(name), str(value))
+    if problem:
+      logging.error("Not sending the error's %s", problem)
+    else:
+      headers.append((str(name), str(value)))
   return Response(err.code, headers, response_body.ToBytes(body))
 
 
@@ -250,12 +263,7 @@ class RequestPipeline(object):
       logging.exception("Error while handling %s %s", incoming.method,
                         incoming.path)
       error = ganeti_http.HttpInternalServerError(str(err))
-    try:
-      return ErrorResponse(handler, error)
-    except Exception:  # pylint: disable=broad-except
-      logging.exception("The handler's FormatErrorMessage failed; using the"
-                        " default error page")
-      return ErrorResponse(HttpServerHandler, error)
+    return ErrorResponse(handler, error)
 
   def _Run(self, handler, incoming):
     if incoming.method not in SUPPORTED_METHODS:
@@ -293,29 +301,33 @@ class RequestPipeline(object):
     return request_body.RequestBodyStream(incoming.read_body, length, limit)
 
 
-def _CheckedHeaders(headers):
-  """Return the handler's response headers as pairs, refusing unsafe ones.
+def _HeaderProblem(name, value):
+  """Why a response header cannot be sent, or None if it can.
 
   A CR or LF would let a value start a header (or a body) of its own, and
   HTTP/1.1 header text is Latin-1; both would otherwise fail differently on
   each backend.
-
-  @raise ganeti.http.HttpInternalServerError: a name or value is unusable
   """
-  pairs = []
-  for (name, value) in headers.items():
-    (name, value) = (str(name), str(value))
-    if (not name or any(char in name for char in " \t\r\n:")
-        or "\r" in value or "\n" in value):
-      raise ganeti_http.HttpInternalServerError(
-        "Handler set an invalid response header %r: %r" % (name, value))
-    if _IsContentLength(name) and not (value.isdigit() and value.isascii()):
-      raise ganeti_http.HttpInternalServerError(
-        "Handler set an invalid Content-Length %r" % value)
-    try:
-      (name + value).encode("latin-1")
-    except UnicodeEncodeError:
-      raise ganeti_http.HttpInternalServerError(
-        "Handler set a response header that is not Latin-1: %r" % name)
-    pairs.append((name, value))
+  if (not name or any(char in name for char in " \t\r\n:")
+      or "\r" in value or "\n" in value):
+    return "invalid response header %r: %r" % (name, value)
+  if _IsContentLength(name) and not (value.isdigit() and value.isascii()):
+    return "invalid Content-Length %r" % value
+  try:
+    (name + value).encode("latin-1")
+  except UnicodeEncodeError:
+    return "response header that is not Latin-1: %r" % name
+  return None
+
+
+def _CheckedHeaders(headers):
+  """Return the handler's response headers as pairs.
+
+  @raise ganeti.http.HttpInternalServerError: one cannot be sent
+  """
+  pairs = [(str(name), str(value)) for (name, value) in headers.items()]
+  for (name, value) in pairs:
+    problem = _HeaderProblem(name, value)
+    if problem:
+      raise ganeti_http.HttpInternalServerError("Handler set an " + problem)
   return pairs

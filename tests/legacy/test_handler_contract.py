@@ -336,3 +336,15 @@ def test_unsafe_response_header_gives_500(serve, name, value):
   assert status == 500
   assert "Set-Cookie" not in headers
   assert running.Request("GET", "/")[0] == 500
+
+
+def test_unsafe_header_of_an_http_exception_is_dropped(serve):
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      raise ganeti_http.HttpUnauthorized(
+        headers={"WWW-Authenticate": "Basic\r\nSet-Cookie: x=1",
+                 "X-Fine": "yes"})
+  (status, headers, _) = serve(Handler()).Request("GET", "/")
+  assert status == 401
+  assert headers["X-Fine"] == "yes"
+  assert "Set-Cookie" not in headers and "WWW-Authenticate" not in headers
