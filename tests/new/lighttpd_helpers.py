@@ -5,8 +5,10 @@ fails; C{supervise} additionally fails a test that leaves any process
 behind whose command line names its state directory.
 """
 
+import grp
 import http.client
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -187,3 +189,13 @@ def Settings(scratch_dir, backend_socket, **kwargs):
   return lighttpd_config.FrontendSettings(
     fastcgi_socket=backend_socket,
     state_dir=os.path.join(scratch_dir, "state"), **kwargs)
+
+
+def CanSwitchToNobody():
+  """Whether lighttpd can be told to switch to nobody/nogroup here."""
+  try:
+    pwd.getpwnam("nobody")
+    grp.getgrnam("nogroup")
+  except KeyError:
+    return False
+  return os.geteuid() == 0

@@ -1,30 +1,20 @@
 """Rendering lighttpd configurations: every variant passes the real
 C{lighttpd -tt} without a warning, and no value can inject configuration."""
 
-import grp
 import os
-import pwd
 import sys
 
 import pytest
 
 from ganeti.http import lighttpd_config
 from ganeti.http.lighttpd_config import FrontendSettings
-from tests.new.lighttpd_helpers import (REPO, FreePort, ProcessesMentioning,
-                                        Request, Settings, WaitFor, fcgi_app,
+from tests.new.lighttpd_helpers import (REPO, CanSwitchToNobody, FreePort,
+                                        ProcessesMentioning, Request,
+                                        Settings, WaitFor, fcgi_app,
                                         scratch_dir, supervise)
 
 _ = (fcgi_app, scratch_dir, supervise)  # fixtures
 
-
-def _CanSwitchToNobody():
-  """Whether lighttpd can be told to switch to nobody/nogroup here."""
-  try:
-    pwd.getpwnam("nobody")
-    grp.getgrnam("nogroup")
-  except KeyError:
-    return False
-  return os.geteuid() == 0
 
 
 def _Check(supervise, settings, text=None):
@@ -158,7 +148,7 @@ def test_socket_activation_and_several_backends(supervise, scratch_dir):
     assert '("socket" => "%s", ' % path in text
 
 
-@pytest.mark.skipif(not _CanSwitchToNobody(),
+@pytest.mark.skipif(not CanSwitchToNobody(),
                     reason="needs root and nobody/nogroup")
 def test_user_group_and_access_log(supervise, scratch_dir):
   settings = Settings(scratch_dir, "/run/ganeti/noded.sock",

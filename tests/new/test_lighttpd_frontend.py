@@ -15,8 +15,9 @@ import warnings
 import pytest
 
 from ganeti.http import lighttpd_config
-from tests.new.lighttpd_helpers import (Request, Settings, fcgi_app,
-                                        scratch_dir, supervise)
+from tests.new.lighttpd_helpers import (CanSwitchToNobody, Request,
+                                        Settings, fcgi_app, scratch_dir,
+                                        supervise)
 
 _ = (fcgi_app, scratch_dir, supervise)  # fixtures
 
@@ -178,14 +179,6 @@ def test_ipv6(supervise, scratch_dir, fcgi_app, address):
     assert Request("127.0.0.1", port)[::2] == (200, b"hello\n")
 
 
-def _CanSwitchToNobody():
-  try:
-    pwd.getpwnam("nobody")
-    grp.getgrnam("nogroup")
-  except KeyError:
-    return False
-  return os.geteuid() == 0
-
 
 def _Ids(pid):
   """The real user and group ids of a process."""
@@ -197,7 +190,7 @@ def _Ids(pid):
   return (ids["Uid"], ids["Gid"])
 
 
-@pytest.mark.skipif(not _CanSwitchToNobody(),
+@pytest.mark.skipif(not CanSwitchToNobody(),
                     reason="needs root and nobody/nogroup")
 def test_privilege_separation(supervise, scratch_dir, fcgi_app, pki,
                               tmp_path):
