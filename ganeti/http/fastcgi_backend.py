@@ -83,6 +83,21 @@ def _UnreadBytes(sock):
   return struct.unpack("i", raw)[0]
 
 
+class _OutputStream(fcgi_base.OutputStream):
+  """flup's FCGI_STDOUT stream, cutting large writes into records without
+  copying the rest of the data for every record (flup slices bytes, which
+  copied a 1 MiB chunk about eight times over)."""
+
+  def _write(self, data):
+    view = memoryview(data)
+    size = self._req.server.maxwrite - fcgi_base.FCGI_HEADER_LEN
+    for start in range(0, len(view), size):
+      record = fcgi_base.Record(self._type, self._req.requestId)
+      record.contentData = view[start:start + size]
+      record.contentLength = len(record.contentData)
+      self._conn.writeRecord(record)
+
+
 class _Request(fcgi_base.Request):
   """flup's request, minus its SIGALRM timeout, plus two endings flup lacks:
 
@@ -98,8 +113,8 @@ class _Request(fcgi_base.Request):
     fcgi_base.Request.__init__(self, conn, input_stream_class, timeout)
     # flup writes the CGI headers and each body chunk separately, then
     # flushes: buffered, each flush sends them as one record.
-    self.stdout = fcgi_base.OutputStream(conn, self, fcgi_base.FCGI_STDOUT,
-                                         buffered=True)
+    self.stdout = _OutputStream(conn, self, fcgi_base.FCGI_STDOUT,
+                                buffered=True)
 
   def run(self):
     try:
