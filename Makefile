@@ -31,9 +31,11 @@ demo: setup
 	$(PYTHON) -m shims.demo $(DEMO_ARGS)
 
 bench: setup
-	@command -v ab >/dev/null 2>&1 || { \
-	  echo "Installing apache2-utils (ab, the load generator) with apt-get"; \
+	@{ command -v ab && command -v curl && [ -x /usr/bin/time ]; } \
+	    >/dev/null 2>&1 || { \
+	  echo "Installing apache2-utils (ab, the load generator), curl and" \
+	    "time (peak memory of the clients) with apt-get"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	    apache2-utils </dev/null; }
+	    apache2-utils curl time </dev/null; }
 	$(PYTHON) bench/run.py $(BENCH_ARGS)

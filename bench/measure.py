@@ -31,11 +31,14 @@ _QUIET_WINDOW = 0.5
 class Measurement(object):
   """A load run and the CPU seconds spent during it.
 
-  @ivar ab: the L{loadgen.AbResult}
+  @ivar ab: what the load returned: the L{loadgen.AbResult}, or for the
+      streamed rows a L{bench.transfers.TransferResult} or
+      L{bench.transfers.LatencyResult}
   @ivar server_cpu: CPU seconds of the server's processes (daemon,
       FastCGI workers, lighttpd)
   @ivar lighttpd_cpu: the part of C{server_cpu} spent in lighttpd
-  @ivar ab_cpu: CPU seconds of the load generator
+  @ivar ab_cpu: CPU seconds of the load generator (the processes the
+      load ran and reaped)
   @ivar background_cores: average cores busy with anything else
   @ivar tries: runs made to get this one
   """
@@ -102,8 +105,9 @@ def _Once(server_pid, load):
 
 
 def Measure(server_pid, load):
-  """Run C{load()} (returning a L{loadgen.AbResult}) against the server
-  whose main process is C{server_pid}; repeat while the machine is busy.
+  """Run C{load()} (returning a L{loadgen.AbResult}, or any result) against
+  the server whose main process is C{server_pid}; repeat while the machine
+  is busy.
 
   @rtype: L{Measurement}
   """

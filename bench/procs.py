@@ -98,3 +98,26 @@ def MachineBusySeconds():
     fields = [int(value) for value in handle.readline().split()[1:]]
   (user, nice, system, _idle, _iowait, irq, softirq, steal) = fields[:8]
   return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
+def ResetPeakRss(pids):
+  """Set the peak RSS (VmHWM) of C{pids} back to their current RSS
+  (Linux 4.0 and later; needs the right to trace them, as root has)."""
+  for pid in pids:
+    try:
+      with open("/proc/%d/clear_refs" % pid, "w") as handle:
+        handle.write("5")
+    except OSError:
+      continue
+
+
+def PeakRssKiB(pid):
+  """The peak RSS (VmHWM) of C{pid} in KiB, or None if it is gone."""
+  try:
+    with open("/proc/%d/status" % pid) as handle:
+      for line in handle:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1])
+  except OSError:
+    pass
+  return None

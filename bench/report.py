@@ -22,9 +22,7 @@ def Throughput(measurement):
                          _Millis(result.p99))
   if result.errors:
     text += " %d errors" % result.errors
-  if measurement.background_cores > measure.QUIET_CORES:
-    text += " (busy machine)"
-  return text
+  return text + _Busy(measurement)
 
 
 def CpuCost(measurement):
@@ -37,6 +35,69 @@ def CpuCost(measurement):
   else:
     server = "%.0f" % measurement.server_micros
   return "%s; ab %.0f" % (server, measurement.ab_micros)
+
+
+#: Peak RSS no process may reach in the streamed rows, in MiB.
+RSS_LIMIT_MIB = 64
+
+
+def _Busy(measurement):
+  return (" (busy machine)"
+          if measurement.background_cores > measure.QUIET_CORES else "")
+
+
+def Bandwidth(measurement):
+  """A transfer's L{measure.Measurement} as GB/s: the median run, and the
+  range of all runs when there are several."""
+  result = measurement.ab
+  if result.error:
+    return "FAILED"
+  spread = ""
+  if len(result.runs) > 1:
+    spread = " (%.2f–%.2f)" % (min(result.runs), max(result.runs))
+  return "%.2f GB/s%s%s" % (result.gbps, spread, _Busy(measurement))
+
+
+def PeakRss(measurement):
+  """A transfer's L{measure.Measurement} as each process's peak RSS, MiB:
+  the server's processes in the data path, then the client's."""
+  result = measurement.ab
+  parts = ["%s %.0f" % (name, kib / 1024.0)
+           for (name, kib) in result.PeakRss()]
+  text = ", ".join(parts)
+  if any(kib >= RSS_LIMIT_MIB * 1024 for (_, kib) in result.PeakRss()):
+    text += " (%d MiB or more!)" % RSS_LIMIT_MIB
+  if result.error:
+    text += " (FAILED)"
+  return text
+
+
+def CpuPerGib(measurement):
+  """A transfer's L{measure.Measurement} as CPU seconds per GiB moved: the
+  server's (for the fastcgi backend split into Python and lighttpd), then
+  the client's."""
+  result = measurement.ab
+  gib = (result.total_moved or result.moved) / float(1 << 30)
+  if gib <= 0:
+    return "-"
+  server = measurement.server_cpu / gib
+  lighttpd = measurement.lighttpd_cpu / gib
+  python = server - lighttpd
+  if lighttpd and python >= 0.01:
+    text = "%.2f = %.2f py + %.2f lighttpd" % (server, python, lighttpd)
+  else:
+    text = "%.2f" % server
+  return "%s; %s %.2f" % (text, result.client, measurement.ab_cpu / gib)
+
+
+def Latency(measurement):
+  """A feedback run's L{measure.Measurement} as p50/p99/max delay, ms."""
+  result = measurement.ab
+  if result.error:
+    return "FAILED: %s" % result.error
+  return "%s / %s / %s (%d messages)%s" % (
+    _Millis(result.p50), _Millis(result.p99), _Millis(result.worst),
+    len(result.delays), _Busy(measurement))
 
 
 def _Thousands(value):

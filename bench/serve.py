@@ -1,12 +1,15 @@
 """Run one bench target in this process until standard input closes.
 
   python -m bench.serve {legacy,fastcgi,static} [--tls PEM] [--client-digest D]
+      [--streaming DIR | --docroot DIR]
 
 C{legacy} and C{fastcgi} start C{ganeti.http.server.HttpServer} with the
-bench's JSON handler; which backend that is, and how many FastCGI
-processes, come from the environment (C{GANETI_HTTP_BACKEND},
-C{GANETI_HTTP_FASTCGI_PROCESSES}), as for a daemon.  C{static} starts a
-plain lighttpd serving the handler's answer as a file.
+bench's JSON handler, or with C{--streaming DIR} the handler of the
+streamed rows (L{bench.streaming}, C{GET /file/NAME} returning DIR/NAME);
+which backend that is, and how many FastCGI processes, come from the
+environment (C{GANETI_HTTP_BACKEND}, C{GANETI_HTTP_FASTCGI_PROCESSES}), as
+for a daemon.  C{static} starts a plain lighttpd serving the JSON handler's
+answer as a file, or with C{--docroot DIR} the files of DIR.
 
 Prints one JSON line C{{"port": ..., "pid": ...}} once serving, then waits
 for end-of-file (or SIGTERM) on standard input and stops everything.
@@ -22,20 +25,21 @@ from ganeti import http as ganeti_http
 from ganeti.http import server as http_server
 
 from bench import static_lighttpd
+from bench import streaming
 from bench import workload
 
 
 class _Server(object):
   """C{HttpServer} with the bench handler, as a target."""
 
-  def __init__(self, backend, tls_pem, client_digest, max_clients):
+  def __init__(self, backend, tls_pem, client_digest, max_clients,
+               handler):
     kwargs = {"max_clients": max_clients}
     if tls_pem:
       kwargs["ssl_params"] = ganeti_http.HttpSslParams(tls_pem, tls_pem)
       kwargs["ssl_verify_peer"] = True
       kwargs["ssl_verify_callback"] = lambda digest: digest == client_digest
-    self._server = http_server.HttpServer("127.0.0.1", 0,
-                                          workload.JsonHandler(),
+    self._server = http_server.HttpServer("127.0.0.1", 0, handler,
                                           daemon_name="bench", **kwargs)
     if self._server.backend != backend:
       raise SystemExit("Asked for backend %s, got %s" %
@@ -56,8 +60,14 @@ def _Target(args):
     return static_lighttpd.StaticLighttpd(workload.PATH,
                                           workload.RESPONSE_BODY,
                                           tls_pem=args.tls,
-                                          verify_peer=bool(args.tls))
-  return _Server(args.target, args.tls, args.client_digest, args.max_clients)
+                                          verify_peer=bool(args.tls),
+                                          docroot=args.docroot)
+  if args.streaming:
+    handler = streaming.StreamingHandler(args.streaming)
+  else:
+    handler = workload.JsonHandler()
+  return _Server(args.target, args.tls, args.client_digest, args.max_clients,
+                 handler)
 
 
 def _ParseArgs(argv):
@@ -71,6 +81,12 @@ def _ParseArgs(argv):
   parser.add_argument("--max-clients", type=int, default=20,
                       help="HttpServer's max_clients (default: %(default)s,"
                            " Ganeti's default)")
+  parser.add_argument("--streaming", metavar="DIR",
+                      help="serve the streamed rows' handler (legacy,"
+                           " fastcgi), returning DIR/NAME for"
+                           " GET /file/NAME")
+  parser.add_argument("--docroot", metavar="DIR",
+                      help="serve the files of DIR (static)")
   return parser.parse_args(argv)
 
 

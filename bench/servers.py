@@ -61,16 +61,19 @@ class ServerProcess(object):
   @param log_path: where the child's standard error goes
   @param tls_pem: key+certificate for HTTPS, or None for plain HTTP
   @param client_digest: the client certificate digest accepted over HTTPS
+  @param extra_args: more arguments of L{bench.serve} (C{--streaming DIR},
+      C{--docroot DIR})
   """
 
   def __init__(self, spec, config_path, log_path, tls_pem=None,
-               client_digest=None):
+               client_digest=None, extra_args=()):
     self.spec = spec
     self.tls = tls_pem is not None
     self._config_path = config_path
     self._log_path = log_path
     self._tls_pem = tls_pem
     self._client_digest = client_digest
+    self._extra_args = list(extra_args)
     self._process = None
     self.port = None
 
@@ -89,7 +92,7 @@ class ServerProcess(object):
     if self._tls_pem:
       command.extend(["--tls", self._tls_pem,
                       "--client-digest", self._client_digest])
-    return command
+    return command + self._extra_args
 
   def Start(self):
     """Start the child and wait until it serves.

@@ -54,13 +54,17 @@ class StaticLighttpd(object):
 
   @param tls_pem: key+certificate PEM for HTTPS, or None for plain HTTP
   @param verify_peer: require a client certificate signed by C{tls_pem}
+  @param docroot: serve the files of this directory instead (C{path} and
+      C{body} are then unused); lighttpd's user must be able to read them
   """
 
-  def __init__(self, path, body, tls_pem=None, verify_peer=False):
+  def __init__(self, path, body, tls_pem=None, verify_peer=False,
+               docroot=None):
     self._path = path.lstrip("/")
     self._body = body
     self._tls_pem = tls_pem
     self._verify_peer = verify_peer
+    self._given_docroot = docroot
     self._docroot = None
     self._state_dir = None
     self._socket = None
@@ -79,15 +83,16 @@ class StaticLighttpd(object):
     """Write the document root, then start lighttpd on a bound socket."""
     settings = fastcgi_settings.Load("bench")
     frontend = settings.FrontendIdentity()
-    self._WriteDocroot(settings.runtime_dir)
+    if self._given_docroot is None:
+      self._WriteDocroot(settings.runtime_dir)
     self._state_dir = tempfile.mkdtemp(prefix="bench-static-",
                                        dir=settings.runtime_dir)
     self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     self._socket.bind(("127.0.0.1", 0))
     self._socket.listen(1024)
     self.port = self._socket.getsockname()[1]
-    config = _Config(self._state_dir, self._docroot, self.port, self._tls_pem,
-                     self._verify_peer, frontend)
+    config = _Config(self._state_dir, self._given_docroot or self._docroot,
+                     self.port, self._tls_pem, self._verify_peer, frontend)
     self._supervisor = lighttpd_supervisor.LighttpdSupervisor(
       config, self._state_dir, listen_socket=self._socket,
       user=frontend.user, group=frontend.group)
