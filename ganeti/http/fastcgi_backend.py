@@ -46,12 +46,14 @@ _ABORT_GRACE = 0.05
 class _Connection(fcgi_base.Connection):
   """flup's FastCGI connection, writing each record with one call."""
 
+  @property
+  def socket(self):
+    """The connection's socket."""
+    return self._sock
+
   def writeRecord(self, rec):  # pylint: disable=invalid-name
-    rec.paddingLength = -rec.contentLength & 7
-    header = struct.pack(fcgi_base.FCGI_Header, rec.version, rec.type,
-                         rec.requestId, rec.contentLength, rec.paddingLength)
-    self._sock.sendall(b"".join([header, rec.contentData,
-                                 b"\0" * rec.paddingLength]))
+    _SendBuffers(self._sock, _RecordBuffers(rec.type, rec.requestId,
+                                            rec.contentData))
 
   def Abort(self):
     """Drop the connection without ending the request, so that lighttpd
@@ -84,18 +86,40 @@ def _UnreadBytes(sock):
 
 
 class _OutputStream(fcgi_base.OutputStream):
-  """flup's FCGI_STDOUT stream, cutting large writes into records without
-  copying the rest of the data for every record (flup slices bytes, which
-  copied a 1 MiB chunk about eight times over)."""
+  """flup's FCGI_STDOUT stream, sending a large write as many records in
+  one system call, without copying the data (flup sliced the remaining
+  bytes for every record: about eight copies of a 1 MiB chunk)."""
 
   def _write(self, data):
     view = memoryview(data)
     size = self._req.server.maxwrite - fcgi_base.FCGI_HEADER_LEN
+    buffers = []
     for start in range(0, len(view), size):
-      record = fcgi_base.Record(self._type, self._req.requestId)
-      record.contentData = view[start:start + size]
-      record.contentLength = len(record.contentData)
-      self._conn.writeRecord(record)
+      buffers.extend(_RecordBuffers(self._type, self._req.requestId,
+                                    view[start:start + size]))
+    _SendBuffers(self._conn.socket, buffers)
+
+
+def _RecordBuffers(record_type, request_id, content):
+  """The header, content and padding of one FastCGI record."""
+  padding = -len(content) & 7
+  header = struct.pack(fcgi_base.FCGI_Header, fcgi_base.FCGI_VERSION_1,
+                       record_type, request_id, len(content), padding)
+  return [header, content, b"\0" * padding] if padding else [header,
+                                                              content]
+
+
+def _SendBuffers(sock, buffers):
+  """Send all C{buffers}, in order, with as few system calls as possible."""
+  buffers = [buffer for buffer in buffers if len(buffer)]
+  while buffers:
+    sent = sock.sendmsg(buffers[:1024])  # at most IOV_MAX buffers a call
+    while sent:
+      if sent >= len(buffers[0]):
+        sent -= len(buffers.pop(0))
+      else:
+        buffers[0] = memoryview(buffers[0])[sent:]
+        sent = 0
 
 
 class _Request(fcgi_base.Request):
@@ -142,8 +166,11 @@ class FlupGateway(fcgi_base.BaseFCGIServer):
 
   request_class = _Request
 
-  # Largest record flup writes, header included: 64 KiB of content, kept a
-  # multiple of 8 so no padding is needed.
+  # Largest record flup writes, header included: 64 KiB of content, a
+  # multiple of 8 so no padding is needed.  (Measured on a 1 GiB stream:
+  # 16 KiB records were slower; a small socket buffer, see ServeConnection,
+  # helps, as lighttpd spools to temporary files what it reads beyond what
+  # it can pass on.)
   maxwrite = fcgi_base.FCGI_HEADER_LEN + 65528
 
   def __init__(self, application, multiprocess):
@@ -159,6 +186,7 @@ class FlupGateway(fcgi_base.BaseFCGIServer):
 
   def ServeConnection(self, sock):
     """Serve every request arriving on one accepted connection."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
     _Connection(sock, None, self, None).run()
 
 

@@ -44,6 +44,13 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
       return self._HandleRequest
     raise AttributeError(name)
 
+  def handle_expect_100(self):
+    """Send "100 Continue" now, not when the response is flushed: curl
+    waits a second for it before sending a body over 1 MiB."""
+    result = http.server.BaseHTTPRequestHandler.handle_expect_100(self)
+    self.wfile.flush()
+    return result
+
   def _PeerCertificate(self):
     """The client's certificate in DER form, or None."""
     return self.connection.getpeercert(binary_form=True)
@@ -129,7 +136,10 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
         if not chunk:
           continue
         if chunked:
-          self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+          # Three writes, not one formatted copy of a possibly large chunk.
+          self.wfile.write(b"%x\r\n" % len(chunk))
+          self.wfile.write(chunk)
+          self.wfile.write(b"\r\n")
         else:
           self.wfile.write(chunk)
         self.wfile.flush()
