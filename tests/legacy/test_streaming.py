@@ -1,6 +1,7 @@
 """Streamed responses and request bodies, the same on every backend."""
 
 import hashlib
+import http.client
 import os
 import socket
 import threading
@@ -129,9 +130,8 @@ def test_error_midway_is_visible_to_the_client(streaming):
   connection.request("GET", "/fails-midway")
   response = connection.getresponse()
   assert response.status == 200
-  with pytest.raises((OSError, ConnectionError, Exception)) as error:
+  with pytest.raises((http.client.IncompleteRead, ConnectionError)):
     response.read()
-  assert not isinstance(error.value, AssertionError)
   connection.close()
 
 
@@ -176,9 +176,8 @@ def test_wrong_declared_length_is_not_a_clean_body(streaming):
   connection = running.Connection()
   connection.request("GET", "/declared-wrong")
   response = connection.getresponse()
-  with pytest.raises(Exception):
-    body = response.read()
-    assert len(body) == 100
+  with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+    response.read()
   connection.close()
 
 
