@@ -111,7 +111,8 @@ class _Server(object):
 
 def _Gateway():
   return fastcgi_backend.FlupGateway(
-    wsgi_adapter.WsgiApplication(_Server(), tls=False), multiprocess=False)
+    wsgi_adapter.WsgiApplication(_Server(), tls=False), multiprocess=False,
+    max_connections=20)
 
 
 def _ReadAll(sock):

@@ -10,14 +10,17 @@ supplies what flup 1.0.3 lacks for a daemon:
   that accept loop on the same listening socket, for throughput and for
   handlers that are not thread-safe (flup's own prefork server ignores
   SIGTERM until the next request arrives under Python 3, so it is not used);
-- one FastCGI record per C{sendall} (flup writes header, content and
-  padding with three calls) in records of up to 64 KiB (flup: 8 KiB);
+- fewer system calls and copies: records received many at a time and
+  sent one per call (flup: a C{select()} and two or three C{recv()} per
+  record received, three C{send()} per record sent), records of up to
+  64 KiB (flup: 8 KiB), request bodies kept as received until read;
 - a plain 500 instead of flup's HTML page, never a traceback to a client.
 
 lighttpd opens one connection per request and never multiplexes, so flup's
 multiplexing stays off.
 """
 
+import collections
 import fcntl
 import logging
 import os
@@ -31,10 +34,14 @@ import time
 
 from flup.server import fcgi_base
 
+from ganeti.http import fastcgi_records
 from ganeti.http import response_body
 
 #: How often blocking loops look at their stop flag, in seconds.
 _POLL_INTERVAL = 0.2
+
+#: Bytes asked for per recv() on a FastCGI connection.
+_RECEIVE_SIZE = 64 * 1024
 
 #: Longest wait for lighttpd to read a failed response's data (seconds).
 _ABORT_DRAIN_TIMEOUT = 5.0
@@ -43,17 +50,164 @@ _ABORT_DRAIN_TIMEOUT = 5.0
 _ABORT_GRACE = 0.05
 
 
+class _InputStream(object):
+  """FCGI_STDIN (or FCGI_DATA) as C{wsgi.input}, which only
+  L{wsgi_adapter.WsgiApplication} reads, through C{read()}.
+
+  The received records stay as they are until read (flup's stream joined
+  and re-sliced everything it held on every read: several copies of an
+  uploaded body).
+  """
+
+  def __init__(self, conn):
+    self._conn = conn
+    self._chunks = collections.deque()
+    self._available = 0
+    self._ended = False
+
+  def add_data(self, data):  # pylint: disable=invalid-name
+    """Called by the connection with each record's data; empty at the end."""
+    if data:
+      self._chunks.append(data)
+      self._available += len(data)
+    else:
+      self._ended = True
+
+  def read(self, size=-1):
+    """Return C{size} bytes (all if negative), fewer only at the end of the
+    stream, waiting for records as needed.
+
+    @raise EOFError: lighttpd closed the connection before the end
+    """
+    while not self._ended and (size < 0 or self._available < size):
+      self._conn.process_input()
+    if size < 0 or size >= self._available:
+      size = self._available
+    parts = []
+    missing = size
+    while missing:
+      chunk = self._chunks.popleft()
+      if len(chunk) > missing:
+        self._chunks.appendleft(chunk[missing:])
+        chunk = chunk[:missing]
+      parts.append(chunk)
+      missing -= len(chunk)
+    self._available -= size
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 class _Connection(fcgi_base.Connection):
-  """flup's FastCGI connection, writing each record with one call."""
+  """flup's FastCGI connection, reading and writing with fewer system calls.
+
+  flup waits in C{select()} and makes two or three C{recv()} calls for
+  each record; here one C{recv()} takes in whatever lighttpd sent (for a
+  small request: all of it) and L{fastcgi_records.RecordDecoder} splits it.
+  Each record goes out with one call.  The CGI variables are decoded in one
+  pass once all have arrived (flup decoded pair by pair, record by record,
+  and could not decode a pair split between two records).
+  """
+
+  _inputStreamClass = _InputStream
+
+  def __init__(self, sock, addr, server, timeout):
+    fcgi_base.Connection.__init__(self, sock, addr, server, timeout)
+    self._decoder = fastcgi_records.RecordDecoder()
 
   @property
   def socket(self):
     """The connection's socket."""
     return self._sock
 
+  def process_input(self):
+    """Handle the next record, receiving more bytes only when needed.
+
+    @raise EOFError: lighttpd closed the connection
+    @raise fastcgi_records.ProtocolError: the peer does not speak FastCGI
+    """
+    record = self._decoder.NextRecord()
+    while record is None:
+      data = self._sock.recv(max(_RECEIVE_SIZE, self._decoder.MissingBytes()))
+      if not data:
+        raise EOFError()
+      self._decoder.Feed(data)
+      record = self._decoder.NextRecord()
+    method = self._RECORD_METHODS.get(record.type)
+    if method is not None:
+      getattr(self, method)(record)
+    elif record.requestId == fcgi_base.FCGI_NULL_REQUEST_ID:
+      self._do_unknown_type(record)
+
+  _RECORD_METHODS = {
+    fcgi_base.FCGI_GET_VALUES: "_do_get_values",
+    fcgi_base.FCGI_BEGIN_REQUEST: "_do_begin_request",
+    fcgi_base.FCGI_ABORT_REQUEST: "_do_abort_request",
+    fcgi_base.FCGI_PARAMS: "_do_params",
+    fcgi_base.FCGI_STDIN: "_do_stdin",
+    fcgi_base.FCGI_DATA: "_do_data",
+  }
+
+  def _do_params(self, inrec):  # pylint: disable=invalid-name
+    req = self._requests.get(inrec.requestId)
+    if req is None:
+      return
+    if inrec.contentData:
+      req.encoded_params.append(inrec.contentData)
+    else:
+      req.params = fastcgi_records.DecodeParams(b"".join(req.encoded_params))
+      self._start_request(req)
+
+  def _do_get_values(self, inrec):  # pylint: disable=invalid-name
+    """Answer the values asked for that we know (flup compared the names,
+    bytes, with its str keys, so it never answered any)."""
+    capability = self.server.capability
+    answer = b"".join(
+      fastcgi_records.EncodePair(name, str(capability[name]))
+      for name in fastcgi_records.DecodeParams(inrec.contentData)
+      if name in capability)
+    _SendBuffers(self._sock, fastcgi_records.RecordBuffers(
+      fcgi_base.FCGI_GET_VALUES_RESULT, fcgi_base.FCGI_NULL_REQUEST_ID,
+      answer))
+
+  def _cleanupSocket(self):  # pylint: disable=invalid-name
+    """Half-close, wait for lighttpd to close its side, then close (closing
+    with unread data would reset the connection)."""
+    if self._sock.fileno() == -1:
+      return  # already done (flup's run() calls this once more)
+    try:
+      self._sock.shutdown(socket.SHUT_WR)
+      while self._sock.recv(4096):
+        pass
+    except OSError:
+      pass
+    self._sock.close()
+
   def writeRecord(self, rec):  # pylint: disable=invalid-name
-    _SendBuffers(self._sock, _RecordBuffers(rec.type, rec.requestId,
-                                            rec.contentData))
+    _SendBuffers(self._sock, fastcgi_records.RecordBuffers(
+      rec.type, rec.requestId, rec.contentData))
+
+  @staticmethod
+  def EndRequestBuffers(req, app_status=0,
+                        protocol_status=fcgi_base.FCGI_REQUEST_COMPLETE):
+    """The FCGI_END_REQUEST record of C{req}, to send; marks it as sent."""
+    req.end_sent = True
+    return fastcgi_records.RecordBuffers(
+      fcgi_base.FCGI_END_REQUEST, req.requestId,
+      struct.pack(fcgi_base.FCGI_EndRequestBody, app_status,
+                  protocol_status))
+
+  def end_request(self, req, appStatus=0,  # pylint: disable=invalid-name
+                  protocolStatus=fcgi_base.FCGI_REQUEST_COMPLETE,
+                  remove=True):
+    """End C{req} (unless its end went out with its last data), then close
+    the connection, as lighttpd never asks to keep it."""
+    if not req.end_sent:
+      _SendBuffers(self._sock,
+                   self.EndRequestBuffers(req, appStatus, protocolStatus))
+    if remove:
+      del self._requests[req.requestId]
+    if not req.flags & fcgi_base.FCGI_KEEP_CONN and not self._requests:
+      self._cleanupSocket()
+      self._keepGoing = False
 
   def Abort(self):
     """Drop the connection without ending the request, so that lighttpd
@@ -86,27 +240,61 @@ def _UnreadBytes(sock):
 
 
 class _OutputStream(fcgi_base.OutputStream):
-  """flup's FCGI_STDOUT stream, sending a large write as many records in
-  one system call, without copying the data (flup sliced the remaining
-  bytes for every record: about eight copies of a 1 MiB chunk)."""
+  """flup's FCGI_STDOUT stream, buffered until each flush, with two changes:
 
-  def _write(self, data):
+  - a large write goes out as many records in one system call, without
+    copying the data (flup sliced the remaining bytes for every record:
+    about eight copies of a 1 MiB chunk);
+  - the flush that completes a body of known length (Content-Length) also
+    ends the stream and the request, in the same call: lighttpd closes the
+    connection as soon as it has the whole body, so what flup would send
+    next (the end of the stream, FCGI_END_REQUEST) would hit a closed
+    socket.
+  """
+
+  def __init__(self, conn, req):
+    fcgi_base.OutputStream.__init__(self, conn, req, fcgi_base.FCGI_STDOUT,
+                                    buffered=True)
+    # Body bytes the Content-Length still announces; None: no length.
+    self._body_left = None
+
+  def write(self, data):
+    if self.closed:
+      raise response_body.StreamAborted("Data after the end of the body")
+    if not self.dataWritten:
+      # flup's gateway writes the whole CGI header block first.
+      self._body_left = _DeclaredLength(data)
+    elif self._body_left is not None:
+      self._body_left -= len(data)
+    fcgi_base.OutputStream.write(self, data)
+
+  def flush(self):
+    data = b"".join(self._bufList)
+    self._bufList = []
     view = memoryview(data)
     size = self._req.server.maxwrite - fcgi_base.FCGI_HEADER_LEN
     buffers = []
     for start in range(0, len(view), size):
-      buffers.extend(_RecordBuffers(self._type, self._req.requestId,
-                                    view[start:start + size]))
+      buffers.extend(fastcgi_records.RecordBuffers(
+        self._type, self._req.requestId, view[start:start + size]))
+    if self._body_left == 0:
+      buffers.extend(fastcgi_records.RecordBuffers(
+        self._type, self._req.requestId, b""))
+      buffers.extend(self._conn.EndRequestBuffers(self._req))
+      self.closed = True
     _SendBuffers(self._conn.socket, buffers)
 
 
-def _RecordBuffers(record_type, request_id, content):
-  """The header, content and padding of one FastCGI record."""
-  padding = -len(content) & 7
-  header = struct.pack(fcgi_base.FCGI_Header, fcgi_base.FCGI_VERSION_1,
-                       record_type, request_id, len(content), padding)
-  return [header, content, b"\0" * padding] if padding else [header,
-                                                              content]
+def _DeclaredLength(cgi_headers):
+  """The Content-Length in a CGI header block, or None."""
+  for line in cgi_headers.split(b"\r\n"):
+    (name, _, value) = line.partition(b":")
+    if name.strip().lower() == b"content-length":
+      try:
+        return int(value)
+      except ValueError:
+        return None
+  return None
 
 
 def _SendBuffers(sock, buffers):
@@ -135,10 +323,13 @@ class _Request(fcgi_base.Request):
 
   def __init__(self, conn, input_stream_class, timeout):
     fcgi_base.Request.__init__(self, conn, input_stream_class, timeout)
+    # FCGI_PARAMS contents, decoded once the stream ends (see _Connection).
+    self.encoded_params = []
     # flup writes the CGI headers and each body chunk separately, then
     # flushes: buffered, each flush sends them as one record.
-    self.stdout = _OutputStream(conn, self, fcgi_base.FCGI_STDOUT,
-                                buffered=True)
+    self.stdout = _OutputStream(conn, self)
+    # Whether FCGI_END_REQUEST went out already (see _OutputStream).
+    self.end_sent = False
 
   def run(self):
     try:
@@ -162,7 +353,13 @@ class _Request(fcgi_base.Request):
 
 
 class FlupGateway(fcgi_base.BaseFCGIServer):
-  """flup's FastCGI-to-WSGI gateway, without flup's socket and run loop."""
+  """flup's FastCGI-to-WSGI gateway, without flup's socket and run loop.
+
+  @param application: the WSGI application
+  @param multiprocess: whether other processes serve the same socket
+  @param max_connections: connections served at once, by all processes
+      (the answer to FCGI_GET_VALUES)
+  """
 
   request_class = _Request
 
@@ -173,10 +370,15 @@ class FlupGateway(fcgi_base.BaseFCGIServer):
   # it can pass on.)
   maxwrite = fcgi_base.FCGI_HEADER_LEN + 65528
 
-  def __init__(self, application, multiprocess):
+  def __init__(self, application, multiprocess, max_connections):
     fcgi_base.BaseFCGIServer.__init__(self, application, multithreaded=True,
                                       multiprocess=multiprocess,
                                       debug=False)
+    self.capability = {
+      fcgi_base.FCGI_MAX_CONNS: max_connections,
+      fcgi_base.FCGI_MAX_REQS: max_connections,
+      fcgi_base.FCGI_MPXS_CONNS: 0,
+    }
 
   def error(self, req):
     """Answer 500 without details; the traceback went to lighttpd's log."""
@@ -245,17 +447,23 @@ class FastCgiListener(object):
     if not self._accept_lock.acquire(timeout=_POLL_INTERVAL):
       return None
     try:
-      (readable, _, _) = select.select([self._socket], [], [],
-                                       _POLL_INTERVAL)
-      if not readable:
-        return None
-      try:
-        (connection, _) = self._socket.accept()
-      except (BlockingIOError, InterruptedError):
-        return None
+      # Under load a connection is already waiting: no need to select().
+      connection = self._TryAccept()
+      if connection is None:
+        select.select([self._socket], [], [], _POLL_INTERVAL)
+        connection = self._TryAccept()
     finally:
       self._accept_lock.release()
-    connection.setblocking(True)
+    return connection
+
+  def _TryAccept(self):
+    """A waiting connection, as a blocking socket, or None."""
+    try:
+      (connection, _) = self._socket.accept()
+    except (BlockingIOError, InterruptedError):
+      return None
+    if connection.gettimeout() is not None:  # socket.setdefaulttimeout()
+      connection.setblocking(True)
     return connection
 
   def Stop(self):

@@ -21,6 +21,7 @@ Settings beyond Ganeti's arguments come from L{fastcgi_settings}.
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -35,6 +36,9 @@ from ganeti.http import wsgi_adapter
 
 #: Seconds L{FastCgiHttpServer.Stop} waits for requests in progress.
 STOP_TIMEOUT = 30
+
+#: How often a spawned backend checks that lighttpd is still there (s).
+_SPAWNER_POLL_INTERVAL = 1.0
 
 
 class FastCgiHttpServer(object):
@@ -82,6 +86,7 @@ class FastCgiHttpServer(object):
     self._listener_thread = None
     self._workers = None
     self._supervisor = None
+    self._spawner_watch = None
 
   def Start(self):
     """Start the FastCGI backend, then lighttpd; return when both serve.
@@ -92,6 +97,7 @@ class FastCgiHttpServer(object):
     if self.spawned:
       self._fastcgi_socket = self.socket
       self._StartBackend()
+      self._spawner_watch = _SpawnerWatch(os.getppid())
       logging.info("Serving FastCGI on the socket inherited from lighttpd")
       return
     frontend = self.settings.FrontendIdentity()
@@ -167,15 +173,15 @@ class FastCgiHttpServer(object):
       socket_activation=True)
 
   def _StartBackend(self):
+    # max_clients requests at once in all, split over the processes: fewer
+    # threads per process also means less contention for its GIL.
+    threads = -(-self._max_clients // self.settings.processes)
     gateway = fastcgi_backend.FlupGateway(
       wsgi_adapter.WsgiApplication(
         self, tls=self._ssl_params is not None,
         sendfile_dirs=self.settings.sendfile_dirs),
-      multiprocess=self.settings.processes > 1)
-
-    # max_clients requests at once in all, split over the processes: fewer
-    # threads per process also means less contention for its GIL.
-    threads = -(-self._max_clients // self.settings.processes)
+      multiprocess=self.settings.processes > 1,
+      max_connections=threads * self.settings.processes)
 
     def _MakeListener():
       return fastcgi_backend.FastCgiListener(gateway, self._fastcgi_socket,
@@ -193,6 +199,9 @@ class FastCgiHttpServer(object):
       self._listener_thread.start()
 
   def _StopBackend(self):
+    if self._spawner_watch is not None:
+      self._spawner_watch.set()
+      self._spawner_watch = None
     if self._workers is not None:
       self._workers.Stop(STOP_TIMEOUT)
       self._workers = None
@@ -219,6 +228,28 @@ class FastCgiHttpServer(object):
   def server_close(self):
     """Close the listening TCP socket."""
     self.socket.close()
+
+
+def _SpawnerWatch(spawner):
+  """Watch, in a thread, the lighttpd that spawned this process: once it is
+  gone nothing can reach our socket any more, so stop this process as that
+  lighttpd would have on its way out (SIGTERM; a lighttpd killed with
+  SIGKILL could not).
+
+  @return: an event; set it to end the watch
+  """
+  done = threading.Event()
+
+  def _Watch():
+    while not done.wait(_SPAWNER_POLL_INTERVAL):
+      if os.getppid() != spawner:
+        logging.error("lighttpd (pid %d), which spawned this process, is"
+                      " gone; stopping", spawner)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+
+  threading.Thread(target=_Watch, name="SpawnerWatch", daemon=True).start()
+  return done
 
 
 def _BindTcp(family, address, port):

@@ -48,6 +48,25 @@ def Alive(pid):
     return False
 
 
+def ProcessesUsing(directory):
+  """Pids of live processes that name C{directory} on their command line or
+  hold a file in it open (a backend lighttpd spawned writes to lighttpd's
+  log there)."""
+  pids = set(ProcessesMentioning(directory))
+  for entry in os.listdir("/proc"):
+    if not entry.isdigit() or int(entry) == os.getpid():
+      continue
+    try:
+      fds = os.listdir("/proc/%s/fd" % entry)
+      targets = [os.readlink("/proc/%s/fd/%s" % (entry, fd)) for fd in fds]
+    except OSError:
+      continue
+    if any(target.startswith(directory + os.sep) for target in targets):
+      if Alive(int(entry)):
+        pids.add(int(entry))
+  return sorted(pids)
+
+
 def ProcessesMentioning(text):
   """Pids of live processes whose command line contains C{text}."""
   pids = []
@@ -173,9 +192,9 @@ def supervise():
   for (_, state_dir) in made:
     # Backends lighttpd spawned itself may take a moment after SIGTERM.
     deadline = time.monotonic() + 3
-    while ProcessesMentioning(state_dir) and time.monotonic() < deadline:
+    while ProcessesUsing(state_dir) and time.monotonic() < deadline:
       time.sleep(0.05)
-    for pid in ProcessesMentioning(state_dir):
+    for pid in ProcessesUsing(state_dir):
       leftovers.append(pid)
       os.kill(pid, signal.SIGKILL)
   assert not leftovers, "processes left behind: %s" % leftovers

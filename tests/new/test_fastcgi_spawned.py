@@ -6,18 +6,22 @@ socket, here through ``shims.fastcgi_launcher``, with TLS and client
 certificates checked by lighttpd and the digest callback in the backend.
 """
 
+import http.client
 import json
 import os
+import signal
 import ssl
+import subprocess
 import sys
-import http.client
+import time
 
 import pytest
 
 from ganeti.http import lighttpd_config
 from ganeti.http import server as http_server
-from tests.new.lighttpd_helpers import (REPO, ProcessesMentioning, Settings,
-                                        WaitFor, scratch_dir, supervise)
+from tests.new.lighttpd_helpers import (REPO, Alive, ProcessesMentioning,
+                                        Settings, WaitFor, scratch_dir,
+                                        supervise)
 
 _ = (scratch_dir, supervise)  # fixtures
 
@@ -87,3 +91,43 @@ def test_launcher_refuses_to_run_unspawned(monkeypatch):
   monkeypatch.delenv("GANETI_HTTP_FASTCGI_SPAWNED", raising=False)
   with pytest.raises(SystemExit):
     fastcgi_launcher.main(["tests.new.test_fastcgi_spawned:MakeHandler"])
+
+
+# Stands in for lighttpd: spawns the launcher on a listening socket as its
+# standard input, prints the launcher's pid, then waits to be killed.
+_SPAWNER = """
+import os, socket, subprocess, sys, time
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sys.argv[1])
+listener.listen(8)
+env = dict(os.environ, GANETI_HTTP_FASTCGI_SPAWNED="1")
+child = subprocess.Popen(sys.argv[2:], stdin=listener, env=env)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_spawned_backend_exits_when_lighttpd_is_killed(scratch_dir):
+  """lighttpd stops its backends with SIGTERM, but a lighttpd killed with
+  SIGKILL cannot: the backend notices by itself and exits."""
+  command = [sys.executable, "-m", "shims.fastcgi_launcher",
+             "tests.new.test_fastcgi_spawned:MakeHandler"]
+  spawner = subprocess.Popen(
+    [sys.executable, "-c", _SPAWNER,
+     os.path.join(scratch_dir, "spawner.sock")] + command,
+    stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=REPO))
+  try:
+    backend = int(spawner.stdout.readline())
+    # Serving: the launcher logs this once its backend runs.
+    assert WaitFor(lambda: backend in ProcessesMentioning(
+      "tests.new.test_fastcgi_spawned:MakeHandler"))
+    time.sleep(1)  # let it start serving before its parent goes
+  finally:
+    spawner.kill()
+    spawner.wait()
+    spawner.stdout.close()
+  try:
+    WaitFor(lambda: not Alive(backend), timeout=15)
+  finally:
+    if Alive(backend):
+      os.kill(backend, signal.SIGKILL)
