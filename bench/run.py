@@ -8,7 +8,8 @@ them run during the whole bench; ApacheBench loads them in turn, cell by
 cell, so drift of the machine hits every target alike.  Targets:
 
   - the legacy backend (stdlib, threads, one request per connection);
-  - the fastcgi backend with 1 (threads only), 2 and 3 backend processes;
+  - the fastcgi backend with 1 (threads only), 2, 3 and 4 backend
+    processes;
   - a plain lighttpd serving the handler's answer as a static file: the
     ceiling for anything behind lighttpd.
 
@@ -57,7 +58,7 @@ from tests.pki import ClusterPki
 
 CONCURRENCY = (1, 16, 64)
 CONNECTIONS = (("close", False), ("keep-alive", True))
-PROCESS_COUNTS = (1, 2, 3)
+PROCESS_COUNTS = (1, 2, 3, 4)
 DEFAULT_PROCESSES = 2
 DEFAULT_OUTPUT = os.path.join("docs", "performance.md")
 
@@ -642,6 +643,32 @@ def _RatioTable(sections, fastcgi):
   return table
 
 
+def _RatioByProcessesTable(sections):
+  """fastcgi/legacy at the targets' concurrency for every process count."""
+  columns = ["%s, %s" % (transport, connection)
+             for (transport, connection) in TARGETS]
+  table = report.Table(
+    "Ratios at %d clients, every process count" % TARGET_CONCURRENCY,
+    "As above, one row per FastCGI process count (the verdicts above use"
+    " the count chosen with --processes before the run).",
+    "Target", columns)
+  column = _Column(TARGET_CONCURRENCY)
+  for section in sections:
+    throughput = section.tables[0]
+    for (transport, connection) in TARGETS:
+      if transport != section.name:
+        continue
+      for count in PROCESS_COUNTS:
+        fastcgi = FastCgi(count)
+        ratio = report.Ratio(
+          throughput.Get(_Row(fastcgi, connection), column),
+          throughput.Get(_Row(LEGACY, connection), column),
+          TARGETS[(transport, connection)])
+        if ratio is not None:
+          table.Put(fastcgi.label, "%s, %s" % (transport, connection), ratio)
+  return table
+
+
 def _CommandOutput(command):
   try:
     return subprocess.run(command, stdout=subprocess.PIPE,
@@ -856,6 +883,7 @@ def main(argv=None):
   tables = [table for section in sections for table in section.tables]
   if "small" in args.sections:
     tables.append(_RatioTable(sections, fastcgi))
+    tables.append(_RatioByProcessesTable(sections))
   if "streaming" in args.sections or args.large:
     tables.append(_StreamTargetTable(sections, fastcgi))
   tables.extend(layer_tables)
