@@ -21,6 +21,7 @@ multiplexing stays off.
 """
 
 import collections
+import ctypes
 import fcntl
 import logging
 import os
@@ -39,6 +40,11 @@ from ganeti.http import response_body
 
 #: How often blocking loops look at their stop flag, in seconds.
 _POLL_INTERVAL = 0.2
+
+#: glibc's mallopt() parameter number for the arena limit, and the limit
+#: set in forked worker processes (see _LimitMallocArenas).
+_M_ARENA_MAX = -8
+WORKER_MALLOC_ARENAS = 2
 
 #: Bytes asked for per recv() on a FastCGI connection.
 _RECEIVE_SIZE = 64 * 1024
@@ -512,6 +518,7 @@ class ForkedWorkers(object):
       return pid
     status = 1
     try:
+      _LimitMallocArenas()
       listener = self._make_listener()
       signal.signal(signal.SIGTERM, lambda *_: listener.Stop())
       for other in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
@@ -566,6 +573,22 @@ class ForkedWorkers(object):
     for pid in pids:
       _Signal(pid, signal.SIGKILL)
     _WaitForChildren(pids, None)
+
+
+def _LimitMallocArenas():
+  """Cap the malloc arenas of this process (glibc; elsewhere a no-op).
+
+  glibc gives each new thread an arena of its own, up to 8 per core, and
+  each keeps the big buffers its thread freed: a worker whose threads
+  have all moved large bodies grew towards 64 MiB (docs/performance.md).
+  The threads of a worker take turns on its GIL anyway, so they gain
+  little from arenas of their own.
+  """
+  try:
+    mallopt = ctypes.CDLL(None).mallopt
+  except (OSError, AttributeError):
+    return
+  mallopt(_M_ARENA_MAX, WORKER_MALLOC_ARENAS)
 
 
 def _Signal(pid, signum):

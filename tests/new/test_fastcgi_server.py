@@ -2,6 +2,7 @@
 socket's access control, certificate forwarding, worker processes, the
 flag's errors at daemon start."""
 
+import ctypes
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import pytest
 
 from ganeti import http as ganeti_http
 from ganeti.http import backend_flag
+from ganeti.http import fastcgi_backend
 from ganeti.http import server as http_server
 from tests.conftest import SslParams
 
@@ -299,3 +301,51 @@ def test_frontend_unprivileged_handler_in_the_daemon(fastcgi, pki):
   # The handler still runs in the daemon's own (root) process.
   (status, _, raw) = running.Request("GET", "/")
   assert (status, json.loads(raw)) == (200, os.getpid())
+
+
+def MallocArenas():
+  """glibc's count of malloc arenas ("heaps") in this process."""
+  libc = ctypes.CDLL(None)
+  libc.fopen.restype = ctypes.c_void_p
+  libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+  libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+  libc.fclose.argtypes = [ctypes.c_void_p]
+  with tempfile.NamedTemporaryFile() as report:
+    stream = libc.fopen(report.name.encode(), b"w")
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    return report.read().count(b"<heap nr=")
+
+
+class ArenaHandler(http_server.HttpServerHandler):
+  """Answers with the pid and malloc arena count of its process, after
+  allocating from every thread that serves."""
+
+  def HandleRequest(self, req):
+    buffers = [bytearray(256 << 10) for _ in range(8)]
+    del buffers
+    return json.dumps([os.getpid(), MallocArenas()])
+
+
+def test_worker_processes_limit_malloc_arenas(fastcgi, monkeypatch):
+  """Each thread would get an arena of its own (up to 8 per core), each
+  keeping what its thread freed; workers cap them."""
+  monkeypatch.setenv("GANETI_HTTP_FASTCGI_PROCESSES", "2")
+  running = fastcgi(ArenaHandler(), max_clients=20)
+  answers = {}
+
+  def _Ask():
+    (status, _, body) = running.Request("GET", "/")
+    assert status == 200
+    (pid, arenas) = json.loads(body)
+    answers.setdefault(pid, []).append(arenas)
+
+  for _ in range(5):
+    threads = [threading.Thread(target=_Ask) for _ in range(20)]
+    for thread in threads:
+      thread.start()
+    for thread in threads:
+      thread.join()
+  assert set(answers) == running.server._workers.pids
+  for counts in answers.values():
+    assert max(counts) <= fastcgi_backend.WORKER_MALLOC_ARENAS
