@@ -3,6 +3,7 @@ socket's access control, certificate forwarding, worker processes, the
 flag's errors at daemon start."""
 
 import ctypes
+import http.client
 import io
 import json
 import os
@@ -10,6 +11,8 @@ import pwd
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -21,6 +24,7 @@ from ganeti.http import backend_flag
 from ganeti.http import fastcgi_backend
 from ganeti.http import server as http_server
 from tests.conftest import SslParams
+from tests.new.lighttpd_helpers import REPO
 
 
 def _WaitFor(condition, timeout=10.0):
@@ -327,25 +331,59 @@ class ArenaHandler(http_server.HttpServerHandler):
     return json.dumps([os.getpid(), MallocArenas()])
 
 
-def test_worker_processes_limit_malloc_arenas(fastcgi, monkeypatch):
+# A daemon of its own (this test process has made arenas its forked
+# workers would inherit): prints its port and its own arena count.
+_ARENA_DAEMON = """
+import json, sys
+from ganeti.http import server as http_server
+from tests.new.test_fastcgi_server import ArenaHandler, MallocArenas
+server = http_server.HttpServer("127.0.0.1", 0, ArenaHandler(),
+                                daemon_name="test", max_clients=20)
+server.Start()
+print(json.dumps([server.server_address[1], MallocArenas()]), flush=True)
+sys.stdin.read()
+server.Stop()
+"""
+
+
+def test_worker_processes_limit_malloc_arenas(tmp_path):
   """Each thread would get an arena of its own (up to 8 per core), each
-  keeping what its thread freed; workers cap them."""
-  monkeypatch.setenv("GANETI_HTTP_FASTCGI_PROCESSES", "2")
-  running = fastcgi(ArenaHandler(), max_clients=20)
-  answers = {}
+  keeping what its thread freed; workers cap new ones (they keep those
+  the daemon had when it forked them)."""
+  env = dict(os.environ, GANETI_HTTP_BACKEND="fastcgi",
+             GANETI_HTTP_FASTCGI_PROCESSES="2",
+             GANETI_HTTP_BACKEND_CONFIG=str(tmp_path / "none"),
+             PYTHONPATH=REPO)
+  daemon = subprocess.Popen([sys.executable, "-c", _ARENA_DAEMON],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env=env, cwd=REPO)
+  try:
+    (port, daemon_arenas) = json.loads(daemon.stdout.readline())
+    answers = {}
 
-  def _Ask():
-    (status, _, body) = running.Request("GET", "/")
-    assert status == 200
-    (pid, arenas) = json.loads(body)
-    answers.setdefault(pid, []).append(arenas)
+    def _Ask():
+      connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+      try:
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        assert response.status == 200
+        (pid, arenas) = json.loads(response.read())
+      finally:
+        connection.close()
+      answers.setdefault(pid, []).append(arenas)
 
-  for _ in range(5):
-    threads = [threading.Thread(target=_Ask) for _ in range(20)]
-    for thread in threads:
-      thread.start()
-    for thread in threads:
-      thread.join()
-  assert set(answers) == running.server._workers.pids
+    for _ in range(5):
+      threads = [threading.Thread(target=_Ask) for _ in range(20)]
+      for thread in threads:
+        thread.start()
+      for thread in threads:
+        thread.join()
+  finally:
+    daemon.stdin.close()
+    assert daemon.wait(60) == 0
+    daemon.stdout.close()
+  assert len(answers) == 2  # both workers answered
+  limit = max(daemon_arenas, fastcgi_backend.WORKER_MALLOC_ARENAS)
+  assert limit < 10  # what 10 threads a worker would make without the cap
   for counts in answers.values():
-    assert max(counts) <= fastcgi_backend.WORKER_MALLOC_ARENAS
+    assert max(counts) <= limit, (counts, daemon_arenas)
