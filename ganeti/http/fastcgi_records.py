@@ -60,14 +60,16 @@ class RecordDecoder(object):
     @rtype: C{flup.server.fcgi_base.Record}
     @raise ProtocolError: the record is not FastCGI version 1
     """
-    if self.MissingBytes():
+    if len(self._buffer) < HEADER_LENGTH:
       return None
     (record_type, request_id, content_length, padding_length) = \
       self._Header()
+    end = HEADER_LENGTH + content_length
+    if len(self._buffer) < end + padding_length:
+      return None
     record = fcgi_base.Record(record_type, request_id)
     record.contentLength = content_length
     record.paddingLength = padding_length
-    end = HEADER_LENGTH + content_length
     with memoryview(self._buffer) as view:
       record.contentData = bytes(view[HEADER_LENGTH:end])
     # Deleting from the front of a bytearray moves no data.
@@ -90,7 +92,10 @@ def DecodeParams(data):
   """The name-value pairs of a complete FCGI_PARAMS stream, as a dict of
   str (decoded as latin-1, as flup does).
 
-  @raise ProtocolError: a length runs past the end of C{data}
+  This runs for every request (lighttpd sends about 25 variables), hence
+  the lengths decoded in line rather than by a function per length.
+
+  @raise ProtocolError: the stream ends inside a pair
   """
   # latin-1 maps each byte to one character, so byte offsets are also
   # offsets into the decoded text: decode once, then slice.
@@ -98,15 +103,28 @@ def DecodeParams(data):
   params = {}
   position = 0
   end = len(data)
-  while position < end:
-    (name_length, position) = _PairLength(data, position)
-    (value_length, position) = _PairLength(data, position)
-    name_end = position + name_length
-    value_end = name_end + value_length
-    if value_end > end:
-      raise ProtocolError("FCGI_PARAMS pair runs past the end of the stream")
-    params[text[position:name_end]] = text[name_end:value_end]
-    position = value_end
+  try:
+    while position < end:
+      name_length = data[position]
+      if name_length < 0x80:
+        position += 1
+      else:
+        name_length = _LONG_LENGTH.unpack_from(data, position)[0] & 0x7fffffff
+        position += 4
+      value_length = data[position]
+      if value_length < 0x80:
+        position += 1
+      else:
+        value_length = (_LONG_LENGTH.unpack_from(data, position)[0] &
+                        0x7fffffff)
+        position += 4
+      name_end = position + name_length
+      position = name_end + value_length
+      if position > end:
+        raise ProtocolError("FCGI_PARAMS stream ends inside a pair")
+      params[text[name_end - name_length:name_end]] = text[name_end:position]
+  except (IndexError, struct.error):
+    raise ProtocolError("FCGI_PARAMS stream ends inside a length") from None
   return params
 
 
@@ -120,16 +138,3 @@ def _EncodeLength(length):
   if length < 0x80:
     return bytes([length])
   return _LONG_LENGTH.pack(length | 0x80000000)
-
-
-def _PairLength(data, position):
-  """A name or value length (1 or 4 bytes) and the position after it."""
-  if position >= len(data):
-    raise ProtocolError("FCGI_PARAMS stream ends inside a length")
-  length = data[position]
-  if length < 0x80:
-    return (length, position + 1)
-  if position + 4 > len(data):
-    raise ProtocolError("FCGI_PARAMS stream ends inside a length")
-  return (_LONG_LENGTH.unpack_from(data, position)[0] & 0x7fffffff,
-          position + 4)

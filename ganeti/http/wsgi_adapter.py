@@ -12,6 +12,7 @@ C{SSL_CLIENT_CERT}; and the certificate is used only when lighttpd reports
 C{SSL_CLIENT_VERIFY=SUCCESS} on a server that we configured for TLS.
 """
 
+import functools
 import os
 import ssl
 
@@ -26,8 +27,10 @@ _UNPREFIXED_HEADERS = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def _HeaderName(variable):
-  """C{HTTP_X_FORWARDED_FOR} -> C{X-Forwarded-For}."""
+  """C{HTTP_X_FORWARDED_FOR} -> C{X-Forwarded-For} (remembered: the same
+  few names come with every request)."""
   return "-".join(part.capitalize() for part in variable[5:].split("_"))
 
 
