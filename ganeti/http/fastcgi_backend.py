@@ -46,6 +46,9 @@ _POLL_INTERVAL = 0.2
 _M_ARENA_MAX = -8
 WORKER_MALLOC_ARENAS = 2
 
+#: Send buffer of a FastCGI connection that streams a response.
+_STREAMING_SEND_BUFFER = 32 * 1024
+
 #: Bytes asked for per recv() on a FastCGI connection.
 _RECEIVE_SIZE = 64 * 1024
 
@@ -118,11 +121,23 @@ class _Connection(fcgi_base.Connection):
   def __init__(self, sock, addr, server, timeout):
     fcgi_base.Connection.__init__(self, sock, addr, server, timeout)
     self._decoder = fastcgi_records.RecordDecoder()
+    self._streaming = False
 
   @property
   def socket(self):
     """The connection's socket."""
     return self._sock
+
+  def StartStreaming(self):
+    """Called before a response goes out in more than one piece: shrink
+    the socket's send buffer (once), so that lighttpd never finds much
+    more to read than it can pass on, which it would spool to temporary
+    files (measured on 1 GiB streams: 32 KiB did best; docs/performance.md).
+    A response sent in one piece does without the system call."""
+    if not self._streaming:
+      self._streaming = True
+      self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                            _STREAMING_SEND_BUFFER)
 
   def process_input(self):
     """Handle the next record, receiving more bytes only when needed.
@@ -288,6 +303,8 @@ class _OutputStream(fcgi_base.OutputStream):
         self._type, self._req.requestId, b""))
       buffers.extend(self._conn.EndRequestBuffers(self._req))
       self.closed = True
+    else:
+      self._conn.StartStreaming()
     _SendBuffers(self._conn.socket, buffers)
 
 
@@ -371,9 +388,8 @@ class FlupGateway(fcgi_base.BaseFCGIServer):
 
   # Largest record flup writes, header included: 64 KiB of content, a
   # multiple of 8 so no padding is needed.  (Measured on a 1 GiB stream:
-  # 16 KiB records were slower; a small socket buffer, see ServeConnection,
-  # helps, as lighttpd spools to temporary files what it reads beyond what
-  # it can pass on.)
+  # 16 KiB records were slower; a small socket buffer helps, see
+  # _Connection.StartStreaming.)
   maxwrite = fcgi_base.FCGI_HEADER_LEN + 65528
 
   def __init__(self, application, multiprocess, max_connections):
@@ -394,7 +410,6 @@ class FlupGateway(fcgi_base.BaseFCGIServer):
 
   def ServeConnection(self, sock):
     """Serve every request arriving on one accepted connection."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
     _Connection(sock, None, self, None).run()
 
 
