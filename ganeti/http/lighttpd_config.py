@@ -293,6 +293,10 @@ def _ServerDirectives(settings):
            KibibytesCeiling(settings.max_request_body))
   yield ("server.stream-request-body", 2 if settings.stream_request_body else 0)
   yield ("server.stream-response-body", 2)
+  # lighttpd reads into buffers of this size (default 8 KiB): 64 KiB, the
+  # size of our FastCGI records, relays a 1 GiB stream about 15 % faster
+  # (docs/performance.md) for no measurable cost on small requests.
+  yield ("server.chunkqueue-chunk-sz", 65536)
   yield ("server.max-read-idle", settings.read_idle_timeout)
   yield ("server.max-write-idle", settings.write_idle_timeout)
   yield ("server.max-keep-alive-idle", settings.keep_alive_idle)

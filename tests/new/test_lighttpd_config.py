@@ -38,6 +38,7 @@ def test_plain(supervise, scratch_dir):
   directives = _Directives(text)
   assert 'server.modules = ("mod_fastcgi")' in directives
   assert "server.stream-response-body = 2" in directives
+  assert "server.chunkqueue-chunk-sz = 65536" in directives
   assert "server.stream-request-body = 0" in directives
   assert 'server.compat-module-load = "disable"' in directives
   assert 'server.bind = "127.0.0.1"' in directives
