@@ -48,39 +48,40 @@ def Alive(pid):
     return False
 
 
-def ProcessesUsing(directory):
-  """Pids of live processes that name C{directory} on their command line or
-  hold a file in it open (a backend lighttpd spawned writes to lighttpd's
-  log there)."""
-  pids = set(ProcessesMentioning(directory))
-  for entry in os.listdir("/proc"):
-    if not entry.isdigit() or int(entry) == os.getpid():
-      continue
-    try:
-      fds = os.listdir("/proc/%s/fd" % entry)
-      targets = [os.readlink("/proc/%s/fd/%s" % (entry, fd)) for fd in fds]
-    except OSError:
-      continue
-    if any(target.startswith(directory + os.sep) for target in targets):
-      if Alive(int(entry)):
-        pids.add(int(entry))
-  return sorted(pids)
-
-
-def ProcessesMentioning(text):
-  """Pids of live processes whose command line contains C{text}."""
+def _OtherLiveProcesses(matches):
+  """Pids of live processes other than this one for which C{matches(pid)}
+  is true; a process that vanishes meanwhile (OSError) does not match."""
   pids = []
   for entry in os.listdir("/proc"):
     if not entry.isdigit() or int(entry) == os.getpid():
       continue
     try:
-      with open("/proc/%s/cmdline" % entry, "rb") as handle:
-        cmdline = handle.read().decode("utf-8", "replace")
+      found = matches(int(entry))
     except OSError:
       continue
-    if text in cmdline and Alive(int(entry)):
+    if found and Alive(int(entry)):
       pids.append(int(entry))
   return pids
+
+
+def ProcessesUsing(directory):
+  """Pids of live processes that name C{directory} on their command line or
+  hold a file in it open (a backend lighttpd spawned writes to lighttpd's
+  log there)."""
+  def _HoldsFileIn(pid):
+    fd_dir = "/proc/%d/fd" % pid
+    return any(os.readlink(os.path.join(fd_dir, fd)).startswith(
+      directory + os.sep) for fd in os.listdir(fd_dir))
+  return sorted(set(ProcessesMentioning(directory)) |
+                set(_OtherLiveProcesses(_HoldsFileIn)))
+
+
+def ProcessesMentioning(text):
+  """Pids of live processes whose command line contains C{text}."""
+  def _Mentions(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as handle:
+      return text in handle.read().decode("utf-8", "replace")
+  return _OtherLiveProcesses(_Mentions)
 
 
 def FreePort(host="127.0.0.1"):

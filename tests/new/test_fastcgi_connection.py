@@ -60,15 +60,18 @@ class _Server(object):
       pipeline.ClientCertificatePolicy(False, None))
 
 
+def _Gateway():
+  return fastcgi_backend.FlupGateway(
+    wsgi_adapter.WsgiApplication(_Server(), tls=False), multiprocess=False,
+    max_connections=2)
+
+
 @pytest.fixture
 def fastcgi_socket(tmp_path):
   """The path of a served FastCGI socket (two threads)."""
   path = str(tmp_path / "fcgi.sock")
   listen_socket = fastcgi_backend.BindUnixSocket(path)
-  gateway = fastcgi_backend.FlupGateway(
-    wsgi_adapter.WsgiApplication(_Server(), tls=False), multiprocess=False,
-    max_connections=2)
-  listener = fastcgi_backend.FastCgiListener(gateway, listen_socket, 2)
+  listener = fastcgi_backend.FastCgiListener(_Gateway(), listen_socket, 2)
   thread = threading.Thread(target=listener.Serve, daemon=True)
   thread.start()
   yield path
@@ -146,27 +149,59 @@ def _Response(records):
   return b"".join(content for (_, _, content) in records[:-2])
 
 
-def test_small_response_and_its_end_arrive_together(fastcgi_socket):
-  """lighttpd closes the connection once it has a body's Content-Length
-  bytes, so the end of the request must not come after the body."""
-  with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+def _SentMessages(path):
+  """Serve one request over a SOCK_SEQPACKET pair, where each send of the
+  server arrives as a message of its own: the server's sends, as lists of
+  records."""
+  (client, server) = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+  thread = threading.Thread(target=_Gateway().ServeConnection,
+                            args=(server, ))
+  messages = []
+  with client, server:
     client.settimeout(10)
-    client.connect(fastcgi_socket)
-    client.sendall(RequestBytes(Params("GET", "/small"), []))
-    data = b""
-    while b"hello" not in data:
-      chunk = client.recv(65536)
-      assert chunk
-      data += chunk
-    # Everything, end of request included, came with the body.
-    reader = RecordReader(client)
-    reader.buffer = data
-    records = [reader.Next(), reader.Next(), reader.Next()]
-    assert not reader.buffer
+    thread.start()
+    client.send(RequestBytes(Params("GET", path), []))
+    while True:
+      reader = RecordReader(None)
+      reader.buffer = client.recv(1 << 20)
+      if not reader.buffer:
+        break
+      records = []
+      while reader.buffer:  # a message holds whole records
+        records.append(reader.Next())
+      messages.append(records)
+      if messages[-1][-1][0] == END_REQUEST:
+        break
+    client.close()
+    thread.join(10)
+  assert not thread.is_alive()
+  return messages
+
+
+def test_small_response_and_its_end_go_out_together():
+  """lighttpd closes the connection once it has a body's Content-Length
+  bytes, so the end of the request must go out with the body, not after
+  it (where it found a closed socket, for every request)."""
+  messages = _SentMessages("/small")
+  assert len(messages) == 1
+  records = messages[0]
+  assert [record[0] for record in records] == [STDOUT, STDOUT, END_REQUEST]
   (status, _, body) = records[0][2].partition(b"\r\n")
   assert status == b"Status: 200 OK"
   assert b"Content-Length: 5\r\n" in body and body.endswith(b"\r\n\r\nhello")
-  assert [record[0] for record in records] == [STDOUT, STDOUT, END_REQUEST]
+
+
+def test_streamed_chunks_go_out_as_they_come():
+  messages = _SentMessages("/stream")
+  contents = [[content for (_, _, content) in message]
+              for message in messages]
+  # Each chunk in a send of its own, as it comes (the CGI headers with
+  # the first), then the end of the stream and of the request.
+  assert contents[0][0].endswith(b"\r\n\r\nfirst ")
+  assert contents[1] == [b"second"]
+  assert b"".join(b"".join(message) for message in contents[2:]) == (
+    struct.pack("!IB3x", 0, 0))
+  assert messages[-1][-1][0] == END_REQUEST
 
 
 @pytest.mark.parametrize("path, body", [("/small", b"hello"),
@@ -178,17 +213,6 @@ def test_responses_end_once(fastcgi_socket, path, body):
   assert response.startswith(b"Status: 200 OK\r\n")
   assert response.endswith(b"\r\n\r\n" + body)
   assert sum(1 for record in records if record[0] == END_REQUEST) == 1
-
-
-def test_streamed_chunks_come_as_records_of_their_own(fastcgi_socket):
-  records = _Exchange(fastcgi_socket,
-                      RequestBytes(Params("GET", "/stream"), []))
-  contents = [content for (record_type, _, content) in records
-              if record_type == STDOUT]
-  # The CGI headers go with the first chunk.
-  assert contents[-3].endswith(b"\r\n\r\nfirst ")
-  assert contents[-2:] == [b"second", b""]
-  assert b"Content-Length" not in contents[0]
 
 
 def test_body_in_many_records(fastcgi_socket):
