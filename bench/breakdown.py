@@ -124,6 +124,20 @@ def _ReadAll(sock):
     chunks.append(chunk)
 
 
+def _SendRequest(path, request):
+  """A client connected to the Unix socket C{path} that sent C{request}
+  and its end."""
+  client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+  try:
+    client.connect(path)
+    client.sendall(request)
+    client.shutdown(socket.SHUT_WR)
+  except OSError:
+    client.close()
+    raise
+  return client
+
+
 def _CheckOk(response):
   if workload.RESPONSE_BODY not in response:
     raise AssertionError("Unexpected response: %r" % response[:300])
@@ -185,19 +199,13 @@ def FlupAccepted(directory):
   listener = fastcgi_backend.BindUnixSocket(os.path.join(directory, "l.sock"))
 
   def _Once():
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-      client.connect(listener.getsockname())
-      client.sendall(request)
-      client.shutdown(socket.SHUT_WR)
+    with _SendRequest(listener.getsockname(), request) as client:
       (server, _) = listener.accept()
       try:
         gateway.ServeConnection(server)
       finally:
         server.close()
       _CheckOk(_ReadAll(client))
-    finally:
-      client.close()
   return (_Once, listener.close)
 
 
@@ -251,14 +259,8 @@ def FullListener(directory, count, rounds=5):
   request = FastCgiRequest()
 
   def _Once():
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-      client.connect(listener_socket.getsockname())
-      client.sendall(request)
-      client.shutdown(socket.SHUT_WR)
+    with _SendRequest(listener_socket.getsockname(), request) as client:
       _CheckOk(_ReadAll(client))
-    finally:
-      client.close()
 
   def _Round():
     measure.WaitForQuiet()

@@ -619,6 +619,14 @@ def _StreamTargetTable(sections, fastcgi):
   return table
 
 
+def _LegacyRatio(throughput, spec, connection, column, target):
+  """The L{report.RatioCell} of C{spec} over the legacy backend in one
+  cell of a throughput table, or None."""
+  return report.Ratio(throughput.Get(_Row(spec, connection), column),
+                      throughput.Get(_Row(LEGACY, connection), column),
+                      target)
+
+
 def _RatioTable(sections, fastcgi):
   """fastcgi/legacy throughput for each transport and connection."""
   table = report.Table(
@@ -635,9 +643,7 @@ def _RatioTable(sections, fastcgi):
       for (concurrency, column) in zip(CONCURRENCY, _Columns()):
         target = (TARGETS[(section.name, connection)]
                   if concurrency == TARGET_CONCURRENCY else None)
-        ratio = report.Ratio(throughput.Get(_Row(fastcgi, connection), column),
-                             throughput.Get(_Row(LEGACY, connection), column),
-                             target)
+        ratio = _LegacyRatio(throughput, fastcgi, connection, column, target)
         if ratio is not None:
           table.Put("%s, %s" % (section.name, connection), column, ratio)
   return table
@@ -660,10 +666,8 @@ def _RatioByProcessesTable(sections):
         continue
       for count in PROCESS_COUNTS:
         fastcgi = FastCgi(count)
-        ratio = report.Ratio(
-          throughput.Get(_Row(fastcgi, connection), column),
-          throughput.Get(_Row(LEGACY, connection), column),
-          TARGETS[(transport, connection)])
+        ratio = _LegacyRatio(throughput, fastcgi, connection, column,
+                             TARGETS[(transport, connection)])
         if ratio is not None:
           table.Put(fastcgi.label, "%s, %s" % (transport, connection), ratio)
   return table
