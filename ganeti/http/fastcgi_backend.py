@@ -339,8 +339,9 @@ def _SendBuffers(sock, buffers):
 class _Request(fcgi_base.Request):
   """flup's request, minus its SIGALRM timeout, plus two endings flup lacks:
 
-  - a body that fails mid-stream (L{response_body.StreamAborted}) aborts
-    the connection, so the client cannot take the cut body for complete;
+  - a body that fails mid-stream (L{response_body.StreamAborted}, or any
+    error once the response has started) aborts the connection, so the
+    client cannot take the cut body for complete;
   - lighttpd closing the connection (its client went away) is logged as
     such, not as a traceback.
 
@@ -368,8 +369,10 @@ class _Request(fcgi_base.Request):
       return
     except Exception:  # pylint: disable=broad-except
       logging.exception("Error in the FastCGI gateway")
-      if not self.stdout.dataWritten:
-        self.server.error(self)
+      if self.stdout.dataWritten:
+        self._conn.Abort()  # as for StreamAborted: never a clean-looking end
+        return
+      self.server.error(self)
       (protocol_status, app_status) = (fcgi_base.FCGI_REQUEST_COMPLETE, 0)
     try:
       self._flush()

@@ -212,7 +212,7 @@ def FeedbackStream(generator, default=None):
 
       try:
         frame = EncodeFeedback(message, default=default)
-      except (TypeError, ValueError) as err:
+      except Exception as err:  # pylint: disable=broad-except
         logging.exception("Feedback message %d cannot be encoded", index)
         yield EncodeError("Feedback message %d cannot be encoded: %s" %
                           (index, ErrorText(err)))
@@ -222,7 +222,7 @@ def FeedbackStream(generator, default=None):
 
     try:
       frame = EncodeResult(result, default=default)
-    except (TypeError, ValueError) as err:
+    except Exception as err:  # pylint: disable=broad-except
       logging.exception("The result of a streaming method cannot be encoded")
       frame = EncodeError("The result cannot be encoded: %s" % ErrorText(err))
     yield frame

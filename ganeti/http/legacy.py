@@ -127,11 +127,12 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
     """Send each chunk as soon as it is produced.
 
     If the producer fails, or produces more or less than a declared
-    Content-Length, the connection is reset so the client cannot take
-    the body for complete.  A client that goes away ends the stream.
+    Content-Length, or the connection fails (the client went away, or
+    stopped reading until the write timed out), the connection is reset so
+    the client cannot take the body for complete.
     """
-    self.wfile.flush()
     try:
+      self.wfile.flush()
       for chunk in response_body.CheckedLength(stream, declared_length):
         if not chunk:
           continue
@@ -148,13 +149,17 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
     except response_body.StreamAborted as err:
       logging.error("Aborting response to %s %s: %s", self.command,
                     self.path, err)
-      self._aborted = True
-      _ResetConnection(self.connection, (self.wfile, self.rfile))
-    except (ConnectionError, ssl.SSLError, socket.timeout) as err:
+      self._Abort()
+    except OSError as err:  # ssl.SSLError and socket.timeout included
       logging.info("Client %s went away during the response to %s %s: %s",
-                    self.address_string(), self.command, self.path, err)
+                   self.address_string(), self.command, self.path, err)
+      self._Abort()
     finally:
       stream.close()
+
+  def _Abort(self):
+    self._aborted = True
+    _ResetConnection(self.connection, (self.wfile, self.rfile))
 
   def log_message(self, format, *args):  # pylint: disable=redefined-builtin
     logging.info("%s - %s", self.address_string(), format % args)

@@ -281,8 +281,15 @@ class RequestPipeline(object):
       req.request_body = body.read()
     handler.PreHandleRequest(req)
     result = response_body.FromHandlerResult(handler.HandleRequest(req))
-    return Response(ganeti_http.HTTP_OK, _CheckedHeaders(req.resp_headers),
-                    result)
+    try:
+      return Response(ganeti_http.HTTP_OK, _CheckedHeaders(req.resp_headers),
+                      result)
+    except BaseException:
+      # The error page replaces the body: close it now (a generator's
+      # finally blocks, a file), not whenever it is collected.
+      if not isinstance(result, bytes):
+        result.close()
+      raise
 
   def _OpenBody(self, handler, incoming):
     """The request body as a L{request_body.RequestBodyStream}.

@@ -13,6 +13,7 @@ Anything else is the handler's error (500), as in Ganeti.  No sockets here.
 """
 
 import collections.abc
+import io
 import logging
 import os
 import stat
@@ -32,10 +33,15 @@ class StreamAborted(Exception):
 
 
 def ToBytes(text_or_bytes):
-  """UTF-8 for str, bytes unchanged."""
+  """UTF-8 for str, plain C{bytes} for bytes (and its subclasses).
+
+  @raise UnicodeEncodeError: C{str} with a lone surrogate
+  """
+  if type(text_or_bytes) is bytes:  # pylint: disable=unidiomatic-typecheck
+    return text_or_bytes
   if isinstance(text_or_bytes, str):
     return text_or_bytes.encode("utf-8")
-  return text_or_bytes
+  return bytes(text_or_bytes)
 
 
 class ResponseStream(object):
@@ -61,16 +67,15 @@ class ResponseStream(object):
   def __next__(self):
     try:
       chunk = next(self._chunks)
+      if not isinstance(chunk, (str, bytes)):
+        raise TypeError("Response chunk of type %s, not str or bytes" %
+                        type(chunk).__name__)
+      return ToBytes(chunk)
     except StopIteration:
       raise
     except Exception as err:
       logging.exception("Response body failed after the response started")
       raise StreamAborted(str(err))
-    if not isinstance(chunk, (str, bytes)):
-      logging.error("Response body produced a %s, not str or bytes",
-                    type(chunk).__name__)
-      raise StreamAborted("Response chunk of type %s" % type(chunk).__name__)
-    return ToBytes(chunk)
 
   def close(self):
     """Close the producer; safe to call more than once."""
@@ -106,8 +111,18 @@ def _FileStream(fileobj):
         path = name
   except (AttributeError, OSError, ValueError):
     pass  # not backed by a file descriptor: stream it without a length
-  chunks = iter(lambda: fileobj.read(FILE_CHUNK_SIZE), b"")
-  return ResponseStream(chunks, fileobj.close, length=length, file_path=path)
+  return ResponseStream(_FilePieces(fileobj), fileobj.close, length=length,
+                        file_path=path)
+
+
+def _FilePieces(fileobj):
+  """The contents of C{fileobj}, read piece by piece until a read returns
+  nothing."""
+  while True:
+    piece = fileobj.read(FILE_CHUNK_SIZE)
+    if not piece:
+      return
+    yield piece
 
 
 def FromHandlerResult(result):
@@ -121,6 +136,11 @@ def FromHandlerResult(result):
   """
   if isinstance(result, (str, bytes)):
     return ToBytes(result)
+  if isinstance(result, io.TextIOBase):
+    result.close()
+    raise ganeti_http.HttpInternalServerError(
+      "Handler function returned a text file; a file must be opened in"
+      " binary mode")
   if hasattr(result, "read"):
     return _FileStream(result)
   if isinstance(result, collections.abc.Iterator):

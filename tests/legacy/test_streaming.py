@@ -1,5 +1,6 @@
 """Streamed responses and request bodies, the same on every backend."""
 
+import gc
 import hashlib
 import http.client
 import os
@@ -42,6 +43,8 @@ class StreamingHandler(http_server.HttpServerHandler):
       return self._Paced()
     if path == "/forever":
       return self._Forever()
+    if path == "/fast-forever":
+      return self._Forever(chunk=b"x" * 65536, pause=0)
     if path == "/fails-midway":
       return self._FailsMidway()
     if path == "/fails-at-once":
@@ -58,6 +61,19 @@ class StreamingHandler(http_server.HttpServerHandler):
       return iter([b"short"])
     if path == "/empty":
       return iter([])
+    if path == "/unencodable-midway":
+      # A str chunk UTF-8 cannot encode (a lone surrogate, as from an
+      # undecodable file name) fails after the response has started.
+      return iter([b"partial;", "\udcff"])
+    if path == "/bytes-subclass":
+      return iter([_Bytes(b"first;"), _Bytes(b"second;")])
+    if path == "/text-file":
+      target = self.tmp_path / "text.txt"
+      target.write_text("some text")
+      return open(str(target), "r")
+    if path == "/bad-header":
+      req.resp_headers["X-Bad"] = "split\r\nX-Injected: yes"
+      return self._Forever()
     raise ganeti_http.HttpNotFound()
 
   def _Paced(self):
@@ -67,11 +83,11 @@ class StreamingHandler(http_server.HttpServerHandler):
       yield b"timeout;"
     yield "second;"
 
-  def _Forever(self):
+  def _Forever(self, chunk=b"x" * 1024, pause=0.01):
     try:
       while True:
-        yield b"x" * 1024
-        time.sleep(0.01)
+        yield chunk
+        time.sleep(pause)
     finally:
       self.closed.set()
 
@@ -84,6 +100,10 @@ class StreamingHandler(http_server.HttpServerHandler):
   def _FailsAtOnce():
     raise ganeti_http.HttpNotFound("no such export")
     yield b"never"  # pylint: disable=unreachable
+
+
+class _Bytes(bytes):
+  """A subclass of bytes (flup accepts only bytes itself)."""
 
 
 @pytest.fixture
@@ -135,6 +155,45 @@ def test_error_midway_is_visible_to_the_client(streaming):
   connection.close()
 
 
+def test_unencodable_chunk_midway_is_visible_to_the_client(streaming):
+  (running, _) = streaming
+  connection = running.Connection()
+  connection.request("GET", "/unencodable-midway")
+  response = connection.getresponse()
+  assert response.status == 200
+  with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+    response.read()
+  connection.close()
+
+
+def test_chunks_of_a_bytes_subclass_are_sent(streaming):
+  (running, _) = streaming
+  assert running.Request("GET", "/bytes-subclass")[::2] == (
+    200, b"first;second;")
+
+
+def test_text_file_result_is_a_clear_500(streaming):
+  """Only binary files are bodies; a text file used to spin forever (its
+  read() returns "", never the b"" that ended the loop)."""
+  (running, _) = streaming
+  (status, _, raw) = running.Request("GET", "/text-file")
+  assert status == 500
+  assert b"binary mode" in raw
+
+
+def test_body_is_closed_when_the_headers_are_refused(streaming):
+  """The generator's finally runs when the 500 replaces its body, not when
+  the garbage collector finds it (collection is off meanwhile)."""
+  (running, handler) = streaming
+  gc.disable()
+  try:
+    (status, _, _) = running.Request("GET", "/bad-header")
+    assert status == 500
+    assert handler.closed.wait(5)
+  finally:
+    gc.enable()
+
+
 def test_error_midway_visible_to_http10_client(streaming, backend):
   """An HTTP/1.0 body ends where the connection does: only a reset can say
   it is incomplete.  lighttpd closes normally there (a documented
@@ -146,6 +205,26 @@ def test_error_midway_visible_to_http10_client(streaming, backend):
     return
   with pytest.raises(ConnectionResetError):
     _RawExchange(running, b"GET /fails-midway HTTP/1.0\r\n\r\n")
+
+
+@pytest.mark.parametrize("backend", ["legacy"])
+def test_client_too_slow_for_the_write_timeout_gets_a_reset(streaming,
+                                                           monkeypatch):
+  """When a client stops reading until the server's write times out, an
+  HTTP/1.0 body must not end with a clean close.  (Legacy only: on the
+  fastcgi backend lighttpd's own write timeout applies.)"""
+  (running, handler) = streaming
+  monkeypatch.setattr(http_server.GanetiRequestHandler, "timeout", 1)
+  with socket.socket() as sock:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect((running.address, running.port))
+    sock.sendall(b"GET /fast-forever HTTP/1.0\r\n\r\n")
+    assert sock.recv(4096)
+    assert handler.closed.wait(10)  # the write timed out, the stream ended
+    with pytest.raises(ConnectionResetError):
+      while sock.recv(65536):
+        pass
 
 
 def test_error_before_first_chunk_gets_its_status(streaming):

@@ -251,6 +251,23 @@ def test_stream_default_hook_applies_to_messages_and_result():
                           b'{"result":"<private>"}\x03']
 
 
+def test_stream_failing_default_hook_is_an_error_frame():
+  """Whatever the encoding raises (here the hook's KeyError) ends the
+  stream with an error frame, as for values JSON refuses."""
+  def Refuse(value):
+    raise KeyError(value)
+
+  message_frames = list(FeedbackStream(_Generator([object()], 1),
+                                       default=Refuse))
+  assert len(message_frames) == 1
+  assert json.loads(message_frames[0][:-1])["error"].startswith(
+    "Feedback message 0 cannot be encoded: ")
+  result_frames = list(FeedbackStream(_Generator(["a"], object()),
+                                      default=Refuse))
+  assert json.loads(result_frames[1][:-1])["error"].startswith(
+    "The result cannot be encoded: ")
+
+
 def _Closable(log):
   try:
     yield 1
