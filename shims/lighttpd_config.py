@@ -43,6 +43,10 @@ def _Parser():
                       help="bytes; 0 for no limit (default 10 MiB)")
   parser.add_argument("--user", help="user lighttpd switches to")
   parser.add_argument("--group", help="group lighttpd switches to")
+  parser.add_argument("--sendfile-dir", action="append", default=[],
+                      dest="sendfile_dirs", metavar="DIR",
+                      help="a directory whose files the daemon may have"
+                      " lighttpd send (X-Sendfile); repeatable")
   parser.add_argument("--max-procs", type=int, default=1,
                       help="daemon processes lighttpd spawns")
   parser.add_argument("command", nargs="*",
@@ -60,7 +64,7 @@ def main(argv=None):
       ssl_key_path=args.key or args.cert, ssl_chain_path=args.chain,
       ssl_verify_peer=args.verify_peer,
       max_request_body=args.max_request_body, username=args.user,
-      groupname=args.group)
+      groupname=args.group, sendfile_dirs=tuple(args.sendfile_dirs))
     if args.command:
       text = lighttpd_config.render_system_config(settings, args.command,
                                                   max_procs=args.max_procs)

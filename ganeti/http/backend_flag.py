@@ -30,6 +30,9 @@ ENV_PREFIX = "GANETI_HTTP_BACKEND"
 ENV_CONFIG_FILE = "GANETI_HTTP_BACKEND_CONFIG"
 #: Set to "1" by lighttpd's configuration when it spawns the daemon itself.
 ENV_SPAWNED = "GANETI_HTTP_FASTCGI_SPAWNED"
+#: Set by that configuration too: the directories it lets the spawned
+#: daemon hand to lighttpd (X-Sendfile), comma-separated.
+ENV_SPAWNED_SENDFILE_DIRS = "GANETI_HTTP_FASTCGI_SENDFILE_DIRS"
 DEFAULT_CONFIG_FILE = "/etc/ganeti/http-backend.conf"
 CONFIG_SECTION = "backends"
 CONFIG_DEFAULT_KEY = "default"

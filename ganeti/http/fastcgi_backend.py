@@ -37,6 +37,7 @@ from flup.server import fcgi_base
 
 from ganeti.http import fastcgi_records
 from ganeti.http import response_body
+from ganeti.http import wsgi_adapter
 
 #: How often blocking loops look at their stop flag, in seconds.
 _POLL_INTERVAL = 0.2
@@ -345,7 +346,9 @@ class _Request(fcgi_base.Request):
   - lighttpd closing the connection (its client went away) is logged as
     such, not as a traceback.
 
-  flup's gateway has already closed the WSGI body in both cases.
+  flup's gateway has already closed the WSGI body in both cases.  What the
+  application left under L{wsgi_adapter.AFTER_CONNECTION_KEY} runs last,
+  once lighttpd has closed the connection (or it was dropped).
   """
 
   def __init__(self, conn, input_stream_class, timeout):
@@ -359,6 +362,18 @@ class _Request(fcgi_base.Request):
     self.end_sent = False
 
   def run(self):
+    after_connection = []
+    self.params[wsgi_adapter.AFTER_CONNECTION_KEY] = after_connection
+    try:
+      self._Run()
+    finally:
+      for function in after_connection:
+        try:
+          function()
+        except Exception:  # pylint: disable=broad-except
+          logging.exception("Error after the end of a FastCGI connection")
+
+  def _Run(self):
     try:
       (protocol_status, app_status) = self.server.handler(self)
     except response_body.StreamAborted:

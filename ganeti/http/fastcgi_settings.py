@@ -15,7 +15,10 @@ keys win).  Keys:
 - C{sendfile-dirs}: comma-separated directories from which files that a
   handler returns are sent by lighttpd itself (X-Sendfile) instead of
   through the backend; lighttpd's user must be able to read them (default:
-  none);
+  none).  A daemon that lighttpd spawned takes the list from lighttpd's
+  configuration instead (C{GANETI_HTTP_FASTCGI_SENDFILE_DIRS}, set by
+  L{lighttpd_config.render_system_config}), so that it never asks lighttpd
+  for what lighttpd was not configured to do;
 - C{runtime-dir}: where each server's private directory (FastCGI socket,
   lighttpd config and log) is created (default C{/run/ganeti-http} for
   root, the system's temporary directory otherwise).
@@ -118,5 +121,11 @@ def Load(daemon_name, environ=os.environ):
     frontend_group=values.get("frontend-group"),
     runtime_dir=runtime_dir,
     lighttpd=values.get("lighttpd"),
-    sendfile_dirs=[path.strip() for path in
-                   values.get("sendfile-dirs", "").split(",") if path.strip()])
+    sendfile_dirs=_PathList(
+      environ.get(backend_flag.ENV_SPAWNED_SENDFILE_DIRS, "")
+      if SpawnedByLighttpd(environ) else values.get("sendfile-dirs", "")))
+
+
+def _PathList(value):
+  """The paths of a comma-separated list."""
+  return [path.strip() for path in value.split(",") if path.strip()]

@@ -330,10 +330,12 @@ def _BackendOptions(settings):
     }
   if settings.sendfile_dirs:
     options["x-sendfile"] = True
-    # lighttpd matches these as string prefixes: end each with a slash so
+    # lighttpd matches these as string prefixes against the resolved paths
+    # the backend sends: resolve them too, and end each with a slash so
     # "/srv/export" does not also allow "/srv/export-other".
     options["x-sendfile-docroot"] = tuple(
-      path.rstrip("/") + "/" for path in settings.sendfile_dirs)
+      os.path.join(os.path.realpath(path), "")
+      for path in settings.sendfile_dirs)
   return options
 
 
@@ -379,7 +381,8 @@ def render_system_config(settings, command, max_procs=1, environment=None):
       and tabs and knows no quoting, so no argument may contain either
   @param max_procs: number of daemon processes lighttpd keeps running
   @param environment: mapping of extra environment variables for the daemon
-      (C{GANETI_HTTP_FASTCGI_SPAWNED=1} is always added)
+      (C{GANETI_HTTP_FASTCGI_SPAWNED=1} is always added, and with
+      C{settings.sendfile_dirs} the list of them)
   @rtype: str
   """
   sockets = settings.fastcgi_sockets
@@ -403,6 +406,10 @@ def render_system_config(settings, command, max_procs=1, environment=None):
   # its standard input instead of starting a lighttpd of its own).
   options["bin-environment"] = dict(environment or {})
   options["bin-environment"][backend_flag.ENV_SPAWNED] = "1"
-  options.update(_BackendOptions(settings))
+  backend_options = _BackendOptions(settings)
+  if settings.sendfile_dirs:
+    options["bin-environment"][backend_flag.ENV_SPAWNED_SENDFILE_DIRS] = (
+      ",".join(backend_options["x-sendfile-docroot"]))
+  options.update(backend_options)
   return _Render(settings, [options])
 

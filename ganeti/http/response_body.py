@@ -53,13 +53,16 @@ class ResponseStream(object):
 
   @ivar length: the body's length when known in advance, else None
   @ivar file_path: path of the regular file the body is, else None
+  @ivar file_identity: C{(st_dev, st_ino)} of that file, else None
   """
 
-  def __init__(self, chunks, close, length=None, file_path=None):
+  def __init__(self, chunks, close, length=None, file_path=None,
+               file_identity=None):
     self._chunks = chunks
     self._close = close
     self.length = length
     self.file_path = file_path
+    self.file_identity = file_identity
 
   def __iter__(self):
     return self
@@ -101,18 +104,18 @@ def CheckedLength(chunks, declared_length):
 
 
 def _FileStream(fileobj):
-  length = path = None
+  length = path = identity = None
   try:
     info = os.fstat(fileobj.fileno())
     if stat.S_ISREG(info.st_mode):
       length = info.st_size - fileobj.tell()
       name = getattr(fileobj, "name", None)
       if isinstance(name, str) and os.path.isabs(name) and not fileobj.tell():
-        path = name
+        (path, identity) = (name, (info.st_dev, info.st_ino))
   except (AttributeError, OSError, ValueError):
     pass  # not backed by a file descriptor: stream it without a length
   return ResponseStream(_FilePieces(fileobj), fileobj.close, length=length,
-                        file_path=path)
+                        file_path=path, file_identity=identity)
 
 
 def _FilePieces(fileobj):

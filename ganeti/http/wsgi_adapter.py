@@ -13,18 +13,32 @@ C{SSL_CLIENT_VERIFY=SUCCESS} on a server that we configured for TLS.
 """
 
 import functools
+import logging
 import os
 import ssl
+import urllib.parse
 
 from ganeti import http as ganeti_http
 from ganeti.http import pipeline
 from ganeti.http import response_body
+
+#: WSGI environment key under which a server may offer a list: it calls
+#: each callable appended there once it is done with the request's
+#: connection (the FastCGI gateway: once lighttpd closed it, having read and
+#: acted on everything sent, such as opening an X-Sendfile file).
+AFTER_CONNECTION_KEY = "ganeti.http.after_connection"
 
 # CGI variables that carry request headers without the HTTP_ prefix.
 _UNPREFIXED_HEADERS = {
   "CONTENT_TYPE": ganeti_http.HTTP_CONTENT_TYPE,
   "CONTENT_LENGTH": ganeti_http.HTTP_CONTENT_LENGTH,
 }
+
+# What the HTTP_ form of those would be: lighttpd turns a client header
+# "Content_Length" (underscore) into HTTP_CONTENT_LENGTH, which must not
+# become a second Content-Length.
+_ALIASES_OF_UNPREFIXED = frozenset("HTTP_" + variable
+                                   for variable in _UNPREFIXED_HEADERS)
 
 
 @functools.lru_cache(maxsize=256)
@@ -39,10 +53,11 @@ def HeadersFromEnviron(environ):
   pairs = []
   for (variable, value) in environ.items():
     if variable.startswith("HTTP_"):
-      pairs.append((_HeaderName(variable), value))
+      if variable not in _ALIASES_OF_UNPREFIXED:
+        pairs.append((_HeaderName(variable), value))
     elif variable in _UNPREFIXED_HEADERS:
       pairs.append((_UNPREFIXED_HEADERS[variable], value))
-  return pipeline.HeadersFromPairs(sorted(pairs))
+  return pipeline.HeadersFromPairs(sorted(pairs, key=lambda pair: pair[0]))
 
 
 def PeerCertificateFromEnviron(environ):
@@ -80,7 +95,7 @@ class WsgiApplication(object):
   def __init__(self, server, tls, sendfile_dirs=()):
     self._server = server
     self._tls = tls
-    self._sendfile_dirs = tuple(os.path.realpath(path) + os.sep
+    self._sendfile_dirs = tuple(os.path.join(os.path.realpath(path), "")
                                 for path in sendfile_dirs)
 
   def __call__(self, environ, start_response):
@@ -97,13 +112,19 @@ class WsgiApplication(object):
                                          incoming)
     body = response.body
     headers = response.headers
+    after_connection = environ.get(AFTER_CONNECTION_KEY)
+    sendfile_value = (self._SendfileValue(body)
+                      if after_connection is not None and
+                      not isinstance(body, bytes) else None)
     if isinstance(body, bytes):
       chunks = [body]
-    elif self._MaySendfile(body):
-      body.close()
+    elif sendfile_value is not None:
+      # Keep the file open until lighttpd has opened it too: closing it
+      # may delete it (a NamedTemporaryFile, say).
+      after_connection.append(body.close)
       headers = [(name, value) for (name, value) in headers
                  if name.lower() != "content-length"]
-      headers.append(("X-Sendfile", os.path.realpath(body.file_path)))
+      headers.append(("X-Sendfile", sendfile_value))
       chunks = []
     else:
       chunks = _ClosingIterable(
@@ -113,13 +134,37 @@ class WsgiApplication(object):
                    [(name, str(value)) for (name, value) in headers])
     return chunks
 
-  def _MaySendfile(self, body):
-    """Whether lighttpd may send C{body}'s file itself (X-Sendfile)."""
-    if body.file_path is None:
-      return False
+  def _SendfileValue(self, body):
+    """The X-Sendfile header value that has lighttpd send C{body}'s file
+    itself, or None if the backend must send it.
+
+    Only for a file in one of the sendfile directories, whose path still
+    names the very file the handler opened (not one unlinked or replaced
+    since), and whose path lighttpd can take: it URL-decodes the value,
+    wants UTF-8 and turns control characters into "_", so the path goes
+    percent-encoded, and one with control characters is not handed over.
+    """
+    if body.file_path is None or not self._sendfile_dirs:
+      return None
     real = os.path.realpath(body.file_path)
-    return any(real.startswith(directory)
-               for directory in self._sendfile_dirs)
+    if not any(real.startswith(directory)
+               for directory in self._sendfile_dirs):
+      return None
+    try:
+      named = os.stat(real)
+      os.fsencode(real).decode("utf-8")
+    except (OSError, UnicodeError) as err:
+      logging.info("Sending %r through the backend: %s", real, err)
+      return None
+    if any(ord(char) < 32 or ord(char) == 127 for char in real):
+      logging.info("Sending %r through the backend: control characters",
+                   real)
+      return None
+    if (named.st_dev, named.st_ino) != body.file_identity:
+      logging.info("Sending %r through the backend: the path names another"
+                   " file now", real)
+      return None
+    return urllib.parse.quote(os.fsencode(real), safe="/")
 
 
 class _ClosingIterable(object):

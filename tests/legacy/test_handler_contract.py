@@ -84,6 +84,26 @@ def test_request_reaches_handler_intact(serve, method):
   }
 
 
+def test_underscore_headers_cannot_pose_as_content_headers(serve):
+  """lighttpd gives "Content_Length" the CGI name of "Content-Length"'s
+  HTTP_ form; neither it nor "Content_Type" may reach the handler as a
+  second Content-Length or Content-Type."""
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      return json.dumps({
+        "length": req.request_headers.get_all("Content-Length"),
+        "type": req.request_headers.get_all("Content-Type"),
+        "body": req.request_body.decode(),
+      })
+  (status, _, raw) = serve(Handler()).Request(
+    "POST", "/", body=b"hello world",
+    headers={"Content_Length": "1", "Content_Type": "text/evil",
+             "Content-Type": "text/plain"})
+  assert status == 200
+  assert json.loads(raw) == {"length": ["11"], "type": ["text/plain"],
+                             "body": "hello world"}
+
+
 def test_str_result_is_sent_as_utf8(serve):
   class Handler(http_server.HttpServerHandler):
     def HandleRequest(self, req):

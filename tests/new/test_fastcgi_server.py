@@ -24,7 +24,7 @@ from ganeti.http import backend_flag
 from ganeti.http import fastcgi_backend
 from ganeti.http import server as http_server
 from tests.conftest import SslParams
-from tests.new.lighttpd_helpers import REPO
+from tests.new.lighttpd_helpers import REPO, WaitFor
 
 
 def _WaitFor(condition, timeout=10.0):
@@ -292,6 +292,119 @@ def test_files_in_sendfile_dirs_are_sent_by_lighttpd(fastcgi, monkeypatch,
     assert running.Request("GET", path)[::2] == (200, payload)
     assert CountingFile.reads > 0
     CountingFile.reads = 0
+
+
+@pytest.fixture
+def readable_dir():
+  """Another directory lighttpd's unprivileged user can read."""
+  directory = tempfile.mkdtemp(prefix="ganeti-http-other-")
+  os.chmod(directory, 0o755)
+  yield directory
+  shutil.rmtree(directory)
+
+
+def _WriteReadable(path, data):
+  with open(path, "wb") as handle:
+    handle.write(data)
+  os.chmod(path, 0o644)
+
+
+class FileByKeyHandler(http_server.HttpServerHandler):
+  """GET /<key> returns what C{self.open_file[key]()} opens."""
+
+  def __init__(self, open_file):
+    http_server.HttpServerHandler.__init__(self)
+    self.open_file = open_file
+
+  def HandleRequest(self, req):
+    return self.open_file[req.request_path[1:]]()
+
+
+def test_sendfile_names_lighttpd_would_misread(fastcgi, monkeypatch,
+                                               tmp_path, export_dir,
+                                               readable_dir):
+  """lighttpd URL-decodes X-Sendfile and wants UTF-8: a "%65sc" must not
+  become "esc" (here a symlink out of the directory), a CR/LF in a name
+  must not end the header, and other names must still work."""
+  config = tmp_path / "http-backend.conf"
+  config.write_text("[fastcgi]\nsendfile-dirs = %s\n" % export_dir)
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(config))
+  secret = os.path.join(readable_dir, "secret")
+  _WriteReadable(secret, b"SECRET")
+  os.symlink(secret, os.path.join(export_dir, "esc"))
+  names = {"percent": "%65sc", "newline": "plain\r\nX-Injected: yes",
+           "accent": "caf\u00e9.txt", "kanji": "\u65e5\u672c.txt"}
+  for (key, name) in names.items():
+    _WriteReadable(os.path.join(export_dir, name), key.encode() * 1000)
+
+  def _Opener(name):
+    return lambda: CountingFile(os.path.join(export_dir, name), "r")
+
+  running = fastcgi(FileByKeyHandler(
+    dict((key, _Opener(name)) for (key, name) in names.items())))
+  for key in names:
+    CountingFile.reads = 0
+    (status, headers, raw) = running.Request("GET", "/" + key)
+    assert (status, raw) == (200, key.encode() * 1000), key
+    assert "X-Injected" not in headers
+    # lighttpd sent them, but for the one it cannot open by name
+    assert (CountingFile.reads > 0) == (key == "newline"), key
+
+
+def test_sendfile_only_while_the_path_names_the_open_file(
+    fastcgi, monkeypatch, tmp_path, export_dir):
+  """A file unlinked or replaced after the handler opened it, or deleted
+  when closed, still reaches the client with the contents it had."""
+  config = tmp_path / "http-backend.conf"
+  config.write_text("[fastcgi]\nsendfile-dirs = %s\n" % export_dir)
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(config))
+  path = os.path.join(export_dir, "data")
+
+  def Unlinked():
+    _WriteReadable(path, b"unlinked" * 1000)
+    handle = open(path, "rb")
+    os.unlink(path)
+    return handle
+
+  def Replaced():
+    _WriteReadable(path, b"old" * 1000)
+    handle = open(path, "rb")
+    _WriteReadable(path + ".new", b"new" * 1000)
+    os.rename(path + ".new", path)
+    return handle
+
+  def Temporary():
+    handle = tempfile.NamedTemporaryFile(dir=export_dir)
+    handle.write(b"temporary" * 1000)
+    handle.flush()
+    handle.seek(0)
+    os.chmod(handle.name, 0o644)
+    return handle
+
+  running = fastcgi(FileByKeyHandler({"unlinked": Unlinked,
+                                      "replaced": Replaced,
+                                      "temporary": Temporary}))
+  assert running.Request("GET", "/unlinked")[::2] == (200, b"unlinked" * 1000)
+  assert running.Request("GET", "/replaced")[::2] == (200, b"old" * 1000)
+  assert running.Request("GET", "/temporary")[::2] == (
+    200, b"temporary" * 1000)
+  # and the temporary file is gone, once lighttpd is done with it
+  WaitFor(lambda: os.listdir(export_dir) == ["data"])
+
+
+def test_sendfile_dir_given_by_a_symlink(fastcgi, monkeypatch, tmp_path,
+                                        export_dir):
+  link = str(tmp_path / "export-link")
+  os.symlink(export_dir, link)
+  config = tmp_path / "http-backend.conf"
+  config.write_text("[fastcgi]\nsendfile-dirs = %s\n" % link)
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(config))
+  _WriteReadable(os.path.join(export_dir, "disk.img"), b"disk" * 1000)
+  running = fastcgi(FileByKeyHandler({
+    "disk": lambda: CountingFile(os.path.join(link, "disk.img"), "r")}))
+  CountingFile.reads = 0
+  assert running.Request("GET", "/disk")[::2] == (200, b"disk" * 1000)
+  assert CountingFile.reads == 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="privileges are only dropped"

@@ -7,6 +7,7 @@ certificates checked by lighttpd and the digest callback in the backend.
 """
 
 import http.client
+import io
 import json
 import os
 import signal
@@ -20,8 +21,8 @@ import pytest
 from ganeti.http import lighttpd_config
 from ganeti.http import server as http_server
 from tests.new.lighttpd_helpers import (REPO, Alive, ProcessesMentioning,
-                                        Settings, WaitFor, scratch_dir,
-                                        supervise)
+                                        Request, Settings, WaitFor,
+                                        scratch_dir, supervise)
 
 _ = (scratch_dir, supervise)  # fixtures
 
@@ -84,6 +85,60 @@ def test_lighttpd_spawns_ganeti_http_backends(supervise, scratch_dir, pki):
   assert _Get(settings.port, pki.cluster)[0] == 403
   assert WaitFor(lambda: len(ProcessesMentioning(
     "tests.new.test_fastcgi_spawned:MakeHandler")) == 2)
+
+
+class MarkedFile(io.FileIO):
+  """A real file that creates C{READ_MARKER} when the backend reads it."""
+
+  def read(self, size=-1):
+    open(os.environ["READ_MARKER"], "w").close()
+    return io.FileIO.read(self, size)
+
+
+class FileHandler(http_server.HttpServerHandler):
+  """Returns the file named by C{SERVED_FILE}."""
+
+  def HandleRequest(self, req):
+    return MarkedFile(os.environ["SERVED_FILE"], "r")
+
+
+def MakeFileHandler():
+  """The launcher's handler factory for L{FileHandler}."""
+  return FileHandler()
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_spawned_backend_sendfile_only_as_lighttpd_is_configured(
+    supervise, scratch_dir, listed):
+  """The daemon's settings file lists a sendfile directory; whether the
+  spawned daemon hands files to lighttpd depends on lighttpd's own
+  configuration only (else lighttpd, not configured for X-Sendfile, would
+  send an empty body)."""
+  export = os.path.join(scratch_dir, "export")
+  os.mkdir(export)
+  os.chmod(export, 0o755)
+  served = os.path.join(export, "disk.img")
+  with open(served, "wb") as handle:
+    handle.write(b"disk" * 4096)
+  os.chmod(served, 0o644)
+  backend_config = os.path.join(scratch_dir, "http-backend.conf")
+  with open(backend_config, "w") as handle:
+    handle.write("[fastcgi]\nsendfile-dirs = %s\n" % export)
+  settings = Settings(scratch_dir, os.path.join(scratch_dir, "files.sock"),
+                      sendfile_dirs=(export, ) if listed else ())
+  command = [sys.executable, "-m", "shims.fastcgi_launcher",
+             "tests.new.test_fastcgi_spawned:MakeFileHandler"]
+  text = lighttpd_config.render_system_config(
+    settings, command,
+    environment={"PYTHONPATH": REPO, "SERVED_FILE": served,
+                 "READ_MARKER": os.path.join(scratch_dir, "read"),
+                 "GANETI_HTTP_BACKEND_CONFIG": backend_config})
+  supervisor = supervise(text, settings.state_dir,
+                         address=("127.0.0.1", settings.port))
+  supervisor.start()
+  (status, _, body) = Request("127.0.0.1", settings.port)
+  assert (status, body) == (200, b"disk" * 4096)
+  assert os.path.exists(os.path.join(scratch_dir, "read")) == (not listed)
 
 
 def test_launcher_refuses_to_run_unspawned(monkeypatch):

@@ -38,6 +38,18 @@ def test_rendered_configuration_passes_lighttpd_check(tmp_path, pki,
   assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_sendfile_dirs_reach_lighttpd_and_the_spawned_daemon(tmp_path):
+  export = tmp_path / "export"
+  export.mkdir()
+  result = _Render("--port", "5080", "--socket", str(tmp_path / "app.sock"),
+                   "--state-dir", str(tmp_path / "state"), "--sendfile-dir",
+                   str(export), "--", "/usr/sbin/ganeti-noded", "-f")
+  assert result.returncode == 0, result.stderr
+  assert '"x-sendfile-docroot" => ("%s/")' % export in result.stdout
+  assert '"GANETI_HTTP_FASTCGI_SENDFILE_DIRS" => "%s/"' % export in (
+    result.stdout)
+
+
 def test_bad_values_give_a_clear_error(tmp_path):
   result = _Render("--port", "5080", "--bind", "localhost", "--socket",
                    str(tmp_path / "s"), "--state-dir", str(tmp_path))
