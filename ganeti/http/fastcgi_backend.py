@@ -53,6 +53,10 @@ _STREAMING_SEND_BUFFER = 128 * 1024
 #: Bytes asked for per recv() on a FastCGI connection.
 _RECEIVE_SIZE = 64 * 1024
 
+#: Largest FCGI_PARAMS stream accepted (the CGI variables of one request:
+#: lighttpd sends a few KiB, the request headers and a client certificate).
+MAX_PARAMS_SIZE = 1 << 20
+
 #: Longest wait for lighttpd to read a failed response's data (seconds).
 _ABORT_DRAIN_TIMEOUT = 5.0
 
@@ -177,6 +181,10 @@ class _Connection(fcgi_base.Connection):
       return
     if inrec.contentData:
       req.encoded_params.append(inrec.contentData)
+      req.encoded_params_size += len(inrec.contentData)
+      if req.encoded_params_size > MAX_PARAMS_SIZE:
+        raise fastcgi_records.ProtocolError(
+          "FCGI_PARAMS stream over %d bytes" % MAX_PARAMS_SIZE)
     else:
       req.params = fastcgi_records.DecodeParams(b"".join(req.encoded_params))
       self._start_request(req)
@@ -355,6 +363,7 @@ class _Request(fcgi_base.Request):
     fcgi_base.Request.__init__(self, conn, input_stream_class, timeout)
     # FCGI_PARAMS contents, decoded once the stream ends (see _Connection).
     self.encoded_params = []
+    self.encoded_params_size = 0
     # flup writes the CGI headers and each body chunk separately, then
     # flushes: buffered, each flush sends them as one record.
     self.stdout = _OutputStream(conn, self)
@@ -549,8 +558,12 @@ class ForkedWorkers(object):
 
   def _Fork(self):
     parent = os.getpid()
+    # Until the child has its own SIGTERM handler, the daemon's would run
+    # there (and not stop it): hold SIGTERM back until then.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
     pid = os.fork()
     if pid:
+      signal.pthread_sigmask(signal.SIG_SETMASK, mask)
       return pid
     status = 1
     try:
@@ -559,6 +572,7 @@ class ForkedWorkers(object):
       signal.signal(signal.SIGTERM, lambda *_: listener.Stop())
       for other in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(other, signal.SIG_DFL)
+      signal.pthread_sigmask(signal.SIG_SETMASK, mask)
       listener.Serve(should_continue=lambda: os.getppid() == parent)
       status = 0
     except BaseException:  # pylint: disable=broad-except

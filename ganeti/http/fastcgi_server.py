@@ -107,13 +107,13 @@ class FastCgiHttpServer(object):
     self._fastcgi_socket = fastcgi_backend.BindUnixSocket(
       socket_path, owner_uid=frontend.uid, owner_gid=frontend.gid)
     self._StartBackend()
-    config = lighttpd_config.render(self._FrontendSettings(socket_path,
-                                                           frontend))
-    self._supervisor = lighttpd_supervisor.LighttpdSupervisor(
-      config, self._state_dir, listen_socket=self.socket,
-      lighttpd_binary=self._lighttpd, user=frontend.user,
-      group=frontend.group)
     try:
+      config = lighttpd_config.render(self._FrontendSettings(socket_path,
+                                                             frontend))
+      self._supervisor = lighttpd_supervisor.LighttpdSupervisor(
+        config, self._state_dir, listen_socket=self.socket,
+        lighttpd_binary=self._lighttpd, user=frontend.user,
+        group=frontend.group)
       self._supervisor.start()
     except lighttpd_supervisor.LighttpdError as err:
       self._StopBackend()
@@ -253,12 +253,12 @@ def _SpawnerWatch(spawner):
 
 
 def _BindTcp(family, address, port):
-  """Bind and listen on C{address}:C{port}, as the legacy server does."""
+  """Bind and listen on C{address}:C{port}, as the legacy server does (an
+  IPv6 socket keeps the system's default, IPv4-mapped clients accepted: on
+  "::" IPv4 clients are served too)."""
   sock = socket.socket(family, socket.SOCK_STREAM)
   try:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if family == socket.AF_INET6:
-      sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     sock.bind((address, port))
     sock.listen(1024)
   except OSError:

@@ -6,6 +6,9 @@ same way.
 """
 
 import json
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -13,6 +16,9 @@ import pytest
 from ganeti import http as ganeti_http
 from ganeti.http import server as http_server
 from tests.conftest import SslParams
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+  os.path.abspath(__file__))))
 
 
 class RecordingHandler(http_server.HttpServerHandler):
@@ -240,6 +246,47 @@ def test_ipv6_loopback(serve):
     "POST", "/v6", body=b"six")
   assert status == 200
   assert json.loads(raw)["body"] == "six"
+
+
+# Serves "::" in a network namespace of its own, whose only interface is
+# its loopback: the wildcard address reaches nothing else.
+_DUAL_STACK_SCRIPT = """
+import http.client
+from ganeti.http import server as http_server
+
+class Handler(http_server.HttpServerHandler):
+  def HandleRequest(self, req):
+    return "ok"
+
+server = http_server.HttpServer("::", 0, Handler(), daemon_name="test")
+server.Start()
+try:
+  for host in ("127.0.0.1", "::1"):
+    connection = http.client.HTTPConnection(host, server.server_address[1],
+                                            timeout=10)
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    print(host, response.status, response.read().decode())
+finally:
+  server.Stop()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace of its"
+                    " own needs root; CI runs as root")
+def test_wildcard_ipv6_address_serves_ipv4_clients_too(backend, tmp_path):
+  """Bound to "::", a server answers IPv4 clients too, as Python's servers
+  do."""
+  environment = dict(os.environ, PYTHONPATH=REPO,
+                     GANETI_HTTP_BACKEND=backend,
+                     GANETI_HTTP_BACKEND_CONFIG=str(tmp_path / "none"))
+  result = subprocess.run(
+    ["unshare", "--net", "sh", "-c",
+     'ip link set lo up && exec "$0" -c "$1"', sys.executable,
+     _DUAL_STACK_SCRIPT],
+    env=environment, capture_output=True, text=True, timeout=60)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.split("\n")[:2] == ["127.0.0.1 200 ok", "::1 200 ok"]
 
 
 def test_fifty_concurrent_requests(serve):

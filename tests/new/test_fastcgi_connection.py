@@ -259,6 +259,21 @@ def test_not_fastcgi_is_dropped_and_logged(fastcgi_socket, caplog):
   assert _Response(records).endswith(b"hello")
 
 
+def test_endless_params_are_refused(fastcgi_socket, caplog):
+  """A parameter stream that never ends cannot grow without bound: past
+  MAX_PARAMS_SIZE the connection is dropped and logged."""
+  record = Record(PARAMS, b"x" * 65528)
+  with caplog.at_level(logging.ERROR):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+      client.settimeout(10)
+      client.connect(fastcgi_socket)
+      client.sendall(Record(BEGIN_REQUEST, struct.pack("!HB5x", 1, 0)))
+      with pytest.raises(OSError):  # the backend closes: EPIPE or reset
+        for _ in range(2 * fastcgi_backend.MAX_PARAMS_SIZE // 65528):
+          client.sendall(record)
+  assert "FCGI_PARAMS stream over" in caplog.text
+
+
 def test_management_records(fastcgi_socket):
   with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
     client.settimeout(10)

@@ -24,7 +24,7 @@ from ganeti.http import backend_flag
 from ganeti.http import fastcgi_backend
 from ganeti.http import server as http_server
 from tests.conftest import SslParams
-from tests.new.lighttpd_helpers import REPO, WaitFor
+from tests.new.lighttpd_helpers import REPO, ProcessesUsing, WaitFor
 
 
 def _WaitFor(condition, timeout=10.0):
@@ -200,6 +200,32 @@ def test_worker_processes_share_the_load_and_are_restarted(fastcgi,
   assert not any(_Alive(pid) for pid in pids)
 
 
+def test_new_worker_never_runs_the_daemons_sigterm_handler(tmp_path):
+  """A worker stopped right after its fork gets SIGTERM before it has set
+  its own handler; it must not run the daemon's (which would not stop it:
+  Stop() then waits for its timeout and kills it)."""
+  parent = os.getpid()
+  marker = tmp_path / "daemon-handler-ran-in-a-worker"
+
+  def DaemonHandler(*_):
+    if os.getpid() != parent:
+      marker.write_text("%d" % os.getpid())
+
+  listen_socket = fastcgi_backend.BindUnixSocket(str(tmp_path / "s.sock"))
+  gateway = fastcgi_backend.FlupGateway(lambda environ, start: [], False, 2)
+  previous = signal.signal(signal.SIGTERM, DaemonHandler)
+  try:
+    for _ in range(5):
+      workers = fastcgi_backend.ForkedWorkers(
+        lambda: fastcgi_backend.FastCgiListener(gateway, listen_socket, 2), 2)
+      workers.Start()
+      workers.Stop(timeout=30)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+    listen_socket.close()
+  assert not marker.exists()
+
+
 def test_unknown_backend_value_stops_the_daemon(monkeypatch, tmp_path):
   config = tmp_path / "http-backend.conf"
   config.write_text("[backends]\ntest = fastcgj\n")
@@ -292,6 +318,32 @@ def test_files_in_sendfile_dirs_are_sent_by_lighttpd(fastcgi, monkeypatch,
     assert running.Request("GET", path)[::2] == (200, payload)
     assert CountingFile.reads > 0
     CountingFile.reads = 0
+
+
+def test_failed_start_leaves_no_backend_behind(monkeypatch, tmp_path):
+  """A configuration that cannot be rendered stops Start() with the error,
+  after stopping the backend it had started (here 2 worker processes)."""
+  runtime_dir = tmp_path / "run"
+  runtime_dir.mkdir()
+  config = tmp_path / "http-backend.conf"
+  config.write_text("[fastcgi]\nruntime-dir = %s\nprocesses = 2\n" %
+                    runtime_dir)
+  monkeypatch.setenv("GANETI_HTTP_BACKEND", "fastcgi")
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(config))
+
+  class Handler(http_server.HttpServerHandler):
+    STREAM_REQUEST_BODY = True
+    REQUEST_BODY_LIMIT = 1e9  # not an int: lighttpd's limit cannot be set
+
+  server = http_server.HttpServer("127.0.0.1", 0, Handler(),
+                                  daemon_name="test")
+  try:
+    with pytest.raises(ValueError):
+      server.Start()
+    assert os.listdir(str(runtime_dir)) == []
+    WaitFor(lambda: not ProcessesUsing(str(runtime_dir)))
+  finally:
+    server.Stop()
 
 
 @pytest.fixture
