@@ -443,6 +443,54 @@ class FlupGateway(fcgi_base.BaseFCGIServer):
     _Connection(sock, None, self, None).run()
 
 
+class PeerCheck(object):
+  """Lets FastCGI connections in from one process only: the lighttpd that
+  serves this daemon.
+
+  The socket's owner and mode keep other users out, but lighttpd's account
+  is often shared (C{www-data}: other web applications on the host), and
+  whoever connects decides the CGI variables, among them the ones saying
+  that lighttpd verified a client certificate.
+
+  @param lighttpd_pid: returns the pid of that lighttpd (or None); called
+      again when a connection comes from another process, since lighttpd
+      may have been restarted
+  """
+
+  def __init__(self, lighttpd_pid):
+    self._lighttpd_pid = lighttpd_pid
+    self._known_pid = None
+
+  def Allows(self, connection):
+    """Whether C{connection} (an accepted Unix socket) comes from lighttpd;
+    logs a refusal."""
+    (pid, uid, _) = _PEER_CREDENTIALS.unpack(connection.getsockopt(
+      socket.SOL_SOCKET, socket.SO_PEERCRED, _PEER_CREDENTIALS.size))
+    if pid == self._known_pid:
+      return True
+    self._known_pid = self._lighttpd_pid()
+    if pid == self._known_pid:
+      return True
+    logging.warning("Refusing a FastCGI connection from pid %d (uid %d),"
+                    " which is not this daemon's lighttpd (pid %s)", pid, uid,
+                    self._known_pid)
+    return False
+
+
+def PidFromFile(path):
+  """C{lighttpd_pid} for L{PeerCheck}: the pid in lighttpd's pid file."""
+  def _Read():
+    try:
+      with open(path) as handle:
+        return int(handle.read().strip())
+    except (OSError, ValueError):
+      return None
+  return _Read
+
+
+_PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
 class FastCgiListener(object):
   """Serves FastCGI connections in a fixed number of threads.
 
@@ -455,10 +503,12 @@ class FastCgiListener(object):
   @param gateway: a L{FlupGateway}
   @param listen_socket: a listening Unix socket
   @param max_threads: connections served at once; more wait in the backlog
+  @param peer_check: a L{PeerCheck} every connection must pass, or None
   """
 
-  def __init__(self, gateway, listen_socket, max_threads):
+  def __init__(self, gateway, listen_socket, max_threads, peer_check=None):
     self._gateway = gateway
+    self._peer_check = peer_check
     self._socket = listen_socket
     # Several processes may wait on this socket: when another one wins the
     # race for a connection, accept() here must not block (that would also
@@ -487,7 +537,8 @@ class FastCgiListener(object):
       if connection is None:
         continue
       try:
-        self._gateway.ServeConnection(connection)
+        if self._peer_check is None or self._peer_check.Allows(connection):
+          self._gateway.ServeConnection(connection)
       except Exception:  # pylint: disable=broad-except
         logging.exception("Error on a FastCGI connection")
       finally:

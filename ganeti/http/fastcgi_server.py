@@ -183,9 +183,16 @@ class FastCgiHttpServer(object):
       multiprocess=self.settings.processes > 1,
       max_connections=threads * self.settings.processes)
 
+    if self.spawned:
+      spawner = os.getppid()
+      peer_check = fastcgi_backend.PeerCheck(lambda: spawner)
+    else:
+      peer_check = fastcgi_backend.PeerCheck(fastcgi_backend.PidFromFile(
+        lighttpd_config.StateLayout(self._state_dir).pid_file))
+
     def _MakeListener():
       return fastcgi_backend.FastCgiListener(gateway, self._fastcgi_socket,
-                                             threads)
+                                             threads, peer_check)
 
     if self.settings.processes > 1:
       self._workers = fastcgi_backend.ForkedWorkers(_MakeListener,

@@ -130,7 +130,8 @@ class RecordReader(object):
     return list(iter(self.Next, None))
 
 
-def _Exchange(path, request):
+def Exchange(path, request):
+  """Send C{request}; return every record until the server closes."""
   with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
     client.settimeout(10)
     client.connect(path)
@@ -208,7 +209,7 @@ def test_streamed_chunks_go_out_as_they_come():
                                         ("/empty", b""),
                                         ("/stream", b"first second")])
 def test_responses_end_once(fastcgi_socket, path, body):
-  records = _Exchange(fastcgi_socket, RequestBytes(Params("GET", path), []))
+  records = Exchange(fastcgi_socket, RequestBytes(Params("GET", path), []))
   response = _Response(records)
   assert response.startswith(b"Status: 200 OK\r\n")
   assert response.endswith(b"\r\n\r\n" + body)
@@ -218,7 +219,7 @@ def test_responses_end_once(fastcgi_socket, path, body):
 def test_body_in_many_records(fastcgi_socket):
   chunks = [os.urandom(size) for size in (1, 7, 8, 9, 4000, 65535, 3)]
   body = b"".join(chunks)
-  records = _Exchange(fastcgi_socket, RequestBytes(
+  records = Exchange(fastcgi_socket, RequestBytes(
     Params("POST", "/echo", body), chunks))
   assert _Response(records).endswith(b"\r\n\r\n" + body)
 
@@ -243,18 +244,18 @@ def test_params_split_inside_a_pair(fastcgi_socket):
              Record(PARAMS, params[:middle]) +
              Record(PARAMS, params[middle:]) + Record(PARAMS, b"") +
              Record(STDIN, b""))
-  response = _Response(_Exchange(fastcgi_socket, request))
+  response = _Response(Exchange(fastcgi_socket, request))
   headers = json.loads(response.split(b"\r\n\r\n", 1)[1])
   assert headers["X-Long-Header"] == "z" * 500
 
 
 def test_not_fastcgi_is_dropped_and_logged(fastcgi_socket, caplog):
   with caplog.at_level(logging.ERROR):
-    assert _Exchange(fastcgi_socket, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == []
+    assert Exchange(fastcgi_socket, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == []
   assert "Error on a FastCGI connection" in caplog.text
   assert "version" in caplog.text
   # ... and the next connection is served.
-  records = _Exchange(fastcgi_socket, RequestBytes(Params("GET", "/small"),
+  records = Exchange(fastcgi_socket, RequestBytes(Params("GET", "/small"),
                                                    []))
   assert _Response(records).endswith(b"hello")
 

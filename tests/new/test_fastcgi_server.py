@@ -6,6 +6,7 @@ import ctypes
 import http.client
 import io
 import json
+import logging
 import os
 import pwd
 import shutil
@@ -25,6 +26,7 @@ from ganeti.http import fastcgi_backend
 from ganeti.http import server as http_server
 from tests.conftest import SslParams
 from tests.new.lighttpd_helpers import REPO, ProcessesUsing, WaitFor
+from tests.new.test_fastcgi_connection import Exchange, Params, RequestBytes
 
 
 def _WaitFor(condition, timeout=10.0):
@@ -198,6 +200,24 @@ def test_worker_processes_share_the_load_and_are_restarted(fastcgi,
   pids = workers.pids
   running.server.Stop()
   assert not any(_Alive(pid) for pid in pids)
+
+
+def test_only_its_lighttpd_may_use_the_fastcgi_socket(fastcgi, caplog):
+  """Another process of lighttpd's account (here: root, whom the socket's
+  mode does not stop) could claim a verified client certificate in its
+  CGI variables; it is turned away."""
+  running = fastcgi(PidHandler())
+  path = running.server._fastcgi_socket.getsockname()
+  forged = RequestBytes(Params("GET", "/", HTTPS="on",
+                               SSL_CLIENT_VERIFY="SUCCESS"), [])
+  with caplog.at_level(logging.WARNING):
+    try:
+      assert Exchange(path, forged) == []  # closed without an answer
+    except ConnectionError:
+      pass  # ... or reset (or a broken pipe), the request unread
+  assert ("Refusing a FastCGI connection from pid %d" % os.getpid()
+          in caplog.text)
+  assert running.Request("GET", "/")[0] == 200
 
 
 def test_new_worker_never_runs_the_daemons_sigterm_handler(tmp_path):

@@ -23,6 +23,7 @@ from ganeti.http import server as http_server
 from tests.new.lighttpd_helpers import (REPO, Alive, ProcessesMentioning,
                                         Request, Settings, WaitFor,
                                         scratch_dir, supervise)
+from tests.new.test_fastcgi_connection import Exchange, Params, RequestBytes
 
 _ = (scratch_dir, supervise)  # fixtures
 
@@ -85,6 +86,12 @@ def test_lighttpd_spawns_ganeti_http_backends(supervise, scratch_dir, pki):
   assert _Get(settings.port, pki.cluster)[0] == 403
   assert WaitFor(lambda: len(ProcessesMentioning(
     "tests.new.test_fastcgi_spawned:MakeHandler")) == 2)
+  # The spawned backend serves lighttpd, its parent, and no other process.
+  try:
+    assert Exchange(marker + ".sock-0",
+                    RequestBytes(Params("POST", "/"), [])) == []
+  except ConnectionError:
+    pass  # closed with the request unread: reset, or a broken pipe
 
 
 class MarkedFile(io.FileIO):
