@@ -9,6 +9,7 @@ scheme name but never accepted, as in Ganeti.
 import base64
 import binascii
 import hashlib
+import hmac
 import logging
 import re
 
@@ -152,15 +153,20 @@ class HttpServerRequestAuthentication(object):
     scheme = expected[:scheme_end + 1].upper()
     stored = expected[scheme_end + 1:]
 
+    # Compared in constant time: the time taken says nothing about how
+    # much of the password was right.
     if scheme == self._CLEARTEXT_SCHEME:
-      return password == stored
+      return hmac.compare_digest(password.encode("utf-8"),
+                                 stored.encode("utf-8"))
 
     if scheme == self._HA1_SCHEME:
       realm = self.GetAuthRealm(req)
       if not realm:
         raise AssertionError("No authentication realm")
       a1 = "%s:%s:%s" % (username, realm, password)
-      return stored.lower() == hashlib.md5(a1.encode("ascii")).hexdigest()
+      return hmac.compare_digest(
+        stored.lower().encode("utf-8"),
+        hashlib.md5(a1.encode("ascii")).hexdigest().encode("ascii"))
 
     logging.warning("Unknown scheme '%s' in password for user '%s'",
                     scheme, username)

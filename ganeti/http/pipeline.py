@@ -208,18 +208,25 @@ def HeadersFromPairs(pairs):
 def ErrorResponse(handler, err):
   """Turn an C{HttpException} into a response using the handler's page.
 
-  If the handler's C{FormatErrorMessage} fails, the default page is sent
-  (and the failure logged): a client always gets an answer.
+  If the handler's C{FormatErrorMessage} fails, or gives a content type
+  that cannot be sent or a body that is neither str nor bytes, the default
+  page is sent (and the failure logged): a client always gets an answer.
   """
   (short_text, long_text) = _STATUS_TEXTS.get(err.code, ("Unknown",
                                                          "Unknown"))
   values = {
     "code": err.code,
-    "message": html.escape(err.message or short_text),
+    "message": html.escape(str(err.message or short_text)),
     "explain": long_text,
   }
   try:
     (content_type, body) = handler.FormatErrorMessage(values)
+    content_type = str(content_type)
+    problem = _HeaderProblem(ganeti_http.HTTP_CONTENT_TYPE, content_type)
+    if problem:
+      raise ValueError(problem)
+    if not isinstance(body, (str, bytes)):
+      raise TypeError("error page of type %s" % type(body).__name__)
   except Exception:  # pylint: disable=broad-except
     logging.exception("The handler's FormatErrorMessage failed; using the"
                       " default error page")

@@ -193,6 +193,34 @@ def test_broken_error_formatter_still_answers(serve):
   assert b"busy" in raw
 
 
+@pytest.mark.parametrize("error_page", [
+  ("application/json", {"not": "text"}),
+  ("text/plain\r\nX-Injected: yes", "busy"),
+], ids=["body-not-text", "crlf-in-content-type"])
+def test_unusable_error_page_gets_the_default_one(serve, error_page):
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      raise ganeti_http.HttpConflict("busy")
+
+    @staticmethod
+    def FormatErrorMessage(values):
+      return error_page
+  (status, headers, raw) = serve(Handler()).Request("GET", "/")
+  assert status == 409
+  assert "X-Injected" not in headers
+  assert headers["Content-Type"] == http_server.DEFAULT_ERROR_CONTENT_TYPE
+  assert b"busy" in raw
+
+
+def test_error_message_that_is_not_a_str_is_sent_as_text(serve):
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      raise ganeti_http.HttpConflict(ValueError("busy"))
+  (status, _, raw) = serve(Handler()).Request("GET", "/")
+  assert status == 409
+  assert b"busy" in raw
+
+
 @pytest.mark.parametrize("method", ["PATCH", "OPTIONS"])
 def test_unsupported_method_gives_501(serve, method):
   handler = RecordingHandler()
