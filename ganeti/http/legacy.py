@@ -20,6 +20,10 @@ from ganeti.http import pipeline
 from ganeti.http import request_body
 from ganeti.http import response_body
 
+#: How often the accepting thread, waiting for a free worker, checks whether
+#: the server is stopping (seconds).
+_WAIT_FOR_WORKER = 0.1
+
 
 class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
   """Reads one request from a connection and writes the pipeline's answer.
@@ -238,6 +242,9 @@ class LegacyHttpServer(http.server.HTTPServer):
                                                    options.ssl_verify_peer)
     self._workers = concurrent.futures.ThreadPoolExecutor(
       max_workers=options.max_clients, thread_name_prefix="HTTPWorker")
+    # A connection is accepted only when a worker is free for it.
+    self._free_workers = threading.BoundedSemaphore(options.max_clients)
+    self._stopping = threading.Event()
     self._serve_thread = None
 
   @staticmethod
@@ -270,12 +277,29 @@ class LegacyHttpServer(http.server.HTTPServer):
 
   def Stop(self):
     """Stop accepting, let requests in progress finish, close the socket."""
+    self._stopping.set()
     if self._serve_thread is not None:
       self.shutdown()
       self._serve_thread.join()
       self._serve_thread = None
     self._workers.shutdown(wait=True)
     self.server_close()
+
+  def get_request(self):
+    """Accept a connection once a worker is free to serve it.
+
+    Until then connections wait in the kernel's listen queue (bounded by
+    C{request_queue_size}), not accepted, each holding a file descriptor,
+    in an unbounded queue of this process.
+    """
+    while not self._free_workers.acquire(timeout=_WAIT_FOR_WORKER):
+      if self._stopping.is_set():
+        raise OSError("server stopping")  # socketserver accepts nothing
+    try:
+      return self.socket.accept()
+    except BaseException:
+      self._free_workers.release()
+      raise
 
   def process_request(self, request, client_address):
     self._workers.submit(self._ServeConnection, request, client_address)
@@ -299,6 +323,7 @@ class LegacyHttpServer(http.server.HTTPServer):
       self.handle_error(request, client_address)
     finally:
       self.shutdown_request(request)
+      self._free_workers.release()
 
   def handle_error(self, request, client_address):
     logging.exception("Error while serving %s", client_address[0])

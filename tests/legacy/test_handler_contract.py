@@ -9,7 +9,9 @@ import json
 import os
 import subprocess
 import sys
+import socket
 import threading
+import time
 
 import pytest
 
@@ -315,6 +317,41 @@ def test_wildcard_ipv6_address_serves_ipv4_clients_too(backend, tmp_path):
     env=environment, capture_output=True, text=True, timeout=60)
   assert result.returncode == 0, result.stderr
   assert result.stdout.split("\n")[:2] == ["127.0.0.1 200 ok", "::1 200 ok"]
+
+
+@pytest.mark.parametrize("backend", ["legacy"])
+def test_busy_server_leaves_new_connections_to_the_kernel(serve):
+  """With every worker busy, the legacy server accepts no more connections:
+  they wait in the listen queue instead of costing a file descriptor (and
+  memory) each.  (On the fastcgi backend lighttpd accepts them.)"""
+  (started, proceed) = (threading.Event(), threading.Event())
+
+  class BlockingHandler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      started.set()
+      proceed.wait(30)
+      return "done"
+
+  running = serve(BlockingHandler(), max_clients=1)
+  first = running.Connection()
+  first.request("GET", "/")
+  assert started.wait(10)  # the only worker is now busy with it
+  open_before = len(os.listdir("/proc/self/fd"))
+  waiting = [socket.create_connection((running.address, running.port))
+             for _ in range(20)]
+  try:
+    time.sleep(0.5)
+    # 20 client sockets in this process, and none on the server's side.
+    assert len(os.listdir("/proc/self/fd")) - open_before == 20
+    proceed.set()
+    assert first.getresponse().read() == b"done"
+    waiting[0].sendall(b"GET / HTTP/1.0\r\n\r\n")
+    assert b" 200 " in waiting[0].recv(100).split(b"\r\n")[0]
+  finally:
+    proceed.set()
+    first.close()
+    for sock in waiting:
+      sock.close()
 
 
 def test_fifty_concurrent_requests(serve):
