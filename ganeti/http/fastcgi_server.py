@@ -34,8 +34,11 @@ from ganeti.http import lighttpd_supervisor
 from ganeti.http import pipeline
 from ganeti.http import wsgi_adapter
 
-#: Seconds L{FastCgiHttpServer.Stop} waits for requests in progress.
-STOP_TIMEOUT = 30
+#: Seconds L{FastCgiHttpServer.Stop} lets requests in progress finish
+#: (lighttpd's graceful shutdown; Ganeti's RPCs can take that long) ...
+GRACEFUL_STOP_TIMEOUT = 25
+#: ... and waits for lighttpd, then for the backend, before killing them.
+STOP_TIMEOUT = GRACEFUL_STOP_TIMEOUT + 5
 
 #: How often a spawned backend checks that lighttpd is still there (s).
 _SPAWNER_POLL_INTERVAL = 1.0
@@ -167,6 +170,7 @@ class FastCgiHttpServer(object):
       ssl_verify_peer=self.ssl_verify_peer,
       max_request_body=max_request_body,
       stream_request_body=streaming,
+      graceful_shutdown_timeout=GRACEFUL_STOP_TIMEOUT,
       sendfile_dirs=self.settings.sendfile_dirs,
       username=frontend.user,
       groupname=frontend.group,
@@ -224,8 +228,9 @@ class FastCgiHttpServer(object):
       self._state_dir = None
 
   def Stop(self):
-    """Stop lighttpd gracefully (requests in progress finish), then the
-    backend; close the port."""
+    """Stop lighttpd gracefully (requests in progress get
+    L{GRACEFUL_STOP_TIMEOUT} seconds to finish), then the backend; close
+    the port."""
     if self._supervisor is not None:
       self._supervisor.stop(STOP_TIMEOUT)
       self._supervisor = None

@@ -23,6 +23,7 @@ import pytest
 from ganeti import http as ganeti_http
 from ganeti.http import backend_flag
 from ganeti.http import fastcgi_backend
+from ganeti.http import lighttpd_config
 from ganeti.http import server as http_server
 from tests.conftest import SslParams
 from tests.new.lighttpd_helpers import REPO, ProcessesUsing, WaitFor
@@ -59,7 +60,7 @@ class PidHandler(http_server.HttpServerHandler):
 
   def HandleRequest(self, req):
     if req.request_path == "/slow":
-      self.release.wait(10)
+      self.release.wait(30)
     elif req.request_path == "/crash":
       os._exit(3)  # pylint: disable=protected-access
     return json.dumps(os.getpid())
@@ -171,7 +172,9 @@ def test_stop_lets_a_request_in_flight_finish(fastcgi):
   time.sleep(0.5)  # the request is now waiting in the handler
   stopper = threading.Thread(target=running.server.Stop)
   stopper.start()
-  time.sleep(0.5)
+  # Longer than lighttpd's default graceful shutdown (8 s): Ganeti's RPCs
+  # may take longer still.
+  time.sleep(lighttpd_config.DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT + 1)
   handler.release.set()
   client.join(15)
   stopper.join(35)
