@@ -50,6 +50,13 @@ WORKER_MALLOC_ARENAS = 2
 #: Send buffer of a FastCGI connection that streams a response.
 _STREAMING_SEND_BUFFER = 128 * 1024
 
+#: A worker process that exits within this many seconds of its start died
+#: young: the next restart waits, first this long, then twice as long each
+#: time, up to the last delay (seconds).
+_SHORT_LIFE = 10.0
+_FIRST_RESTART_DELAY = 0.5
+_LAST_RESTART_DELAY = 30.0
+
 #: Bytes asked for per recv() on a FastCGI connection.
 _RECEIVE_SIZE = 64 * 1024
 
@@ -589,6 +596,11 @@ class ForkedWorkers(object):
     self._make_listener = make_listener
     self._count = count
     self._pids = set()
+    self._forked_at = {}  # pid -> time.monotonic() of its fork
+    # Children that keep dying young are forked again after a growing
+    # delay, not in a loop.
+    self._restart_delay = 0.0
+    self._restart_at = 0.0
     self._lock = threading.Lock()
     self._stopping = threading.Event()
     self._monitor = None
@@ -596,8 +608,7 @@ class ForkedWorkers(object):
   def Start(self):
     """Fork the children, then watch them in a thread (see L{Reap})."""
     with self._lock:
-      while len(self._pids) < self._count:
-        self._pids.add(self._Fork())
+      self._ForkMissing()
     self._stopping.clear()
     self._monitor = threading.Thread(target=self._Watch,
                                      name="FastCGIWorkerMonitor", daemon=True)
@@ -634,13 +645,17 @@ class ForkedWorkers(object):
   def Reap(self):
     """Collect children that exited; restart them unless stopping.
 
+    A child that dies within L{_SHORT_LIFE} seconds of its start doubles
+    the wait before the next restart (from L{_FIRST_RESTART_DELAY} up to
+    L{_LAST_RESTART_DELAY}); one that lived longer resets it.
+
     @return: the number of children restarted
     """
-    restarted = 0
     with self._lock:
+      now = time.monotonic()
       for pid in list(self._pids):
         if self._stopping.is_set():
-          break
+          return 0
         try:
           (done, status) = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
@@ -648,11 +663,28 @@ class ForkedWorkers(object):
           (done, status) = (pid, -1)
         if done:
           self._pids.discard(pid)
-          logging.error("FastCGI worker %d exited (status %d); restarting",
-                        pid, status)
-          self._pids.add(self._Fork())
-          restarted += 1
-    return restarted
+          if now - self._forked_at.pop(pid) < _SHORT_LIFE:
+            self._restart_delay = min(
+              max(2 * self._restart_delay, _FIRST_RESTART_DELAY),
+              _LAST_RESTART_DELAY)
+          else:
+            self._restart_delay = 0.0
+          self._restart_at = now + self._restart_delay
+          logging.error("FastCGI worker %d exited (status %d); restarting"
+                        " in %.1f s", pid, status, self._restart_delay)
+      if self._stopping.is_set() or now < self._restart_at:
+        return 0
+      return self._ForkMissing()
+
+  def _ForkMissing(self):
+    """Fork children until there are C{count}; return how many."""
+    forked = 0
+    while len(self._pids) < self._count:
+      pid = self._Fork()
+      self._pids.add(pid)
+      self._forked_at[pid] = time.monotonic()
+      forked += 1
+    return forked
 
   @property
   def pids(self):
@@ -668,6 +700,7 @@ class ForkedWorkers(object):
     with self._lock:
       pids = set(self._pids)
       self._pids.clear()
+      self._forked_at.clear()
     for pid in pids:
       _Signal(pid, signal.SIGTERM)
     _WaitForChildren(pids, timeout)

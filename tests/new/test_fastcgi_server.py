@@ -249,6 +249,26 @@ def test_new_worker_never_runs_the_daemons_sigterm_handler(tmp_path):
   assert not marker.exists()
 
 
+def test_workers_dying_young_are_restarted_ever_more_slowly(caplog):
+  """A worker that cannot start is forked again after 0.5, 1, 2, ...
+  seconds, not in a loop (which forked 20 a second)."""
+  def CannotStart():
+    raise RuntimeError("cannot start")
+
+  workers = fastcgi_backend.ForkedWorkers(CannotStart, 2)
+  with caplog.at_level(logging.ERROR):
+    workers.Start()
+    try:
+      time.sleep(3)
+    finally:
+      workers.Stop(timeout=10)
+  exits = caplog.text.count("exited (status")
+  # Each early death doubles the delay: 2 forks at 0 s, 2 more after
+  # 1 s, the next ones only after 4 s more (without it: about 30 exits).
+  assert 2 <= exits <= 8
+  assert "restarting in 2.0 s" in caplog.text
+
+
 def test_unknown_backend_value_stops_the_daemon(monkeypatch, tmp_path):
   config = tmp_path / "http-backend.conf"
   config.write_text("[backends]\ntest = fastcgj\n")
