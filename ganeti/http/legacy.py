@@ -9,11 +9,13 @@ L{pipeline.Response} it gets back.  Every connection carries one request
 
 import concurrent.futures
 import http.server
+import io
 import logging
 import socket
 import ssl
 import struct
 import threading
+import time
 
 from ganeti import http as ganeti_http
 from ganeti.http import pipeline
@@ -25,16 +27,57 @@ from ganeti.http import response_body
 _WAIT_FOR_WORKER = 0.1
 
 
+class _HeadDeadlineReader(io.RawIOBase):
+  """A socket's receiving side, whose reads must all end by a deadline
+  until L{EndDeadline} (the socket timeout only bounds each wait: a client
+  sending its request head a byte at a time would hold a worker as long as
+  it liked)."""
+
+  def __init__(self, sock, wait_timeout, deadline):
+    io.RawIOBase.__init__(self)
+    self._sock = sock
+    self._wait_timeout = wait_timeout
+    self._deadline = deadline
+
+  def readable(self):
+    return True
+
+  def readinto(self, buffer):
+    if self._deadline is not None:
+      left = self._deadline - time.monotonic()
+      if left <= 0:
+        raise socket.timeout("request head not complete in time")
+      self._sock.settimeout(min(self._wait_timeout, left))
+    return self._sock.recv_into(buffer)
+
+  def EndDeadline(self):
+    """From now on only the socket timeout applies."""
+    self._deadline = None
+    self._sock.settimeout(self._wait_timeout)
+
+
 class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
   """Reads one request from a connection and writes the pipeline's answer.
 
   @cvar timeout: socket timeout in seconds (also bounds the TLS handshake)
+  @cvar request_head_timeout: seconds a client has to send its request line
+      and headers, however it spreads them out (the connection is then
+      closed without an answer, as on a socket timeout)
   @cvar MAX_REQUEST_BODY_SIZE: body size limit in bytes (413 above it)
   """
   timeout = 10
+  request_head_timeout = 30
   wbufsize = 65536
   MAX_REQUEST_BODY_SIZE = pipeline.MAX_REQUEST_BODY_SIZE
   protocol_version = ganeti_http.HTTP_1_1
+
+  def setup(self):
+    http.server.BaseHTTPRequestHandler.setup(self)
+    self.rfile.close()  # the stdlib's reader: replaced by one with deadline
+    self._head_reader = _HeadDeadlineReader(
+      self.connection, self.timeout,
+      time.monotonic() + self.request_head_timeout)
+    self.rfile = io.BufferedReader(self._head_reader)
 
   def version_string(self):
     """The Server header: Ganeti's version, as Ganeti 3.1 sent it."""
@@ -74,6 +117,7 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
     policy.Check(self._PeerCertificate())
 
   def _HandleRequest(self):
+    self._head_reader.EndDeadline()
     self.close_connection = True
     tls = isinstance(self.connection, ssl.SSLSocket)
     try:

@@ -227,6 +227,28 @@ def test_client_too_slow_for_the_write_timeout_gets_a_reset(streaming,
         pass
 
 
+@pytest.mark.parametrize("backend", ["legacy"])
+def test_request_head_sent_too_slowly_is_dropped(streaming, monkeypatch):
+  """A client may not spread its request line and headers over more than
+  request_head_timeout, even with every byte inside the socket timeout.
+  (Legacy only: lighttpd has its own read timeouts.)"""
+  (running, _) = streaming
+  monkeypatch.setattr(http_server.GanetiRequestHandler,
+                      "request_head_timeout", 1)
+  with socket.create_connection((running.address, running.port),
+                                timeout=10) as sock:
+    answer = b""
+    try:
+      for byte in b"GET /empty HTTP/1.0\r\nX-Slow: yes\r\n\r\n":
+        sock.sendall(bytes([byte]))
+        time.sleep(0.1)
+      answer = sock.recv(100)
+    except ConnectionError:
+      pass
+  assert answer == b""  # closed without an answer: no 200 after 3.6 s
+  assert running.Request("GET", "/empty")[0] == 200
+
+
 def test_error_before_first_chunk_gets_its_status(streaming):
   (running, _) = streaming
   (status, _, raw) = running.Request("GET", "/fails-at-once")
