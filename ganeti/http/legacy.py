@@ -139,13 +139,18 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
 
     @raise ganeti.http.HttpException: a framing lighttpd would refuse too
     """
-    encoding = self.headers.get("Transfer-Encoding")
-    if encoding is None:
+    # Two framings at once, or two lengths (the handler would see the
+    # first), is how requests are smuggled past proxies.
+    lengths = self.headers.get_all(ganeti_http.HTTP_CONTENT_LENGTH, [])
+    if len(lengths) > 1:
+      raise ganeti_http.HttpBadRequest("More than one Content-Length")
+    encodings = self.headers.get_all("Transfer-Encoding")
+    if encodings is None:
       return (self.rfile.read, False)
-    if self.headers.get(ganeti_http.HTTP_CONTENT_LENGTH) is not None:
-      # Two framings at once is how requests are smuggled past proxies.
+    if lengths:
       raise ganeti_http.HttpBadRequest(
         "Both Transfer-Encoding and Content-Length")
+    encoding = ",".join(encodings)
     if encoding.strip().lower() != "chunked":
       raise ganeti_http.HttpNotImplemented(
         "Unsupported Transfer-Encoding %r" % encoding)

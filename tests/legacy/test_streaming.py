@@ -363,7 +363,12 @@ def test_chunked_upload_to_buffered_handler_is_dechunked(serve):
   b"Content-Length: 5\r\nConnection: close\r\n\r\n0\r\n\r\n",
   b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
   b"Connection: close\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
-])
+  b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+  b"Content-Length: 5\r\nConnection: close\r\n\r\nhello",
+  b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+  b"Content-Length: 5\r\nConnection: close\r\n\r\nhello",
+], ids=["length-and-chunked", "bad-chunk-size", "two-lengths",
+        "repeated-length"])
 def test_ambiguous_framing_is_refused(serve, request_bytes):
   class Echo(http_server.HttpServerHandler):
     def HandleRequest(self, req):
