@@ -114,8 +114,9 @@ class HttpServerRequestAuthentication(object):
     """Decode Basic credentials and pass them to L{Authenticate}."""
     try:
       creds = base64.b64decode(in_data.encode("ascii")).decode("ascii")
-    except (TypeError, binascii.Error, UnicodeError):
-      logging.exception("Cannot decode Basic authentication credentials")
+    except (TypeError, binascii.Error, UnicodeError) as err:
+      # The client's mistake, not ours: one line, no traceback.
+      logging.info("Cannot decode Basic authentication credentials: %s", err)
       return False
 
     user, colon, password = creds.partition(":")
