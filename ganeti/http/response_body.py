@@ -107,7 +107,9 @@ def _FileStream(fileobj):
   length = path = identity = None
   try:
     info = os.fstat(fileobj.fileno())
-    if stat.S_ISREG(info.st_mode):
+    # Files of /proc and /sys say they are empty regular files, whatever
+    # they hold: only a size above zero is believed.
+    if stat.S_ISREG(info.st_mode) and info.st_size:
       length = info.st_size - fileobj.tell()
       name = getattr(fileobj, "name", None)
       if isinstance(name, str) and os.path.isabs(name) and not fileobj.tell():

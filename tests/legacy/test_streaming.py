@@ -67,6 +67,8 @@ class StreamingHandler(http_server.HttpServerHandler):
       return iter([b"partial;", "\udcff"])
     if path == "/bytes-subclass":
       return iter([_Bytes(b"first;"), _Bytes(b"second;")])
+    if path == "/proc-file":
+      return open("/proc/self/status", "rb")
     if path == "/text-file":
       target = self.tmp_path / "text.txt"
       target.write_text("some text")
@@ -170,6 +172,15 @@ def test_chunks_of_a_bytes_subclass_are_sent(streaming):
   (running, _) = streaming
   assert running.Request("GET", "/bytes-subclass")[::2] == (
     200, b"first;second;")
+
+
+def test_proc_file_is_sent_whole(streaming):
+  """/proc files claim a size of 0; their contents are sent all the same
+  (as a stream of unknown length)."""
+  (running, _) = streaming
+  (status, _, raw) = running.Request("GET", "/proc-file")
+  assert status == 200
+  assert raw.startswith(b"Name:")
 
 
 def test_text_file_result_is_a_clear_500(streaming):
