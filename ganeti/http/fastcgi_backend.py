@@ -546,7 +546,9 @@ class FastCgiListener(object):
       try:
         if self._peer_check is None or self._peer_check.Allows(connection):
           self._gateway.ServeConnection(connection)
-      except Exception:  # pylint: disable=broad-except
+      except BaseException:  # pylint: disable=broad-except
+        # Even SystemExit from a handler: the thread must keep serving (as
+        # the legacy backend's threads do).
         logging.exception("Error on a FastCGI connection")
       finally:
         connection.close()

@@ -223,6 +223,18 @@ def test_only_its_lighttpd_may_use_the_fastcgi_socket(fastcgi, caplog):
   assert running.Request("GET", "/")[0] == 200
 
 
+def test_handler_raising_systemexit_costs_no_thread(fastcgi):
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      if req.request_path == "/exit":
+        raise SystemExit(1)
+      return "ok"
+
+  running = fastcgi(Handler(), max_clients=1)  # a single thread
+  assert running.Request("GET", "/exit")[0] >= 500
+  assert running.Request("GET", "/")[::2] == (200, b"ok")
+
+
 def test_new_worker_never_runs_the_daemons_sigterm_handler(tmp_path):
   """A worker stopped right after its fork gets SIGTERM before it has set
   its own handler; it must not run the daemon's (which would not stop it:
