@@ -260,17 +260,26 @@ class RequestPipeline(object):
     @rtype: L{Response}
     """
     try:
-      return self._Run(handler, incoming)
-    except ganeti_http.HttpException as err:
-      error = err
-      logging.log(logging.WARNING if err.code >= 500 else logging.INFO,
-                  "%s %s: %s %s", incoming.method, incoming.path, err.code,
-                  err.message)
+      return self.Answer(handler, incoming)
     except Exception as err:  # pylint: disable=broad-except
       logging.exception("Error while handling %s %s", incoming.method,
                         incoming.path)
-      error = ganeti_http.HttpInternalServerError(str(err))
-    return ErrorResponse(handler, error)
+      return ErrorResponse(handler,
+                           ganeti_http.HttpInternalServerError(str(err)))
+
+  def Answer(self, handler, incoming):
+    """Answer one request; an C{HttpException} becomes its error response,
+    any other error is raised (L{Run} answers those with 500).
+
+    @rtype: L{Response}
+    """
+    try:
+      return self._Run(handler, incoming)
+    except ganeti_http.HttpException as err:
+      logging.log(logging.WARNING if err.code >= 500 else logging.INFO,
+                  "%s %s: %s %s", incoming.method, incoming.path, err.code,
+                  err.message)
+      return ErrorResponse(handler, err)
 
   def _Run(self, handler, incoming):
     if incoming.method not in SUPPORTED_METHODS:

@@ -18,6 +18,7 @@ import logging
 from ganeti.http import backend_flag
 from ganeti.http import legacy
 from ganeti.http import pipeline
+from ganeti.http import responder
 from ganeti.http.server_options import ServerOptions
 
 # Public names of Ganeti's module, defined where they are used.
@@ -27,6 +28,7 @@ HttpServerHandler = pipeline.HttpServerHandler
 _HttpServerRequest = pipeline._HttpServerRequest  # pylint: disable=protected-access
 _FormatCertificateDigest = pipeline._FormatCertificateDigest  # pylint: disable=protected-access
 GanetiRequestHandler = legacy.GanetiRequestHandler
+HttpResponder = responder.HttpResponder  # 3.0/3.1's RAPI test helper uses it
 
 
 class HttpServerRequestExecutor(object):

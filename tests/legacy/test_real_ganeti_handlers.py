@@ -475,6 +475,51 @@ def test_noded_through_ganeti_rpc_client(noded, pki):
     assert json.loads(req.resp_body) == [True, PROTOCOL_VERSION]
 
 
+# Ganeti 3.0's RAPI test helper: each call of its client goes through
+# server.HttpResponder and the real RAPI handler, in process.
+_INPUT_TEST_CLIENT = """
+import json
+from ganeti.rapi import testutils
+
+client = testutils.InputTestClient()
+answers = {
+  "version": client.GetVersion(),
+  "features": sorted(client.GetFeatures()),
+  # Valid, up to the LUXI call the helper stops at.
+  "instance": client.GetInstance("inst1.example.com") is NotImplemented,
+}
+for (name, call) in [
+    ("unknown job", lambda: client.GetJobStatus(None)),
+    ("bad parameter", lambda: client.ModifyInstance("inst1", foo=1))]:
+  try:
+    call()
+    answers[name] = "accepted"
+  except testutils.VerificationError as err:
+    answers[name] = str(err)
+print(json.dumps(answers))
+"""
+
+
+def test_rapi_input_test_client_of_ganeti_30(ganeti_tree):
+  """C{ganeti.rapi.testutils.InputTestClient}, which RAPI client authors
+  use to check their calls, runs on our C{server.HttpResponder}."""
+  env = dict(os.environ, PYTHONPATH=ganeti_tree, PYTHONDONTWRITEBYTECODE="1")
+  result = subprocess.run([sys.executable, "-c", _INPUT_TEST_CLIENT],
+                          env=env, cwd=ganeti_tree, capture_output=True,
+                          text=True, timeout=STARTUP_TIMEOUT)
+  assert result.returncode == 0, result.stderr
+  answers = json.loads(result.stdout)
+  assert answers["version"] == 2
+  assert "instance-create-reqv1" in answers["features"]
+  assert answers["instance"] is True
+  assert answers["unknown job"].startswith(
+    "Unhandled Ganeti error: 404 Not Found")
+  assert answers["bad parameter"].startswith(
+    "Unhandled Ganeti error: 400")
+  assert "doesn&#x27;t support the parameter &#x27;foo&#x27;" in (
+    answers["bad parameter"])
+
+
 # Helpers ----------------------------------------------------------------------
 
 
