@@ -16,6 +16,7 @@ that listens on ``--socket`` already (started on its own, e.g. by
 """
 
 import argparse
+import os
 import sys
 
 from ganeti.http import lighttpd_config
@@ -64,7 +65,9 @@ def main(argv=None):
       ssl_key_path=args.key or args.cert, ssl_chain_path=args.chain,
       ssl_verify_peer=args.verify_peer,
       max_request_body=args.max_request_body, username=args.user,
-      groupname=args.group, sendfile_dirs=tuple(args.sendfile_dirs))
+      groupname=args.group,
+      sendfile_dirs=tuple(os.path.realpath(path)
+                          for path in args.sendfile_dirs))
     if args.command:
       text = lighttpd_config.render_system_config(settings, args.command,
                                                   max_procs=args.max_procs)

@@ -625,7 +625,11 @@ class ForkedWorkers(object):
     # Until the child has its own SIGTERM handler, the daemon's would run
     # there (and not stop it): hold SIGTERM back until then.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
-    pid = os.fork()
+    try:
+      pid = os.fork()
+    except BaseException:
+      signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+      raise
     if pid:
       signal.pthread_sigmask(signal.SIG_SETMASK, mask)
       return pid

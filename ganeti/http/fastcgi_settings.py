@@ -127,5 +127,7 @@ def Load(daemon_name, environ=os.environ):
 
 
 def _PathList(value):
-  """The paths of a comma-separated list."""
-  return [path.strip() for path in value.split(",") if path.strip()]
+  """The paths of a comma-separated list, symbolic links resolved (lighttpd
+  compares resolved paths with them)."""
+  return [os.path.realpath(path.strip()) for path in value.split(",")
+          if path.strip()]

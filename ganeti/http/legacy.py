@@ -213,6 +213,8 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
   def _Abort(self):
     self._aborted = True
     _ResetConnection(self.connection, (self.wfile, self.rfile))
+    # The stdlib still flushes wfile after the request: into nothing.
+    self.wfile = io.BytesIO()
 
   def log_message(self, format, *args):  # pylint: disable=redefined-builtin
     logging.info("%s - %s", self.address_string(), format % args)

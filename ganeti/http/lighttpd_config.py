@@ -293,6 +293,10 @@ def _ServerDirectives(settings):
            KibibytesCeiling(settings.max_request_body))
   yield ("server.stream-request-body", 2 if settings.stream_request_body else 0)
   yield ("server.stream-response-body", 2)
+  if settings.sendfile_dirs:
+    # lighttpd keeps what it stat()ed and opened for a second: a file
+    # replaced since would be sent with its old contents (X-Sendfile).
+    yield ("server.stat-cache-engine", "disable")
   # lighttpd reads into buffers of this size (default 8 KiB): 64 KiB, the
   # size of our FastCGI records, relays a 1 GiB stream about 15 % faster
   # (docs/performance.md) for no measurable cost on small requests.
@@ -331,11 +335,11 @@ def _BackendOptions(settings):
   if settings.sendfile_dirs:
     options["x-sendfile"] = True
     # lighttpd matches these as string prefixes against the resolved paths
-    # the backend sends: resolve them too, and end each with a slash so
-    # "/srv/export" does not also allow "/srv/export-other".
+    # the backend sends (whoever makes the settings resolves the
+    # directories): end each with a slash so "/srv/export" does not also
+    # allow "/srv/export-other".
     options["x-sendfile-docroot"] = tuple(
-      os.path.join(os.path.realpath(path), "")
-      for path in settings.sendfile_dirs)
+      os.path.join(path, "") for path in settings.sendfile_dirs)
   return options
 
 

@@ -252,34 +252,29 @@ class RequestPipeline(object):
     self.certificate_policy = certificate_policy
     self.max_body_size = max_body_size
 
-  def Run(self, handler, incoming):
-    """Answer one request; never raises.
+  def Run(self, handler, incoming, let_through=()):
+    """Answer one request; never raises, but for C{let_through}.
 
     @param handler: the daemon's C{HttpServerHandler}
     @param incoming: an L{IncomingRequest}
-    @rtype: L{Response}
-    """
-    try:
-      return self.Answer(handler, incoming)
-    except Exception as err:  # pylint: disable=broad-except
-      logging.exception("Error while handling %s %s", incoming.method,
-                        incoming.path)
-      return ErrorResponse(handler,
-                           ganeti_http.HttpInternalServerError(str(err)))
-
-  def Answer(self, handler, incoming):
-    """Answer one request; an C{HttpException} becomes its error response,
-    any other error is raised (L{Run} answers those with 500).
-
+    @param let_through: exception classes raised to the caller instead of
+        answered with 500
     @rtype: L{Response}
     """
     try:
       return self._Run(handler, incoming)
     except ganeti_http.HttpException as err:
+      error = err
       logging.log(logging.WARNING if err.code >= 500 else logging.INFO,
                   "%s %s: %s %s", incoming.method, incoming.path, err.code,
                   err.message)
-      return ErrorResponse(handler, err)
+    except let_through:
+      raise
+    except Exception as err:  # pylint: disable=broad-except
+      logging.exception("Error while handling %s %s", incoming.method,
+                        incoming.path)
+      error = ganeti_http.HttpInternalServerError(str(err))
+    return ErrorResponse(handler, error)
 
   def _Run(self, handler, incoming):
     if incoming.method not in SUPPORTED_METHODS:

@@ -107,17 +107,30 @@ def _FileStream(fileobj):
   length = path = identity = None
   try:
     info = os.fstat(fileobj.fileno())
-    # Files of /proc and /sys say they are empty regular files, whatever
-    # they hold: only a size above zero is believed.
-    if stat.S_ISREG(info.st_mode) and info.st_size:
+    name = getattr(fileobj, "name", None)
+    if stat.S_ISREG(info.st_mode) and _SizeIsTrue(info, name):
       length = info.st_size - fileobj.tell()
-      name = getattr(fileobj, "name", None)
       if isinstance(name, str) and os.path.isabs(name) and not fileobj.tell():
         (path, identity) = (name, (info.st_dev, info.st_ino))
   except (AttributeError, OSError, ValueError):
     pass  # not backed by a file descriptor: stream it without a length
   return ResponseStream(_FilePieces(fileobj), fileobj.close, length=length,
                         file_path=path, file_identity=identity)
+
+
+#: Kernel file systems whose regular files do not know their size: /proc
+#: says 0, /sys 4096, whatever they hold.
+_SIZELESS_FILE_SYSTEMS = ("/proc/", "/sys/")
+
+
+def _SizeIsTrue(info, name):
+  """Whether a regular file's C{st_size} is its length."""
+  if not info.st_size:
+    return False  # empty, or a kernel file that says so: read to the end
+  if isinstance(name, str):
+    real = os.path.realpath(name)
+    return not real.startswith(_SIZELESS_FILE_SYSTEMS)
+  return True
 
 
 def _FilePieces(fileobj):

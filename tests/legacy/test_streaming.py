@@ -69,6 +69,8 @@ class StreamingHandler(http_server.HttpServerHandler):
       return iter([_Bytes(b"first;"), _Bytes(b"second;")])
     if path == "/proc-file":
       return open("/proc/self/status", "rb")
+    if path == "/sys-file":
+      return open("/sys/devices/system/cpu/online", "rb")
     if path == "/text-file":
       target = self.tmp_path / "text.txt"
       target.write_text("some text")
@@ -146,7 +148,7 @@ def test_client_disconnect_closes_the_generator(streaming):
   assert handler.closed.wait(15)
 
 
-def test_error_midway_is_visible_to_the_client(streaming):
+def test_error_midway_is_visible_to_the_client(streaming, backend, caplog):
   (running, _) = streaming
   connection = running.Connection()
   connection.request("GET", "/fails-midway")
@@ -155,6 +157,12 @@ def test_error_midway_is_visible_to_the_client(streaming):
   with pytest.raises((http.client.IncompleteRead, ConnectionError)):
     response.read()
   connection.close()
+  running.server.Stop()  # its threads are done: all is logged
+  assert "Response body failed after the response started" in caplog.text
+  if backend == "legacy":
+    assert "Aborting response to GET /fails-midway" in caplog.text
+  # ... and nothing more: no error from the server itself.
+  assert "Error while serving" not in caplog.text
 
 
 def test_unencodable_chunk_midway_is_visible_to_the_client(streaming):
@@ -174,13 +182,17 @@ def test_chunks_of_a_bytes_subclass_are_sent(streaming):
     200, b"first;second;")
 
 
-def test_proc_file_is_sent_whole(streaming):
-  """/proc files claim a size of 0; their contents are sent all the same
-  (as a stream of unknown length)."""
+def test_proc_and_sys_files_are_sent_whole(streaming):
+  """/proc files claim a size of 0, /sys files 4096; their contents are
+  sent all the same (as streams of unknown length)."""
   (running, _) = streaming
   (status, _, raw) = running.Request("GET", "/proc-file")
   assert status == 200
   assert raw.startswith(b"Name:")
+  (status, _, raw) = running.Request("GET", "/sys-file")
+  assert status == 200
+  with open("/sys/devices/system/cpu/online", "rb") as handle:
+    assert raw == handle.read()
 
 
 def test_text_file_result_is_a_clear_500(streaming):

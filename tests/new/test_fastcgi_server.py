@@ -235,6 +235,23 @@ def test_handler_raising_systemexit_costs_no_thread(fastcgi):
   assert running.Request("GET", "/")[::2] == (200, b"ok")
 
 
+def test_failed_fork_leaves_sigterm_unblocked(monkeypatch, tmp_path):
+  def FailingFork():
+    raise BlockingIOError("fork: resource temporarily unavailable")
+
+  listen_socket = fastcgi_backend.BindUnixSocket(str(tmp_path / "s.sock"))
+  gateway = fastcgi_backend.FlupGateway(lambda environ, start: [], False, 2)
+  workers = fastcgi_backend.ForkedWorkers(
+    lambda: fastcgi_backend.FastCgiListener(gateway, listen_socket, 2), 2)
+  monkeypatch.setattr(os, "fork", FailingFork)
+  try:
+    with pytest.raises(BlockingIOError):
+      workers.Start()
+  finally:
+    listen_socket.close()
+  assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
 def test_new_worker_never_runs_the_daemons_sigterm_handler(tmp_path):
   """A worker stopped right after its fork gets SIGTERM before it has set
   its own handler; it must not run the daemon's (which would not stop it:
@@ -488,15 +505,23 @@ def test_sendfile_only_while_the_path_names_the_open_file(
     os.chmod(handle.name, 0o644)
     return handle
 
+  stable = os.path.join(export_dir, "stable")
   running = fastcgi(FileByKeyHandler({"unlinked": Unlinked,
                                       "replaced": Replaced,
-                                      "temporary": Temporary}))
+                                      "temporary": Temporary,
+                                      "stable": lambda: open(stable, "rb")}))
   assert running.Request("GET", "/unlinked")[::2] == (200, b"unlinked" * 1000)
   assert running.Request("GET", "/replaced")[::2] == (200, b"old" * 1000)
+  # Sent by lighttpd, replaced between two requests: lighttpd must not
+  # answer the second from what it remembers of the first.
+  for contents in (b"first " * 1000, b"other " * 1000):
+    _WriteReadable(stable + ".new", contents)
+    os.rename(stable + ".new", stable)
+    assert running.Request("GET", "/stable")[::2] == (200, contents)
   assert running.Request("GET", "/temporary")[::2] == (
     200, b"temporary" * 1000)
   # and the temporary file is gone, once lighttpd is done with it
-  WaitFor(lambda: os.listdir(export_dir) == ["data"])
+  WaitFor(lambda: sorted(os.listdir(export_dir)) == ["data", "stable"])
 
 
 def test_sendfile_dir_given_by_a_symlink(fastcgi, monkeypatch, tmp_path,
