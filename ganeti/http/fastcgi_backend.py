@@ -680,7 +680,14 @@ class ForkedWorkers(object):
                         " in %.1f s", pid, status, self._restart_delay)
       if self._stopping.is_set() or now < self._restart_at:
         return 0
-      return self._ForkMissing()
+      try:
+        return self._ForkMissing()
+      except OSError as err:  # out of processes or memory: try again later
+        self._restart_delay = max(self._restart_delay, _FIRST_RESTART_DELAY)
+        self._restart_at = now + self._restart_delay
+        logging.error("Cannot fork a FastCGI worker (%s); trying again in"
+                      " %.1f s", err, self._restart_delay)
+        return 0
 
   def _ForkMissing(self):
     """Fork children until there are C{count}; return how many."""

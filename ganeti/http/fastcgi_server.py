@@ -107,10 +107,10 @@ class FastCgiHttpServer(object):
     self._state_dir = tempfile.mkdtemp(prefix="ganeti-http-",
                                        dir=self.settings.runtime_dir)
     socket_path = os.path.join(self._state_dir, "fastcgi.sock")
-    self._fastcgi_socket = fastcgi_backend.BindUnixSocket(
-      socket_path, owner_uid=frontend.uid, owner_gid=frontend.gid)
-    self._StartBackend()
     try:
+      self._fastcgi_socket = fastcgi_backend.BindUnixSocket(
+        socket_path, owner_uid=frontend.uid, owner_gid=frontend.gid)
+      self._StartBackend()
       config = lighttpd_config.render(self._FrontendSettings(socket_path,
                                                              frontend))
       self._supervisor = lighttpd_supervisor.LighttpdSupervisor(

@@ -252,6 +252,36 @@ def test_failed_fork_leaves_sigterm_unblocked(monkeypatch, tmp_path):
   assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 
+def test_restart_waits_when_fork_fails(monkeypatch, tmp_path, caplog):
+  """A worker that cannot be forked again is retried later; the thread
+  watching the workers goes on (it died with the error before)."""
+  listen_socket = fastcgi_backend.BindUnixSocket(str(tmp_path / "s.sock"))
+  gateway = fastcgi_backend.FlupGateway(lambda environ, start: [], False, 2)
+  workers = fastcgi_backend.ForkedWorkers(
+    lambda: fastcgi_backend.FastCgiListener(gateway, listen_socket, 2), 1)
+  try:
+    workers.Start()
+    (pid, ) = workers.pids
+    real_fork = os.fork
+    failures = []
+
+    def FailingOnce():
+      if not failures:
+        failures.append(True)
+        raise BlockingIOError("fork: resource temporarily unavailable")
+      return real_fork()
+
+    monkeypatch.setattr(os, "fork", FailingOnce)
+    with caplog.at_level(logging.ERROR):
+      os.kill(pid, signal.SIGKILL)
+      WaitFor(lambda: failures and len(workers.pids) == 1 and
+              pid not in workers.pids)
+    assert "Cannot fork a FastCGI worker" in caplog.text
+  finally:
+    workers.Stop(timeout=10)
+    listen_socket.close()
+
+
 def test_new_worker_never_runs_the_daemons_sigterm_handler(tmp_path):
   """A worker stopped right after its fork gets SIGTERM before it has set
   its own handler; it must not run the daemon's (which would not stop it:
