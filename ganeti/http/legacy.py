@@ -26,6 +26,10 @@ from ganeti.http import response_body
 #: the server is stopping (seconds).
 _WAIT_FOR_WORKER = 0.1
 
+#: Longest time spent reading and dropping a request body the server did
+#: not read, after answering, before closing (seconds).
+_LINGER_TIMEOUT = 2.0
+
 
 class _HeadDeadlineReader(io.RawIOBase):
   """A socket's receiving side, whose reads must all end by a deadline
@@ -242,6 +246,27 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
       pass
 
 
+def _DrainUnread(sock, timeout):
+  """If data from the client is waiting, read and drop what comes for up
+  to C{timeout} seconds (until the client closes its side)."""
+  try:
+    if not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+      return  # the client closed its side
+  except (OSError, ValueError):
+    return  # nothing waiting (or a TLS socket still wrapped)
+  deadline = time.monotonic() + timeout
+  try:
+    while True:
+      left = deadline - time.monotonic()
+      if left <= 0:
+        return
+      sock.settimeout(left)
+      if not sock.recv(65536):
+        return
+  except OSError:
+    return
+
+
 def _ResetConnection(sock, files):
   """Close at once with a TCP reset (no FIN, no TLS close_notify), so the
   client sees an error rather than an end of the body.
@@ -375,6 +400,20 @@ class LegacyHttpServer(http.server.HTTPServer):
     finally:
       self.shutdown_request(request)
       self._free_workers.release()
+
+  def shutdown_request(self, request):
+    """Half-close, drop what the client may still be sending, then close.
+
+    A request body the server did not read (an early 413, say) would make
+    the kernel reset the connection at close, and a client that reads the
+    answer only after sending its whole body would lose it.
+    """
+    try:
+      request.shutdown(socket.SHUT_WR)
+    except OSError:
+      pass
+    _DrainUnread(request, _LINGER_TIMEOUT)
+    self.close_request(request)
 
   def handle_error(self, request, client_address):
     logging.exception("Error while serving %s", client_address[0])

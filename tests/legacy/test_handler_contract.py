@@ -249,6 +249,18 @@ def test_oversized_body_announced_gives_413(serve):
   assert handler.seen == []
 
 
+def test_oversized_body_sent_whole_still_gets_its_413(serve):
+  """A client that sends its whole body before reading (Python's
+  http.client) must get the 413 too: the server answers before reading
+  the body, and closing with that body unread would reset the connection
+  and throw the answer away."""
+  handler = RecordingHandler()
+  body = b"x" * (http_server.GanetiRequestHandler.MAX_REQUEST_BODY_SIZE + 1)
+  (status, _, _) = serve(handler).Request("PUT", "/big", body=body)
+  assert status == 413
+  assert handler.seen == []
+
+
 def test_body_at_the_limit_is_accepted(serve):
   handler = RecordingHandler()
   body = b"x" * http_server.GanetiRequestHandler.MAX_REQUEST_BODY_SIZE
