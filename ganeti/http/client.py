@@ -8,6 +8,7 @@ C{curl_config_fn}.
 
 import ipaddress
 import logging
+import math
 import os
 import threading
 from io import BytesIO
@@ -65,9 +66,9 @@ class HttpClientRequest(object):
       to values is accepted too)
     @type post_data: str, bytes, a binary file object or None
     @param post_data: request body.  A seekable file object is sent from its
-      position at the start of the transfer to its end, read in pieces as
-      it goes out, with that size as C{Content-Length}; it must stay open
-      until the request has finished
+      position when this request is made to its end, read in pieces as it
+      goes out, with that size as C{Content-Length}; several requests may
+      share one file; it must stay open until they have finished
     @param read_timeout: seconds the whole transfer may take (None: no limit)
     @param curl_config_fn: called with the C{pycurl.Curl} object before the
       transfer starts, e.g. to set certificates
@@ -108,6 +109,10 @@ class HttpClientRequest(object):
     if post_data is None:
       post_data = ""
     self.post_data = post_data
+    # Where a file body starts: its position now, whatever reads the file
+    # afterwards (other requests sending it too).
+    self.post_data_start = (post_data.tell() if hasattr(post_data, "read")
+                            else None)
 
     if headers is None:
       headers = []
@@ -149,8 +154,10 @@ class _BufferedBody(object):
     self.Write = self._buffer.write
 
   def Finish(self, errmsg):
-    """Return C{(error, resp_body)} once the transfer has ended."""
-    return (errmsg, self._buffer.getvalue().decode("utf-8"))
+    """Return C{(error, resp_body)} once the transfer has ended (bytes that
+    are not UTF-8 become U+FFFD rather than failing every request of the
+    L{ProcessRequests} call)."""
+    return (errmsg, self._buffer.getvalue().decode("utf-8", "replace"))
 
 
 class _FileBody(object):
@@ -244,8 +251,12 @@ class _FeedbackBody(object):
     decoder = self._Decoder()
     if decoder is None:
       return self._plain.Finish(errmsg)
-    if self._error is not None or errmsg:
-      return (self._error or errmsg, "")
+    if self._error is not None:
+      return (self._error, "")
+    if errmsg and decoder.final is None:
+      return (errmsg, "")
+    # The frames decide: a transport error after the final frame (a missing
+    # last chunk, say) does not undo a complete stream.
     try:
       return (None, feedback.ResultBody(decoder.finish()))
     except feedback.FeedbackProtocolError as err:
@@ -255,26 +266,40 @@ class _FeedbackBody(object):
 
 
 class _UploadBody(object):
-  """Feeds a request body file to curl's READFUNCTION.
+  """Feeds a request body file to curl's READFUNCTION and SEEKFUNCTION.
 
-  @ivar size: bytes from the file's position to its end
+  Each request reads at its own offset, so several requests may send the
+  same file (Ganeti sends one body to many nodes) and curl may rewind
+  (to retry on a fresh connection, say).
+
+  @ivar size: bytes from C{start} to the file's end
   @ivar error: why reading failed, or None
   """
 
-  def __init__(self, fileobj):
+  def __init__(self, fileobj, start):
     self._file = fileobj
-    position = fileobj.tell()
-    self.size = fileobj.seek(0, os.SEEK_END) - position
-    fileobj.seek(position)
+    self._start = start
+    self.size = max(0, fileobj.seek(0, os.SEEK_END) - start)
+    self._sent = 0
     self.error = None
 
   def Read(self, size):
     """curl's READFUNCTION."""
     try:
-      return self._file.read(size)
+      self._file.seek(self._start + self._sent)
+      data = self._file.read(min(size, self.size - self._sent))
     except Exception as err:  # pylint: disable=broad-except
       self.error = "Reading the request body failed: %s" % err
       return pycurl.READFUNC_ABORT
+    self._sent += len(data)
+    return data
+
+  def Seek(self, offset, origin):
+    """curl's SEEKFUNCTION: go back to C{offset} of the body."""
+    if origin != os.SEEK_SET or not 0 <= offset <= self.size:
+      return pycurl.SEEKFUNC_CANTSEEK
+    self._sent = offset
+    return pycurl.SEEKFUNC_OK
 
 
 def _RequestHeaders(req):
@@ -303,10 +328,11 @@ def _SetRequestBody(curl, req):
   if not hasattr(req.post_data, "read"):
     curl.setopt(pycurl.POSTFIELDS, req.post_data)
     return None
-  upload = _UploadBody(req.post_data)
+  upload = _UploadBody(req.post_data, req.post_data_start)
   curl.setopt(pycurl.POST, True)
   curl.setopt(pycurl.POSTFIELDSIZE_LARGE, upload.size)
   curl.setopt(pycurl.READFUNCTION, upload.Read)
+  curl.setopt(pycurl.SEEKFUNCTION, upload.Seek)
   return upload
 
 
@@ -336,8 +362,12 @@ def _StartRequest(curl, req):
   curl.setopt(pycurl.HTTPHEADER, _RequestHeaders(req))
   if req.read_timeout is None:
     curl.setopt(pycurl.TIMEOUT, 0)
-  else:
+  elif req.read_timeout == int(req.read_timeout):
     curl.setopt(pycurl.TIMEOUT, int(req.read_timeout))
+  else:
+    # TIMEOUT takes whole seconds, and 0 is no limit: int(0.5) would be.
+    curl.setopt(pycurl.TIMEOUT_MS,
+                max(1, int(math.ceil(req.read_timeout * 1000))))
   # Each request gets a fresh handshake
   if hasattr(pycurl, "SSL_SESSIONID_CACHE"):
     curl.setopt(pycurl.SSL_SESSIONID_CACHE, False)
@@ -415,6 +445,7 @@ class _PendingRequest(object):
     curl.setopt(pycurl.WRITEFUNCTION, lambda _: None)
     if self._upload is not None:
       curl.setopt(pycurl.READFUNCTION, lambda _: b"")
+      curl.setopt(pycurl.SEEKFUNCTION, lambda *_: pycurl.SEEKFUNC_CANTSEEK)
     if self._req.feedback_fn is not None:
       curl.setopt(pycurl.HEADERFUNCTION, lambda _: None)
     self._body = self._upload = None

@@ -6,6 +6,7 @@ certificates, the way Ganeti's master talks to its node daemons.
 """
 
 import collections
+import math
 import re
 import socket
 import threading
@@ -105,15 +106,20 @@ def _ExpectedOptions(req):
     pycurl.URL: req.url,
     pycurl.POSTFIELDS: req.post_data,
     pycurl.HTTPHEADER: req.headers,
-    pycurl.TIMEOUT: 0 if req.read_timeout is None else int(req.read_timeout),
     }
+  if req.read_timeout is None:
+    opts[pycurl.TIMEOUT] = 0
+  elif req.read_timeout == int(req.read_timeout):
+    opts[pycurl.TIMEOUT] = int(req.read_timeout)
+  else:  # whole seconds would round 0.5 down to 0, which is no limit
+    opts[pycurl.TIMEOUT_MS] = math.ceil(req.read_timeout * 1000)
   if hasattr(pycurl, "SSL_SESSIONID_CACHE"):
     opts[pycurl.SSL_SESSIONID_CACHE] = False
   return opts
 
 
 class TestStartRequest:
-  @pytest.mark.parametrize("read_timeout", [None, 0, 1, 2.9, 36000])
+  @pytest.mark.parametrize("read_timeout", [None, 0, 1, 0.5, 2.9, 36000])
   def testOptions(self, read_timeout):
     req = client.HttpClientRequest("192.0.2.1", 1811, "PUT", "/x",
                                    headers=["A: b"], post_data="data",
@@ -143,6 +149,9 @@ class TestStartRequest:
     (None, 200, [b"Hello ", b"W\xc3\xb6rld"]),
     (None, 404, []),
     ("Error 28: Operation timed out", 0, [b"partial"]),
+    # Not UTF-8 (a Latin-1 error page): U+FFFD, not an exception that
+    # would lose every request of the ProcessRequests call
+    (None, 500, [b"caf\xe9"]),
     ])
   def testDone(self, errmsg, status, chunks):
     completed = []
@@ -158,7 +167,7 @@ class TestStartRequest:
     assert req.success is (errmsg is None)
     assert req.error == errmsg
     assert req.resp_status_code == status
-    assert req.resp_body == b"".join(chunks).decode("utf-8")
+    assert req.resp_body == b"".join(chunks).decode("utf-8", "replace")
     assert isinstance(req.resp_body, str)
     assert completed == [req]
     # The handle no longer holds the request body or the response buffer

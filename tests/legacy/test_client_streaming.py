@@ -197,6 +197,17 @@ class TestFeedbackDecoding:
     assert (req.success, req.resp_body) == (False, "")
     assert req.error.startswith("Error 18:")
 
+  def testCurlErrorAfterTheFinalFrame(self):
+    """The frames decide: a stream complete up to its final frame is a
+    success even if the transport then fails (no last chunk)."""
+    transfer = _Transfer()
+    req = transfer.Run([b'{"feedback":1}\x03{"result":[true,"done"]}\x03'],
+                       errmsg="Error 18: transfer closed with outstanding"
+                       " read data remaining")
+    assert transfer.received == [1]
+    assert (req.success, req.error) == (True, None)
+    assert json.loads(req.resp_body) == [True, "done"]
+
   @pytest.mark.parametrize("bad, why", [
     (b"not json", "is not JSON"),
     (b'{"progress":1}', "expected exactly one of"),
@@ -340,6 +351,21 @@ class _FailingFile(io.BytesIO):
 
 
 class TestUploadAndResponseFile:
+  def testUploadRewinds(self):
+    """curl may rewind a body (to send it again on a new connection)."""
+    body = io.BytesIO(b"skip|0123456789")
+    body.seek(5)
+    curl = _FakeCurl()
+    client._StartRequest(curl, client.HttpClientRequest(
+      "192.0.2.1", 1811, "PUT", "/x", post_data=body))
+    (read, seek) = (curl.opts[pycurl.READFUNCTION],
+                    curl.opts[pycurl.SEEKFUNCTION])
+    assert read(4) == b"0123"
+    assert seek(0, os.SEEK_SET) == pycurl.SEEKFUNC_OK
+    assert read(100) == b"0123456789"
+    assert seek(11, os.SEEK_SET) == pycurl.SEEKFUNC_CANTSEEK
+    assert seek(0, os.SEEK_END) == pycurl.SEEKFUNC_CANTSEEK
+
   def testUploadOptions(self):
     body = io.BytesIO(b"skipped|sent in pieces")
     body.seek(len(b"skipped|"))
@@ -699,6 +725,29 @@ class TestRealLargeBodies:
       }
     # Read in pieces as the upload went, never as a whole
     assert 0 < max(body.sizes) <= _MIB
+
+  def testOneFileForSeveralRequests(self, transfer_request, tmp_path):
+    """As Ganeti sends one body to many nodes: each request reads the file
+    at its own offset, from where the file stood when it was made."""
+    path = tmp_path / "shared"
+    data = b"head" + b"".join(_RandomChunks(3, 3 * _MIB))
+    path.write_bytes(data)
+    with open(path, "rb") as body:
+      body.seek(4)  # the body starts after a header of the file
+      requests = [transfer_request("PUT", "/upload", post_data=body)
+                  for _ in range(3)]
+      client.ProcessRequests(requests)
+      # ... and the same for requests made later, from the same position.
+      body.seek(4)
+      later = transfer_request("PUT", "/upload", post_data=body)
+      client.ProcessRequests([later])
+    expected = {"method": "PUT", "size": len(data) - 4,
+                "sha256": hashlib.sha256(data[4:]).hexdigest(),
+                "content_length": str(len(data) - 4)}
+    for req in requests + [later]:
+      assert (req.success, req.error, req.resp_status_code) == (True, None,
+                                                                200)
+      assert json.loads(req.resp_body) == expected
 
   def testDownloadToFile(self, transfer_request, tmp_path):
     expected = hashlib.sha256()
