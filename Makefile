@@ -15,10 +15,20 @@ lighttpd:
 	  echo "Installing lighttpd and lighttpd-mod-openssl with apt-get"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	    lighttpd lighttpd-mod-openssl </dev/null; \
+	    lighttpd lighttpd-mod-openssl </dev/null && \
+	  if [ -d /run/systemd/system ]; then \
+	    echo "Stopping the lighttpd.service Debian just started on port 80:" \
+	      "each daemon runs a lighttpd of its own"; \
+	    $(SUDO) systemctl disable --now lighttpd.service; \
+	  fi; \
 	fi
 
 $(VENV)/.installed: setup.py
+	@python3 -c 'import ensurepip' 2>/dev/null || { \
+	  echo "Installing python3-venv (python3 -m venv needs it) with apt-get"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    python3-venv </dev/null; }
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q -e '.[test]'

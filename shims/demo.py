@@ -104,8 +104,10 @@ def MakeCertificates(directory):
     _Openssl("x509", "-req", "-in", csr, "-CA", cluster, "-CAkey", cluster,
              "-CAcreateserial", "-days", "30", "-out", node)
     _Concatenate(node, key)
+  # The files hold private keys: the demo's user only (lighttpd reads them
+  # before it gives up root).
   for path in (directory, cluster, node):
-    os.chmod(path, 0o755 if path == directory else 0o644)
+    os.chmod(path, 0o700 if path == directory else 0o600)
   return (cluster, node)
 
 
@@ -138,10 +140,12 @@ def main():
   server.Start()
   curl = ("curl --silent --show-error --insecure --cert %s"
           " https://127.0.0.1:%d" % (os.path.relpath(node), args.port))
+  # POST with a body, even empty: lighttpd answers 411 to a POST without
+  # Content-Length (docs/compatibility.md).
   print("\nServing on https://127.0.0.1:%d with the %s backend. Try:\n"
-        "  %s/version -X POST\n"
+        "  %s/version -d ''\n"
         "  %s/echo -d '{\"hello\": \"node\"}'\n"
-        "  curl --insecure https://127.0.0.1:%d/version -X POST"
+        "  curl --insecure https://127.0.0.1:%d/version -d ''"
         "   # refused: no client certificate\n"
         "  .venv/bin/python -m shims.demo_client --port %d copy"
         "       # RPC feedback as a progress bar\n"

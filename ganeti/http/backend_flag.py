@@ -81,7 +81,10 @@ def ReadSection(path, section):
 
   @raise BackendFlagError: the file exists but is unreadable or malformed
   """
-  parser = configparser.ConfigParser(interpolation=None)
+  # "key = value  ; comment" is a comment after the value, as an operator
+  # expects (ConfigParser would otherwise keep it as part of the value).
+  parser = configparser.ConfigParser(interpolation=None,
+                                     inline_comment_prefixes=(";", "#"))
   try:
     with open(path, "r") as handle:
       parser.read_file(handle, source=path)

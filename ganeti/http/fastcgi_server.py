@@ -123,7 +123,7 @@ class FastCgiHttpServer(object):
       raise lighttpd_supervisor.LighttpdError(
         "lighttpd for the fastcgi HTTP backend (selected by %s) did not"
         " start: %s" % (self._flag_source, err))
-    except Exception:
+    except BaseException:  # Ctrl-C during start too: leave nothing behind
       self._StopBackend()
       raise
     logging.info("Serving HTTP%s on %s port %s with the fastcgi backend"

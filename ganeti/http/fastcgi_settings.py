@@ -52,14 +52,20 @@ class FrontendIdentity(object):
 
 
 class FastCgiSettings(object):
-  """The settings of one daemon's fastcgi backend."""
+  """The settings of one daemon's fastcgi backend.
+
+  @param sources: where each setting came from, by key (C{"processes"},
+      ...), named in errors about it
+  """
 
   def __init__(self, processes=1, frontend_user=DEFAULT_FRONTEND_USER,
                frontend_group=None, runtime_dir=None, lighttpd=None,
-               sendfile_dirs=()):
+               sendfile_dirs=(), sources=None):
+    self._sources = dict(sources or {})
     if processes < 1:
       raise backend_flag.BackendFlagError(
-        "processes must be at least 1, not %d" % processes)
+        "processes must be at least 1, not %d%s" %
+        (processes, self._From("processes")))
     self.processes = processes
     self.frontend_user = frontend_user
     self.frontend_group = frontend_group
@@ -69,7 +75,13 @@ class FastCgiSettings(object):
     for path in self.sendfile_dirs:
       if not os.path.isabs(path):
         raise backend_flag.BackendFlagError(
-          "sendfile-dirs must be absolute paths, not %r" % path)
+          "sendfile-dirs must be absolute paths, not %r%s" %
+          (path, self._From("sendfile-dirs")))
+
+  def _From(self, key):
+    """" (from <where>)" for an error about C{key}, or ""."""
+    source = self._sources.get(key)
+    return " (from %s)" % source if source else ""
 
   def FrontendIdentity(self):
     """Resolve the frontend account (only when running as root).
@@ -84,7 +96,8 @@ class FastCgiSettings(object):
                else grp.getgrgid(account.pw_gid))
     except KeyError as err:
       raise backend_flag.BackendFlagError(
-        "The fastcgi backend's frontend account does not exist: %s" % err)
+        "The fastcgi backend's frontend account does not exist: %s%s" %
+        (err, self._From("frontend-user") or self._From("frontend-group")))
     return FrontendIdentity(account.pw_name, group.gr_name, account.pw_uid,
                             group.gr_gid)
 
@@ -100,16 +113,21 @@ def Load(daemon_name, environ=os.environ):
   @raise backend_flag.BackendFlagError: a value is malformed
   """
   path = backend_flag.ConfigPath(environ)
-  values = backend_flag.ReadSection(path, "fastcgi")
-  values.update(backend_flag.ReadSection(path, "fastcgi:%s" % daemon_name))
+  values = {}
+  sources = {}
+  for section in ("fastcgi", "fastcgi:%s" % daemon_name):
+    for (key, value) in backend_flag.ReadSection(path, section).items():
+      values[key] = value
+      sources[key] = "key %r in section [%s] of %s" % (key, section, path)
   if environ.get(ENV_PROCESSES):
     values["processes"] = environ[ENV_PROCESSES]
+    sources["processes"] = "environment variable %s" % ENV_PROCESSES
   try:
     processes = int(values.get("processes", "1"))
   except ValueError:
     raise backend_flag.BackendFlagError(
-      "processes of the fastcgi backend must be a number, not %r" %
-      values["processes"])
+      "processes of the fastcgi backend must be a number, not %r (from %s)"
+      % (values["processes"], sources["processes"]))
   runtime_dir = values.get("runtime-dir")
   if runtime_dir is None and os.geteuid() == 0:
     runtime_dir = ROOT_RUNTIME_DIR
@@ -123,11 +141,14 @@ def Load(daemon_name, environ=os.environ):
     lighttpd=values.get("lighttpd"),
     sendfile_dirs=_PathList(
       environ.get(backend_flag.ENV_SPAWNED_SENDFILE_DIRS, "")
-      if SpawnedByLighttpd(environ) else values.get("sendfile-dirs", "")))
+      if SpawnedByLighttpd(environ) else values.get("sendfile-dirs", "")),
+    sources=sources)
 
 
 def _PathList(value):
   """The paths of a comma-separated list, symbolic links resolved (lighttpd
   compares resolved paths with them)."""
-  return [os.path.realpath(path.strip()) for path in value.split(",")
-          if path.strip()]
+  paths = [path.strip() for path in value.split(",") if path.strip()]
+  # A relative path stays as it is, for FastCgiSettings to refuse.
+  return [os.path.realpath(path) if os.path.isabs(path) else path
+          for path in paths]

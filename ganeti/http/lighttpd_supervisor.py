@@ -43,6 +43,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -64,8 +65,13 @@ _LIFELINE_SCRIPT = 'read -r _ignored; kill -TERM "$1" 2>/dev/null'
 
 _SOCKET_ACTIVATION_ENV = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
-#: Lines of lighttpd's output quoted in errors and log messages.
+#: Lines of lighttpd's output quoted in errors and log messages, the most
+#: read of each file for them, and the longest line quoted whole (bytes).
+#: lighttpd's user owns its error log and could make it as large as it
+#: likes: only its end is read.
 _OUTPUT_LINES = 30
+_OUTPUT_READ_LIMIT = 64 * 1024
+_OUTPUT_LINE_LIMIT = 1024
 
 _PROBE_TIMEOUT = 0.2
 _POLL_INTERVAL = 0.05
@@ -99,15 +105,25 @@ def FindLighttpd():
 
 
 def _Tail(text, lines=_OUTPUT_LINES):
-  return "\n".join(text.strip().splitlines()[-lines:])
+  """The last C{lines} lines of C{text}, each cut to a readable length."""
+  return "\n".join(
+    line if len(line) <= _OUTPUT_LINE_LIMIT
+    else line[:_OUTPUT_LINE_LIMIT] + " [...]"
+    for line in text.strip().splitlines()[-lines:])
 
 
 def _ReadFrom(path, offset=0):
-  """Return the text of C{path} from C{offset} on ("" if unreadable)."""
+  """Return the text of regular file C{path} from C{offset} on, at most its
+  last L{_OUTPUT_READ_LIMIT} bytes ("" if unreadable); symbolic links are
+  not followed."""
   try:
-    with open(path, "rb") as handle:
-      handle.seek(offset)
-      return handle.read().decode("utf-8", "replace")
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+      info = os.fstat(handle.fileno())
+      if not stat.S_ISREG(info.st_mode):
+        return ""
+      handle.seek(max(offset, info.st_size - _OUTPUT_READ_LIMIT))
+      return handle.read(_OUTPUT_READ_LIMIT).decode("utf-8", "replace")
   except OSError:
     return ""
 

@@ -72,6 +72,16 @@ def test_values_are_case_and_space_insensitive(tmp_path):
   assert ResolveBackend("noded", environ)[0] == "legacy"
 
 
+def test_comments_after_values(tmp_path):
+  text = ("[backends]\nnoded = fastcgi   ; migrated first\n"
+          "[fastcgi]\nprocesses = 2  # two workers\n"
+          "sendfile-dirs = /srv/export ; files lighttpd sends\n")
+  (environ, path) = _Environ(tmp_path, text)
+  assert ResolveBackend("noded", environ)[0] == "fastcgi"
+  assert backend_flag.ReadSection(path, "fastcgi") == {
+    "processes": "2", "sendfile-dirs": "/srv/export"}
+
+
 def test_empty_values_count_as_unset(tmp_path):
   (environ, path) = _Environ(tmp_path, "[backends]\nnoded =\n",
                              GANETI_HTTP_BACKEND_NODED="  ",

@@ -123,6 +123,24 @@ def test_killed_lighttpd_is_restarted(supervise, scratch_dir, fcgi_app,
              for record in caplog.records)
 
 
+def test_huge_error_log_is_quoted_in_part(supervise, scratch_dir, fcgi_app,
+                                         caplog):
+  """lighttpd's user owns its error log and may fill it: when lighttpd
+  dies, only the end of the log is read and quoted, long lines cut."""
+  (supervisor, _) = _Plain(supervise, scratch_dir, fcgi_app, **_FAST)
+  supervisor.start()
+  first = supervisor.pid
+  with open(os.path.join(scratch_dir, "state", "error.log"), "ab") as log:
+    log.write(b"x" * (16 << 20) + b"\nlast words\n")
+  os.kill(first, signal.SIGKILL)
+  _WaitRestarted(supervisor, first, caplog)
+  (message, ) = [record.getMessage() for record in caplog.records
+                 if "exited with status -9" in record.getMessage()]
+  assert "last words" in message
+  assert "x" * 1024 + " [...]" in message
+  assert len(message) < 4096
+
+
 def test_clients_wait_while_lighttpd_restarts(supervise, scratch_dir,
                                               fcgi_app, listener):
   # With the daemon holding the socket, a client arriving while lighttpd is
