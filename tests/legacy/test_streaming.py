@@ -148,15 +148,22 @@ def test_client_disconnect_closes_the_generator(streaming):
   assert handler.closed.wait(15)
 
 
+def _AssertCutShort(running, path):
+  """GET C{path}: a 200 whose body the client must see as incomplete."""
+  connection = running.Connection()
+  try:
+    connection.request("GET", path)
+    response = connection.getresponse()
+    assert response.status == 200
+    with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+      response.read()
+  finally:
+    connection.close()
+
+
 def test_error_midway_is_visible_to_the_client(streaming, backend, caplog):
   (running, _) = streaming
-  connection = running.Connection()
-  connection.request("GET", "/fails-midway")
-  response = connection.getresponse()
-  assert response.status == 200
-  with pytest.raises((http.client.IncompleteRead, ConnectionError)):
-    response.read()
-  connection.close()
+  _AssertCutShort(running, "/fails-midway")
   running.server.Stop()  # its threads are done: all is logged
   assert "Response body failed after the response started" in caplog.text
   if backend == "legacy":
@@ -166,14 +173,7 @@ def test_error_midway_is_visible_to_the_client(streaming, backend, caplog):
 
 
 def test_unencodable_chunk_midway_is_visible_to_the_client(streaming):
-  (running, _) = streaming
-  connection = running.Connection()
-  connection.request("GET", "/unencodable-midway")
-  response = connection.getresponse()
-  assert response.status == 200
-  with pytest.raises((http.client.IncompleteRead, ConnectionError)):
-    response.read()
-  connection.close()
+  _AssertCutShort(streaming[0], "/unencodable-midway")
 
 
 def test_chunks_of_a_bytes_subclass_are_sent(streaming):
@@ -296,13 +296,7 @@ def test_declared_content_length_is_used(streaming):
 
 
 def test_wrong_declared_length_is_not_a_clean_body(streaming):
-  (running, _) = streaming
-  connection = running.Connection()
-  connection.request("GET", "/declared-wrong")
-  response = connection.getresponse()
-  with pytest.raises((http.client.IncompleteRead, ConnectionError)):
-    response.read()
-  connection.close()
+  _AssertCutShort(streaming[0], "/declared-wrong")
 
 
 def test_empty_stream(streaming):

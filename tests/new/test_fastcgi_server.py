@@ -383,13 +383,19 @@ class CountingFile(io.FileIO):
     return io.FileIO.read(self, size)
 
 
-@pytest.fixture
-def export_dir():
-  """A directory lighttpd's unprivileged user can read."""
-  directory = tempfile.mkdtemp(prefix="ganeti-http-export-")
+def _ReadableDirectory(prefix):
+  """Yield a fresh directory lighttpd's unprivileged user can read (outside
+  pytest's own, which only root may enter); remove it afterwards."""
+  directory = tempfile.mkdtemp(prefix=prefix)
   os.chmod(directory, 0o755)
   yield directory
   shutil.rmtree(directory)
+
+
+@pytest.fixture
+def export_dir():
+  """A directory to hand files from."""
+  yield from _ReadableDirectory("ganeti-http-export-")
 
 
 def test_files_in_sendfile_dirs_are_sent_by_lighttpd(fastcgi, monkeypatch,
@@ -451,10 +457,7 @@ def test_failed_start_leaves_no_backend_behind(monkeypatch, tmp_path):
 @pytest.fixture
 def readable_dir():
   """Another directory lighttpd's unprivileged user can read."""
-  directory = tempfile.mkdtemp(prefix="ganeti-http-other-")
-  os.chmod(directory, 0o755)
-  yield directory
-  shutil.rmtree(directory)
+  yield from _ReadableDirectory("ganeti-http-other-")
 
 
 def _WriteReadable(path, data):
