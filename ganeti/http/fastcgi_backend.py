@@ -22,6 +22,7 @@ multiplexing stays off.
 
 import collections
 import ctypes
+import errno
 import fcntl
 import logging
 import os
@@ -450,6 +451,9 @@ class FlupGateway(fcgi_base.BaseFCGIServer):
     _Connection(sock, None, self, None).run()
 
 
+_PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
 class PeerCheck(object):
   """Lets FastCGI connections in from one process only: the lighttpd that
   serves this daemon.
@@ -459,44 +463,126 @@ class PeerCheck(object):
   whoever connects decides the CGI variables, among them the ones saying
   that lighttpd verified a client certificate.
 
-  @param lighttpd_pid: returns the pid of that lighttpd (or None); called
-      again when a connection comes from another process, since lighttpd
-      may have been restarted
+  A pid alone does not name a process for long: a process of that account
+  could kill lighttpd and be given its pid.  So the check holds on to the
+  very process it accepted (L{_Process}) and asks C{find_lighttpd} again
+  once that one has exited.
+
+  Refusals are logged, at most once per C{log_interval} seconds (with the
+  number left unlogged), so that such a process cannot flood the log.
+
+  @param find_lighttpd: returns the current lighttpd as a L{_Process}, or
+      None; see L{LighttpdFromPidFile} and L{SpawningLighttpd}
   """
 
-  def __init__(self, lighttpd_pid):
-    self._lighttpd_pid = lighttpd_pid
-    self._known_pid = None
+  def __init__(self, find_lighttpd, log_interval=60.0):
+    self._find_lighttpd = find_lighttpd
+    self._known = None
+    self._log_interval = log_interval
+    self._log_lock = threading.Lock()
+    self._next_log = 0.0
+    self._unlogged = 0
 
   def Allows(self, connection):
     """Whether C{connection} (an accepted Unix socket) comes from lighttpd;
     logs a refusal."""
     (pid, uid, _) = _PEER_CREDENTIALS.unpack(connection.getsockopt(
       socket.SOL_SOCKET, socket.SO_PEERCRED, _PEER_CREDENTIALS.size))
-    if pid == self._known_pid:
-      return True
-    self._known_pid = self._lighttpd_pid()
-    if pid == self._known_pid:
-      return True
+    known = self._known
+    if known is None or pid != known.pid or not known.Alive():
+      known = self._known = self._find_lighttpd()
+      if known is None or pid != known.pid or not known.Alive():
+        self._LogRefusal(pid, uid, known)
+        return False
+    return True
+
+  def _LogRefusal(self, pid, uid, lighttpd):
+    with self._log_lock:
+      now = time.monotonic()
+      if now < self._next_log:
+        self._unlogged += 1
+        return
+      (unlogged, self._unlogged) = (self._unlogged, 0)
+      self._next_log = now + self._log_interval
     logging.warning("Refusing a FastCGI connection from pid %d (uid %d),"
-                    " which is not this daemon's lighttpd (pid %s)", pid, uid,
-                    self._known_pid)
-    return False
+                    " which is not this daemon's lighttpd (%s)%s", pid, uid,
+                    "pid %d" % lighttpd.pid if lighttpd else "none running",
+                    "; %d more refused unlogged since the last message" %
+                    unlogged if unlogged else "")
 
 
-def PidFromFile(path):
-  """C{lighttpd_pid} for L{PeerCheck}: the pid in lighttpd's pid file."""
-  def _Read():
+class _Process(object):
+  """One process, not merely a pid: L{Alive} turns false for good when it
+  exits, even if another process gets its pid (a pidfd says so; where the
+  kernel has none, the start time in C{/proc} does).
+
+  @ivar pid: the process id
+  @ivar parent: its parent's pid when this object was made
+  @raise OSError: there is no process C{pid}
+  """
+
+  def __init__(self, pid):
+    self.pid = pid
+    self._pidfd = self._exited = None
+    try:
+      self._pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError) as err:
+      if isinstance(err, OSError) and err.errno == errno.ESRCH:
+        raise
+      # Linux before 5.3, or a seccomp filter: the start time must do
+    else:
+      # epoll, unlike poll objects, may be asked from several threads.
+      self._exited = select.epoll()
+      self._exited.register(self._pidfd, select.EPOLLIN)
+    (self.parent, self._start_time) = _ParentAndStartTime(pid)
+
+  def Alive(self):
+    """Whether the process has not exited."""
+    if self._exited is not None:
+      return not self._exited.poll(0)
+    try:
+      return _ParentAndStartTime(self.pid)[1] == self._start_time
+    except OSError:
+      return False
+
+  def __del__(self):
+    if getattr(self, "_exited", None) is not None:
+      self._exited.close()
+    if getattr(self, "_pidfd", None) is not None:
+      os.close(self._pidfd)
+
+
+def _ParentAndStartTime(pid):
+  """C{(parent pid, start time in clock ticks)} of process C{pid}, from
+  C{/proc/<pid>/stat} (fields 4 and 22; the second, the name, may hold
+  spaces and parentheses, hence the split at the last ")")."""
+  with open("/proc/%d/stat" % pid, "rb") as handle:
+    fields = handle.read().rsplit(b")", 1)[1].split()
+  return (int(fields[1]), int(fields[19]))
+
+
+def LighttpdFromPidFile(path, parent_pid):
+  """C{find_lighttpd} for L{PeerCheck} when this daemon runs lighttpd: the
+  process whose pid is in lighttpd's pid file at C{path}, if it is a child
+  of C{parent_pid} (the daemon; no other process of lighttpd's account can
+  be)."""
+  def _Find():
     try:
       with open(path) as handle:
-        return int(handle.read().strip())
+        process = _Process(int(handle.read().strip()))
     except (OSError, ValueError):
       return None
-  return _Read
+    if process.parent != parent_pid or not process.Alive():
+      return None
+    return process
+  return _Find
 
 
-_PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
-
+def SpawningLighttpd():
+  """C{find_lighttpd} for L{PeerCheck} when a system lighttpd spawned this
+  process: that parent, taken now, and nothing after it exits."""
+  process = _Process(os.getppid())
+  return lambda: process
 
 class FastCgiListener(object):
   """Serves FastCGI connections in a fixed number of threads.

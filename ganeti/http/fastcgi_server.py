@@ -188,11 +188,13 @@ class FastCgiHttpServer(object):
       max_connections=threads * self.settings.processes)
 
     if self.spawned:
-      spawner = os.getppid()
-      peer_check = fastcgi_backend.PeerCheck(lambda: spawner)
+      peer_check = fastcgi_backend.PeerCheck(
+        fastcgi_backend.SpawningLighttpd())
     else:
-      peer_check = fastcgi_backend.PeerCheck(fastcgi_backend.PidFromFile(
-        lighttpd_config.StateLayout(self._state_dir).pid_file))
+      peer_check = fastcgi_backend.PeerCheck(
+        fastcgi_backend.LighttpdFromPidFile(
+          lighttpd_config.StateLayout(self._state_dir).pid_file,
+          os.getpid()))
 
     def _MakeListener():
       return fastcgi_backend.FastCgiListener(gateway, self._fastcgi_socket,

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import pwd
 import shutil
 import signal
@@ -221,6 +222,88 @@ def test_only_its_lighttpd_may_use_the_fastcgi_socket(fastcgi, caplog):
   assert ("Refusing a FastCGI connection from pid %d" % os.getpid()
           in caplog.text)
   assert running.Request("GET", "/")[0] == 200
+
+
+def _ExchangeAsPid(pid, path, request):
+  """Send C{request} to the FastCGI socket C{path} from a process whose pid
+  is C{pid} and whose parent is not this process (the kernel hands out
+  pids after the one written to C{ns_last_pid}).
+
+  @return: what L{Exchange} returned, or the name of the connection error;
+      None if the pid could not be had
+  """
+  (reader, writer) = os.pipe()
+  middle = os.fork()
+  if middle == 0:
+    try:
+      os.close(reader)
+      for _ in range(100):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as handle:
+          handle.write(str(pid - 1))
+        child = os.fork()
+        if child == 0:
+          if os.getpid() == pid:
+            try:
+              result = Exchange(path, request)
+            except ConnectionError as err:
+              result = type(err).__name__
+            os.write(writer, pickle.dumps(result))
+          os._exit(0)
+        os.waitpid(child, 0)
+        if child == pid:
+          break
+    finally:
+      os._exit(0)
+  os.close(writer)
+  with os.fdopen(reader, "rb") as handle:
+    data = handle.read()
+  os.waitpid(middle, 0)
+  return pickle.loads(data) if data else None
+
+
+@pytest.mark.skipif(os.geteuid() != 0,
+                    reason="choosing a pid (ns_last_pid) needs root")
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "start-time"])
+def test_a_process_given_lighttpds_pid_is_refused(fastcgi, monkeypatch,
+                                                  pidfd):
+  """A process of lighttpd's account may kill lighttpd and be given its pid
+  before the daemon restarts lighttpd; it still cannot pass for it (with a
+  pidfd, or where the kernel has none, by the process's start time)."""
+  if not pidfd:
+    monkeypatch.delattr(os, "pidfd_open")
+  running = fastcgi(PidHandler())
+  supervisor = running.server._supervisor
+  path = running.server._fastcgi_socket.getsockname()
+  pid_file = lighttpd_config.StateLayout(running.server._state_dir).pid_file
+  forged = RequestBytes(Params("GET", "/", HTTPS="on",
+                               SSL_CLIENT_VERIFY="SUCCESS"), [])
+  for _ in range(5):
+    lighttpd = supervisor.pid
+    assert _WaitFor(lambda: running.Request("GET", "/")[0] == 200)
+    os.kill(lighttpd, signal.SIGKILL)
+    assert _WaitFor(lambda: not os.path.exists("/proc/%d" % lighttpd))
+    result = _ExchangeAsPid(lighttpd, path, forged)
+    with open(pid_file) as handle:
+      if result is not None and int(handle.read()) == lighttpd:
+        break  # the pid file named the impostor all along
+    assert _WaitFor(lambda: supervisor.pid not in (None, lighttpd))
+  else:
+    pytest.fail("No process got lighttpd's pid before lighttpd's restart")
+  assert result in ([], "ConnectionResetError", "BrokenPipeError")
+  assert _WaitFor(lambda: running.Request("GET", "/")[0] == 200)
+
+
+def test_refusals_are_logged_at_most_once_per_interval(caplog):
+  check = fastcgi_backend.PeerCheck(lambda: None, log_interval=0.5)
+  (ours, theirs) = socket.socketpair()
+  with ours, theirs, caplog.at_level(logging.WARNING):
+    for _ in range(3):
+      assert not check.Allows(theirs)
+    assert caplog.text.count("Refusing") == 1
+    time.sleep(0.6)
+    assert not check.Allows(theirs)
+  assert caplog.text.count("Refusing") == 2
+  assert "2 more refused unlogged" in caplog.text
 
 
 def test_handler_raising_systemexit_costs_no_thread(fastcgi):
@@ -644,17 +727,19 @@ def test_worker_processes_limit_malloc_arenas(tmp_path):
   try:
     (port, daemon_arenas) = json.loads(daemon.stdout.readline())
     answers = {}
+    statuses = []
 
     def _Ask():
       connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
       try:
         connection.request("GET", "/")
         response = connection.getresponse()
-        assert response.status == 200
-        (pid, arenas) = json.loads(response.read())
+        statuses.append(response.status)
+        if response.status == 200:
+          (pid, arenas) = json.loads(response.read())
+          answers.setdefault(pid, []).append(arenas)
       finally:
         connection.close()
-      answers.setdefault(pid, []).append(arenas)
 
     for _ in range(5):
       threads = [threading.Thread(target=_Ask) for _ in range(20)]
@@ -666,6 +751,7 @@ def test_worker_processes_limit_malloc_arenas(tmp_path):
     daemon.stdin.close()
     assert daemon.wait(60) == 0
     daemon.stdout.close()
+  assert statuses == [200] * 100
   assert len(answers) == 2  # both workers answered
   limit = max(daemon_arenas, fastcgi_backend.WORKER_MALLOC_ARENAS)
   assert limit < 10  # what 10 threads a worker would make without the cap
