@@ -55,6 +55,12 @@ DEFAULT_MODULE_DIR = "/usr/lib/lighttpd"
 #: Where lighttpd usually lives when C{/usr/sbin} is not on C{PATH}.
 _FALLBACK_BINARY = "/usr/sbin/lighttpd"
 
+#: Waits for a line from the gate, exiting at end-of-file instead; see
+#: L{LighttpdSupervisor._Spawn}.  The gate comes in as standard output
+#: (lighttpd's own then goes to /dev/null): C{sh} redirects descriptors 0-9
+#: only, and standard input may carry the listening socket.
+_GATE = 'read -r _go <&1 || exit 1; exec >/dev/null; '
+
 #: Moves the listening socket from stdin to fd 3 and execs lighttpd with
 #: C{LISTEN_PID} set to its own pid ($$ survives exec).
 _ACTIVATION_WRAPPER = ('exec 3<&0 </dev/null; LISTEN_PID=$$ LISTEN_FDS=1'
@@ -378,29 +384,46 @@ class LighttpdSupervisor(object):
     self._instance = None
 
   def _Spawn(self):
-    """Start lighttpd and its lifeline; return the L{_Instance}."""
+    """Start lighttpd and its lifeline; return the L{_Instance}.
+
+    The lifeline needs lighttpd's pid, so lighttpd's process comes first,
+    but it waits in a C{sh} for a line on a pipe (the gate) before it execs
+    lighttpd, and gets that line once the lifeline runs.  Should this
+    process die in between, the gate reaches end-of-file and lighttpd never
+    starts: there is no moment with a lighttpd and no lifeline.
+    """
     try:
       log_offset = os.stat(self._layout.error_log).st_size
     except OSError:
       log_offset = 0
-    command = self._Command() + ["-D"]
+    (gate, opener) = os.pipe()
     if self._listen_socket is None:
-      stdin = subprocess.DEVNULL
+      (script, stdin) = (_GATE + 'exec "$@"', subprocess.DEVNULL)
     else:
-      command = ["/bin/sh", "-c", _ACTIVATION_WRAPPER, "lighttpd"] + command
-      stdin = self._listen_socket.fileno()
-    with open(os.open(self._stderr_path, os.O_WRONLY | os.O_CREAT |
-                      os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as stderr:
-      process = subprocess.Popen(command, stdin=stdin,
-                                 stdout=subprocess.DEVNULL, stderr=stderr,
-                                 env=_ChildEnvironment(),
-                                 start_new_session=True)
+      (script, stdin) = (_GATE + _ACTIVATION_WRAPPER,
+                         self._listen_socket.fileno())
+    command = (["/bin/sh", "-c", script, "lighttpd"] + self._Command() +
+               ["-D"])
+    try:
+      with open(os.open(self._stderr_path, os.O_WRONLY | os.O_CREAT |
+                        os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as stderr:
+        process = subprocess.Popen(command, stdin=stdin, stdout=gate,
+                                   stderr=stderr, env=_ChildEnvironment(),
+                                   start_new_session=True)
+    finally:
+      os.close(gate)
+    lifeline = None
     try:
       lifeline = _Lifeline(process.pid)
+      os.write(opener, b"go\n")
     except BaseException:
       process.kill()
       process.wait()
+      if lifeline is not None:
+        lifeline.Cut()
       raise
+    finally:
+      os.close(opener)
     return _Instance(process, lifeline, log_offset)
 
   def _Output(self, instance):

@@ -331,9 +331,14 @@ def test_start_fails_when_lighttpd_does_not_answer(supervise, scratch_dir,
 
 
 _DAEMON = """
-import socket, sys, time
+import os, signal, socket, sys, time
 sys.path.insert(0, %(repo)r)
+from ganeti.http import lighttpd_supervisor
 from ganeti.http.lighttpd_supervisor import LighttpdSupervisor
+if %(die_while_starting)r:
+  def _Die(pid):
+    os.kill(os.getpid(), signal.SIGKILL)
+  lighttpd_supervisor._Lifeline = _Die
 listener = socket.socket()
 listener.bind(("127.0.0.1", %(port)d))
 listener.listen(16)
@@ -345,9 +350,12 @@ time.sleep(60)
 """
 
 
+@pytest.mark.parametrize("die_while_starting", [False, True],
+                         ids=["while serving", "while starting"])
 def test_lighttpd_ends_when_the_daemon_dies(scratch_dir, fcgi_app,
-                                            listener):
-  # A daemon killed without stop(): its lighttpd must not linger.
+                                            listener, die_while_starting):
+  """A daemon killed without stop(): its lighttpd must not linger, even if
+  it is killed after starting lighttpd and before its lifeline."""
   port = listener.getsockname()[1]
   listener.close()  # the child daemon binds it
   settings = Settings(scratch_dir, fcgi_app.socket_path, port=port,
@@ -358,14 +366,20 @@ def test_lighttpd_ends_when_the_daemon_dies(scratch_dir, fcgi_app,
   daemon = subprocess.Popen(
     [sys.executable, "-c", _DAEMON % {"repo": REPO, "port": port,
                                       "config": config,
-                                      "state_dir": settings.state_dir}],
+                                      "state_dir": settings.state_dir,
+                                      "die_while_starting":
+                                      die_while_starting}],
     stdout=subprocess.PIPE)
   try:
-    pid = int(daemon.stdout.readline())
-    assert Request("127.0.0.1", port)[0] == 200
-    daemon.kill()
-    daemon.wait()
-    WaitFor(lambda: not Alive(pid), timeout=5)
+    if die_while_starting:
+      assert daemon.wait(30) == -signal.SIGKILL
+    else:
+      pid = int(daemon.stdout.readline())
+      assert Request("127.0.0.1", port)[0] == 200
+      daemon.kill()
+      daemon.wait()
+      WaitFor(lambda: not Alive(pid), timeout=5)
+    WaitFor(lambda: not ProcessesMentioning(settings.state_dir), timeout=5)
     assert ProcessesMentioning(settings.state_dir) == []
   finally:
     daemon.kill()
