@@ -22,7 +22,6 @@ multiplexing stays off.
 
 import collections
 import ctypes
-import errno
 import fcntl
 import logging
 import os
@@ -37,6 +36,7 @@ import time
 from flup.server import fcgi_base
 
 from ganeti.http import fastcgi_records
+from ganeti.http import process_identity
 from ganeti.http import response_body
 from ganeti.http import wsgi_adapter
 
@@ -465,13 +465,13 @@ class PeerCheck(object):
 
   A pid alone does not name a process for long: a process of that account
   could kill lighttpd and be given its pid.  So the check holds on to the
-  very process it accepted (L{_Process}) and asks C{find_lighttpd} again
+  very process it accepted (L{process_identity.Process}) and asks C{find_lighttpd} again
   once that one has exited.
 
   Refusals are logged, at most once per C{log_interval} seconds (with the
   number left unlogged), so that such a process cannot flood the log.
 
-  @param find_lighttpd: returns the current lighttpd as a L{_Process}, or
+  @param find_lighttpd: returns the current lighttpd as a L{process_identity.Process}, or
       None; see L{LighttpdFromPidFile} and L{SpawningLighttpd}
   """
 
@@ -511,56 +511,6 @@ class PeerCheck(object):
                     unlogged if unlogged else "")
 
 
-class _Process(object):
-  """One process, not merely a pid: L{Alive} turns false for good when it
-  exits, even if another process gets its pid (a pidfd says so; where the
-  kernel has none, the start time in C{/proc} does).
-
-  @ivar pid: the process id
-  @ivar parent: its parent's pid when this object was made
-  @raise OSError: there is no process C{pid}
-  """
-
-  def __init__(self, pid):
-    self.pid = pid
-    self._pidfd = self._exited = None
-    try:
-      self._pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError) as err:
-      if isinstance(err, OSError) and err.errno == errno.ESRCH:
-        raise
-      # Linux before 5.3, or a seccomp filter: the start time must do
-    else:
-      # epoll, unlike poll objects, may be asked from several threads.
-      self._exited = select.epoll()
-      self._exited.register(self._pidfd, select.EPOLLIN)
-    (self.parent, self._start_time) = _ParentAndStartTime(pid)
-
-  def Alive(self):
-    """Whether the process has not exited."""
-    if self._exited is not None:
-      return not self._exited.poll(0)
-    try:
-      return _ParentAndStartTime(self.pid)[1] == self._start_time
-    except OSError:
-      return False
-
-  def __del__(self):
-    if getattr(self, "_exited", None) is not None:
-      self._exited.close()
-    if getattr(self, "_pidfd", None) is not None:
-      os.close(self._pidfd)
-
-
-def _ParentAndStartTime(pid):
-  """C{(parent pid, start time in clock ticks)} of process C{pid}, from
-  C{/proc/<pid>/stat} (fields 4 and 22; the second, the name, may hold
-  spaces and parentheses, hence the split at the last ")")."""
-  with open("/proc/%d/stat" % pid, "rb") as handle:
-    fields = handle.read().rsplit(b")", 1)[1].split()
-  return (int(fields[1]), int(fields[19]))
-
-
 def LighttpdFromPidFile(path, parent_pid):
   """C{find_lighttpd} for L{PeerCheck} when this daemon runs lighttpd: the
   process whose pid is in lighttpd's pid file at C{path}, if it is a child
@@ -569,7 +519,7 @@ def LighttpdFromPidFile(path, parent_pid):
   def _Find():
     try:
       with open(path) as handle:
-        process = _Process(int(handle.read().strip()))
+        process = process_identity.Process(int(handle.read().strip()))
     except (OSError, ValueError):
       return None
     if process.parent != parent_pid or not process.Alive():
@@ -581,7 +531,7 @@ def LighttpdFromPidFile(path, parent_pid):
 def SpawningLighttpd():
   """C{find_lighttpd} for L{PeerCheck} when a system lighttpd spawned this
   process: that parent, taken now, and nothing after it exits."""
-  process = _Process(os.getppid())
+  process = process_identity.Process(os.getppid())
   return lambda: process
 
 class FastCgiListener(object):

@@ -23,7 +23,6 @@ import os
 import shutil
 import signal
 import socket
-import tempfile
 import threading
 
 from ganeti.http import backend_flag
@@ -32,6 +31,7 @@ from ganeti.http import fastcgi_settings
 from ganeti.http import lighttpd_config
 from ganeti.http import lighttpd_supervisor
 from ganeti.http import pipeline
+from ganeti.http import state_dirs
 from ganeti.http import wsgi_adapter
 
 #: Seconds L{FastCgiHttpServer.Stop} lets requests in progress finish
@@ -104,8 +104,8 @@ class FastCgiHttpServer(object):
       logging.info("Serving FastCGI on the socket inherited from lighttpd")
       return
     frontend = self.settings.FrontendIdentity()
-    self._state_dir = tempfile.mkdtemp(prefix="ganeti-http-",
-                                       dir=self.settings.runtime_dir)
+    state_dirs.RemoveAbandoned(self.settings.runtime_dir)
+    self._state_dir = state_dirs.Create(self.settings.runtime_dir)
     socket_path = os.path.join(self._state_dir, "fastcgi.sock")
     try:
       self._fastcgi_socket = fastcgi_backend.BindUnixSocket(

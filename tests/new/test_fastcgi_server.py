@@ -517,6 +517,50 @@ def test_files_in_sendfile_dirs_are_sent_by_lighttpd(fastcgi, monkeypatch,
     CountingFile.reads = 0
 
 
+_STARTED_DAEMON = """
+import sys
+from ganeti.http import server as http_server
+from tests.new.test_fastcgi_server import PidHandler
+server = http_server.HttpServer("127.0.0.1", 0, PidHandler(),
+                                daemon_name="test")
+server.Start()
+print(server._state_dir, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_state_dirs_of_killed_daemons_are_removed(fastcgi, monkeypatch,
+                                                  tmp_path, readable_dir):
+  """A daemon killed without stopping leaves its state directory; the next
+  server started with that runtime directory removes it, and leaves those
+  of running servers and what it did not make alone."""
+  config = tmp_path / "http-backend.conf"
+  config.write_text("[fastcgi]\nruntime-dir = %s\n" % readable_dir)
+  daemon = subprocess.Popen(
+    [sys.executable, "-c", _STARTED_DAEMON], stdin=subprocess.PIPE,
+    stdout=subprocess.PIPE, cwd=REPO,
+    env=dict(os.environ, GANETI_HTTP_BACKEND="fastcgi",
+             GANETI_HTTP_BACKEND_CONFIG=str(config), PYTHONPATH=REPO))
+  try:
+    killed_dir = daemon.stdout.readline().decode().strip()
+  finally:
+    daemon.kill()
+    daemon.wait()
+    daemon.stdin.close()
+    daemon.stdout.close()
+  assert os.path.dirname(killed_dir) == readable_dir
+  WaitFor(lambda: not ProcessesUsing(killed_dir))  # the lifeline's work
+  foreign = os.path.join(readable_dir, "ganeti-http-not-a-state-dir")
+  os.mkdir(foreign)
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(config))
+  first = fastcgi(PidHandler()).server._state_dir
+  assert sorted(os.listdir(readable_dir)) == sorted(
+    [os.path.basename(first), os.path.basename(foreign)])
+  second = fastcgi(PidHandler()).server._state_dir
+  assert sorted(os.listdir(readable_dir)) == sorted(
+    [os.path.basename(path) for path in (first, second, foreign)])
+
+
 def test_failed_start_leaves_no_backend_behind(monkeypatch, tmp_path):
   """A configuration that cannot be rendered stops Start() with the error,
   after stopping the backend it had started (here 2 worker processes)."""
