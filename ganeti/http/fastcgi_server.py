@@ -167,7 +167,9 @@ class FastCgiHttpServer(object):
       ssl_cert_path=ssl_params and ssl_params.ssl_cert_path,
       ssl_key_path=ssl_params and ssl_params.ssl_key_path,
       ssl_chain_path=ssl_params and ssl_params.ssl_chain_path,
-      ssl_verify_peer=self.ssl_verify_peer,
+      # Without TLS there is no certificate to ask for (Ganeti's node
+      # daemon passes ssl_verify_peer=True with --no-ssl too).
+      ssl_verify_peer=self.ssl_verify_peer and ssl_params is not None,
       max_request_body=max_request_body,
       stream_request_body=streaming,
       graceful_shutdown_timeout=GRACEFUL_STOP_TIMEOUT,

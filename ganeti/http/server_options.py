@@ -105,7 +105,8 @@ class ServerOptions(object):
   @ivar port: TCP port (0: any free port)
   @ivar handler: the C{HttpServerHandler}
   @ivar ssl_params: C{HttpSslParams} or None for plain HTTP
-  @ivar ssl_verify_peer: whether client certificates are required
+  @ivar ssl_verify_peer: whether client certificates are required (with
+      TLS only: without C{ssl_params} it does nothing, as in Ganeti)
   @ivar ssl_verify_callback: C{callback(digest) -> bool} or None
   @ivar max_clients: requests served at once
   @ivar daemon_name: name used to look up the backend flag, or None
@@ -125,8 +126,6 @@ class ServerOptions(object):
     self.daemon_name = daemon_name
     self.mainloop = mainloop
     self.address_family = AddressFamily(local_address)
-    if self.ssl_verify_peer and ssl_params is None:
-      raise ValueError("ssl_verify_peer needs ssl_params")
     if max_clients < 1:
       raise ValueError("max_clients must be at least 1, not %r" %
                        (max_clients, ))

@@ -441,6 +441,15 @@ def test_https_without_client_certificates(serve, pki):
   assert running.Request("GET", "/plain-tls")[0] == 200
 
 
+def test_verify_peer_without_tls_serves_plain_http(serve):
+  """Ganeti's node daemon passes ssl_verify_peer=True with --no-ssl too
+  (ssl_params None): it starts and serves plain HTTP, certificates
+  unasked for, as with Ganeti's own server."""
+  running = serve(RecordingHandler(), ssl_verify_peer=True,
+                  ssl_verify_callback=lambda _: False)
+  assert running.Request("GET", "/")[0] == 200
+
+
 def test_released_signature_is_accepted(backend, monkeypatch, tmp_path, pki):
   """Ganeti 3.0/3.1 call C{HttpServer(mainloop, addr, port, max, handler)}."""
   monkeypatch.setenv("GANETI_HTTP_BACKEND", backend)
