@@ -395,6 +395,9 @@ class LegacyHttpServer(http.server.HTTPServer):
                        err)
           return
       self.finish_request(request, client_address)
+    except ConnectionError as err:
+      # Handler errors were answered already: this is the client leaving.
+      logging.info("Client %s went away: %s", client_address[0], err)
     except Exception:  # pylint: disable=broad-except
       self.handle_error(request, client_address)
     finally:

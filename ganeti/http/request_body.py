@@ -1,7 +1,8 @@
 """Request bodies: length checks, de-chunking and a streaming view.
 
 No sockets here: every reader takes a C{read(n)} function of the layer
-below (the stdlib server's C{rfile}, flup's C{wsgi.input}).
+below (the stdlib server's C{rfile}, flup's C{wsgi.input}); only the
+errors such a function raises are known.
 
 A handler normally gets the whole body as bytes (C{request_body}), capped
 at a size limit.  A handler class with C{STREAM_REQUEST_BODY = True} gets
@@ -9,6 +10,7 @@ C{request_body_stream} instead, a L{RequestBodyStream} it reads while the
 data arrives, with no cap unless it sets C{REQUEST_BODY_LIMIT} (bytes).
 """
 
+import socket
 import string
 
 from ganeti import http as ganeti_http
@@ -72,7 +74,14 @@ class RequestBodyStream(object):
     """Return up to C{size} bytes (all that is left if negative); C{b""}
     at the end of the body.
 
-    @raise ganeti.http.HttpBadRequest: the client sent less than announced
+    Both backends fail the same way when the client does not send its
+    whole body: the handler sees an C{HttpException}, never the transport's
+    own error.
+
+    @raise ganeti.http.HttpBadRequest: the client sent less than announced,
+        or its connection broke
+    @raise ganeti.http.HttpRequestTimeout: the client stopped sending (the
+        legacy backend's socket timeout)
     @raise HttpRequestEntityTooLarge: the body grew past the limit
     """
     if size is None or size < 0:
@@ -81,7 +90,16 @@ class RequestBodyStream(object):
       size = min(size, self._length - self.bytes_read)
     if size == 0:
       return b""
-    data = self._read(size)
+    try:
+      data = self._read(size)
+    except socket.timeout:
+      raise ganeti_http.HttpRequestTimeout(
+        "Request body not received in time (got %d bytes)" % self.bytes_read)
+    except (EOFError, OSError) as err:
+      # EOFError: flup's, when lighttpd closes the FastCGI connection.
+      raise ganeti_http.HttpBadRequest(
+        "Request body cut short: connection lost after %d bytes (%s)" %
+        (self.bytes_read, type(err).__name__))
     if not data and self._length is not None:
       raise ganeti_http.HttpBadRequest(
         "Request body incomplete: got %d of %d bytes" %
