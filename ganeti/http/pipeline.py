@@ -23,6 +23,7 @@ import html
 import http.client
 import http.server
 import logging
+import string
 
 from ganeti import http as ganeti_http
 from ganeti.http import request_body
@@ -319,16 +320,32 @@ class RequestPipeline(object):
     return request_body.RequestBodyStream(incoming.read_body, length, limit)
 
 
+#: Characters of a header name (RFC 9110's "token").
+_TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits +
+                              "!#$%&'*+-.^_`|~")
+
+#: Response headers a handler may not set (lower case): they frame the
+#: response, or lighttpd takes them as instructions (the fastcgi backend
+#: would act on them, the legacy one pass them to the client).
+_RESERVED_RESPONSE_HEADERS = frozenset([
+  "status", "transfer-encoding", "x-sendfile", "x-sendfile2",
+  "x-lighttpd-send-file", "x-lighttpd-send-tempfile"])
+
+
 def _HeaderProblem(name, value):
   """Why a response header cannot be sent, or None if it can.
 
-  A CR or LF would let a value start a header (or a body) of its own, and
-  HTTP/1.1 header text is Latin-1; both would otherwise fail differently on
-  each backend.
+  A CR or LF would let a value start a header (or a body) of its own, other
+  control characters and names that are not tokens are refused or
+  mangled by clients and lighttpd, and HTTP/1.1 header text is Latin-1;
+  all would otherwise fail differently on each backend.
   """
-  if (not name or any(char in name for char in " \t\r\n:")
-      or "\r" in value or "\n" in value):
+  if (not name or not _TOKEN_CHARACTERS.issuperset(name)
+      or any((char < " " and char != "\t") or char == "\x7f"
+             for char in value)):
     return "invalid response header %r: %r" % (name, value)
+  if name.lower() in _RESERVED_RESPONSE_HEADERS:
+    return "response header %r, which only the server may set" % name
   if _IsContentLength(name) and not (value.isdigit() and value.isascii()):
     return "invalid Content-Length %r" % value
   try:

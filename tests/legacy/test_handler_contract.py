@@ -478,7 +478,12 @@ def test_released_signature_is_accepted(backend, monkeypatch, tmp_path, pki):
 
 @pytest.mark.parametrize("name,value", [("X-Injected", "a\r\nSet-Cookie: x=1"),
                                         ("Bad Name", "v"),
-                                        ("X-Euro", "\u20ac")])
+                                        ("X(b)", "v"),
+                                        ("X-Nul", "a\x00b"),
+                                        ("X-Euro", "\u20ac"),
+                                        ("Status", "302 Found"),
+                                        ("transfer-encoding", "chunked"),
+                                        ("X-Sendfile", "/etc/passwd")])
 def test_unsafe_response_header_gives_500(serve, name, value):
   class Handler(http_server.HttpServerHandler):
     def HandleRequest(self, req):
