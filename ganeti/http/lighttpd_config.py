@@ -293,6 +293,9 @@ def _ServerDirectives(settings):
            KibibytesCeiling(settings.max_request_body))
   yield ("server.stream-request-body", 2 if settings.stream_request_body else 0)
   yield ("server.stream-response-body", 2)
+  # Answers are whole, as from Ganeti's own server: lighttpd would answer a
+  # Range request with part of a backend's (or an X-Sendfile) response.
+  yield ("server.range-requests", False)
   if settings.sendfile_dirs:
     # lighttpd keeps what it stat()ed and opened for a second: a file
     # replaced since would be sent with its old contents (X-Sendfile).

@@ -441,6 +441,18 @@ def test_https_without_client_certificates(serve, pki):
   assert running.Request("GET", "/plain-tls")[0] == 200
 
 
+def test_range_requests_get_the_whole_answer(serve):
+  """Ganeti's server ignores Range; lighttpd would send part of the
+  answer."""
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      return "0123456789"
+  (status, headers, raw) = serve(Handler()).Request(
+    "GET", "/", headers={"Range": "bytes=2-4"})
+  assert (status, raw) == (200, b"0123456789")
+  assert "Content-Range" not in headers
+
+
 def test_verify_peer_without_tls_serves_plain_http(serve):
   """Ganeti's node daemon passes ssl_verify_peer=True with --no-ssl too
   (ssl_params None): it starts and serves plain HTTP, certificates
