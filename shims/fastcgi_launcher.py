@@ -24,6 +24,7 @@ import argparse
 import importlib
 import logging
 import signal
+import sys
 import threading
 
 from ganeti.http import fastcgi_settings
@@ -74,7 +75,11 @@ def main(argv=None):
   stop = threading.Event()
   for signum in (signal.SIGTERM, signal.SIGINT):
     signal.signal(signum, lambda *_: stop.set())
-  server.Start()
+  try:
+    server.Start()
+  except LookupError as err:  # lighttpd is gone already
+    logging.error("%s; exiting", err)
+    sys.exit(1)
   stop.wait()
   server.Stop()
 

@@ -528,11 +528,32 @@ def LighttpdFromPidFile(path, parent_pid):
   return _Find
 
 
-def SpawningLighttpd():
-  """C{find_lighttpd} for L{PeerCheck} when a system lighttpd spawned this
-  process: that parent, taken now, and nothing after it exits."""
-  process = process_identity.Process(os.getppid())
+def ListeningProcess(listen_socket):
+  """The pid of the process that made the Unix socket C{listen_socket}
+  listen (C{SO_PEERCRED} of a listening socket): for a socket lighttpd
+  spawned this process with, that lighttpd, even if it has exited since."""
+  return _PEER_CREDENTIALS.unpack(listen_socket.getsockopt(
+    socket.SOL_SOCKET, socket.SO_PEERCRED, _PEER_CREDENTIALS.size))[0]
+
+
+def SpawningLighttpd(pid):
+  """C{find_lighttpd} for L{PeerCheck} when a system lighttpd (C{pid}, see
+  L{ListeningProcess}) spawned this process: that parent, and nothing after
+  it exits.
+
+  @raise LookupError: C{pid} is no longer this process's parent
+  """
+  try:
+    process = process_identity.Process(pid)
+  except OSError:
+    process = None
+  # Checked with the pidfd open: a parent's pid cannot be reused while it
+  # is this process's parent.
+  if process is None or os.getppid() != pid:
+    raise LookupError("lighttpd (pid %d), which spawned this process, is"
+                      " gone" % pid)
   return lambda: process
+
 
 class FastCgiListener(object):
   """Serves FastCGI connections in a fixed number of threads.

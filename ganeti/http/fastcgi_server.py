@@ -89,6 +89,7 @@ class FastCgiHttpServer(object):
     self._listener_thread = None
     self._workers = None
     self._supervisor = None
+    self._spawner = None
     self._spawner_watch = None
 
   def Start(self):
@@ -99,9 +100,13 @@ class FastCgiHttpServer(object):
     """
     if self.spawned:
       self._fastcgi_socket = self.socket
+      # Not os.getppid(): lighttpd may have died while this process started,
+      # leaving it with another parent, and it would then run forever.
+      self._spawner = fastcgi_backend.ListeningProcess(self.socket)
       self._StartBackend()
-      self._spawner_watch = _SpawnerWatch(os.getppid())
-      logging.info("Serving FastCGI on the socket inherited from lighttpd")
+      self._spawner_watch = _SpawnerWatch(self._spawner)
+      logging.info("Serving FastCGI on the socket inherited from lighttpd"
+                   " (pid %d)", self._spawner)
       return
     frontend = self.settings.FrontendIdentity()
     state_dirs.RemoveAbandoned(self.settings.runtime_dir)
@@ -191,7 +196,7 @@ class FastCgiHttpServer(object):
 
     if self.spawned:
       peer_check = fastcgi_backend.PeerCheck(
-        fastcgi_backend.SpawningLighttpd())
+        fastcgi_backend.SpawningLighttpd(self._spawner))
     else:
       peer_check = fastcgi_backend.PeerCheck(
         fastcgi_backend.LighttpdFromPidFile(

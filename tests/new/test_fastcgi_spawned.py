@@ -14,7 +14,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -159,31 +158,37 @@ def test_launcher_refuses_to_run_unspawned(monkeypatch):
 # standard input, prints the launcher's pid, then waits to be killed.
 _SPAWNER = """
 import os, socket, subprocess, sys, time
+(path, wait_until_serving) = (sys.argv[1], sys.argv[2] == "serving")
 listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-listener.bind(sys.argv[1])
+listener.bind(path)
 listener.listen(8)
 env = dict(os.environ, GANETI_HTTP_FASTCGI_SPAWNED="1")
-child = subprocess.Popen(sys.argv[2:], stdin=listener, env=env)
+child = subprocess.Popen(sys.argv[3:], stdin=listener, env=env,
+                         stderr=subprocess.PIPE if wait_until_serving
+                         else None)
+if wait_until_serving:
+  for line in child.stderr:
+    sys.stderr.buffer.write(line)
+    if b"Serving FastCGI" in line:
+      break
 print(child.pid, flush=True)
 time.sleep(600)
 """
 
 
-def test_spawned_backend_exits_when_lighttpd_is_killed(scratch_dir):
+@pytest.mark.parametrize("when", ["serving", "starting"])
+def test_spawned_backend_exits_when_lighttpd_is_killed(scratch_dir, when):
   """lighttpd stops its backends with SIGTERM, but a lighttpd killed with
-  SIGKILL cannot: the backend notices by itself and exits."""
+  SIGKILL cannot: the backend notices by itself and exits, also when
+  lighttpd died before the backend had even started."""
   command = [sys.executable, "-m", "shims.fastcgi_launcher",
              "tests.new.test_fastcgi_spawned:MakeHandler"]
   spawner = subprocess.Popen(
     [sys.executable, "-c", _SPAWNER,
-     os.path.join(scratch_dir, "spawner.sock")] + command,
+     os.path.join(scratch_dir, "spawner.sock"), when] + command,
     stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=REPO))
   try:
     backend = int(spawner.stdout.readline())
-    # Serving: the launcher logs this once its backend runs.
-    assert WaitFor(lambda: backend in ProcessesMentioning(
-      "tests.new.test_fastcgi_spawned:MakeHandler"))
-    time.sleep(1)  # let it start serving before its parent goes
   finally:
     spawner.kill()
     spawner.wait()
