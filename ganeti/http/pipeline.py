@@ -23,6 +23,7 @@ import html
 import http.client
 import http.server
 import logging
+import re
 import string
 
 from ganeti import http as ganeti_http
@@ -137,7 +138,8 @@ class IncomingRequest(object):
   """What a backend knows about a request before the body is read.
 
   @ivar method: request method
-  @ivar path: request target with query string
+  @ivar path: request target with query string, in origin form (see
+      L{OriginForm})
   @ivar headers: an C{http.client.HTTPMessage}
   @ivar read_body: C{read_body(n)} returns up to C{n} bytes of the body
   @ivar sock: connection object handed to the handler, or None
@@ -150,13 +152,34 @@ class IncomingRequest(object):
   def __init__(self, method, path, headers, read_body, sock=None, tls=False,
                peer_certificate=None, chunked=False):
     self.method = method
-    self.path = path
+    self.path = OriginForm(path)
     self.headers = headers
     self.read_body = read_body
     self.sock = sock
     self.tls = tls
     self.peer_certificate = peer_certificate
     self.chunked = chunked
+
+
+_ABSOLUTE_FORM = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
+
+
+def OriginForm(target):
+  """The request target as a path (and query), the same on both backends.
+
+  An absolute-form target ("http://host/x?y", which HTTP/1.1 servers must
+  accept) loses its scheme and authority, as lighttpd does; a path starting
+  with several slashes gets one, as Python's server does ("//x" would
+  otherwise reach the handler as "/x" on one backend, "//x" on the other).
+  """
+  match = _ABSOLUTE_FORM.match(target)
+  if match:
+    target = target[match.end():]
+    if not target.startswith("/"):
+      target = "/" + target
+  if target.startswith("//"):
+    target = "/" + target.lstrip("/")
+  return target
 
 
 class Response(object):

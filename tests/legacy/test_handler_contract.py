@@ -441,6 +441,20 @@ def test_https_without_client_certificates(serve, pki):
   assert running.Request("GET", "/plain-tls")[0] == 200
 
 
+@pytest.mark.parametrize("target,path", [
+  ("//2/instances", "/2/instances"),
+  ("///x?a=//b", "/x?a=//b"),
+  ("http://node1.example.com/2/info?x=1", "/2/info?x=1"),
+  ("https://node1.example.com:5080/x", "/x"),
+])
+def test_request_target_reaches_the_handler_as_a_path(serve, target, path):
+  """Both backends hand the handler the same path: absolute-form targets
+  lose scheme and host, leading slashes are collapsed."""
+  (status, _, raw) = serve(RecordingHandler()).Request("GET", target)
+  assert status == 200
+  assert json.loads(raw)["path"] == path
+
+
 def test_range_requests_get_the_whole_answer(serve):
   """Ganeti's server ignores Range; lighttpd would send part of the
   answer."""
