@@ -236,10 +236,10 @@ def ErrorResponse(handler, err):
   that cannot be sent or a body that is neither str nor bytes, the default
   page is sent (and the failure logged): a client always gets an answer.
   """
-  (short_text, long_text) = _STATUS_TEXTS.get(err.code, ("Unknown",
-                                                         "Unknown"))
+  code = StatusOf(err)
+  (short_text, long_text) = _STATUS_TEXTS.get(code, ("Unknown", "Unknown"))
   values = {
-    "code": err.code,
+    "code": code,
     "message": html.escape(str(err.message or short_text)),
     "explain": long_text,
   }
@@ -262,7 +262,17 @@ def ErrorResponse(handler, err):
       logging.error("Not sending the error's %s", problem)
     else:
       headers.append((str(name), str(value)))
-  return Response(err.code, headers, response_body.ToBytes(body))
+  return Response(code, headers, response_body.ToBytes(body))
+
+
+def StatusOf(err):
+  """The status an C{HttpException} is answered with: its C{code}, or 500
+  if that is not a final HTTP status (C{HttpException} itself has None)."""
+  code = err.code
+  if isinstance(code, int) and not isinstance(code, bool) and (
+      200 <= code <= 599):
+    return code
+  return ganeti_http.HttpInternalServerError.code
 
 
 class RequestPipeline(object):
@@ -289,7 +299,7 @@ class RequestPipeline(object):
       return self._Run(handler, incoming)
     except ganeti_http.HttpException as err:
       error = err
-      logging.log(logging.WARNING if err.code >= 500 else logging.INFO,
+      logging.log(logging.WARNING if StatusOf(err) >= 500 else logging.INFO,
                   "%s %s: %s %s", incoming.method, incoming.path, err.code,
                   err.message)
     except let_through:

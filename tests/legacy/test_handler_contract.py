@@ -157,6 +157,24 @@ def test_default_error_page_is_html(serve):
   assert b"go away" in raw and b"403" in raw
 
 
+class _OddStatus(ganeti_http.HttpException):
+  code = 99
+
+
+@pytest.mark.parametrize("error", [ganeti_http.HttpException("no code"),
+                                   _OddStatus("not a status")],
+                         ids=["none", "99"])
+def test_exception_without_a_usable_code_gives_500(serve, error):
+  """HttpException itself has no code: still an answer, a 500."""
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      raise error
+  running = serve(Handler())
+  (status, _, raw) = running.Request("GET", "/")
+  assert status == 500
+  assert error.message.encode() in raw
+
+
 def test_other_exception_gives_500_and_server_keeps_serving(serve, caplog):
   class Handler(http_server.HttpServerHandler):
     def HandleRequest(self, req):
