@@ -11,6 +11,7 @@ import concurrent.futures
 import http.server
 import io
 import logging
+import select
 import socket
 import ssl
 import struct
@@ -60,13 +61,42 @@ class _HeadDeadlineReader(io.RawIOBase):
     self._sock.settimeout(self._wait_timeout)
 
 
+def _HandshakeWithin(tls_socket, wait_timeout, total_timeout):
+  """Do the server side of a TLS handshake, waiting at most C{wait_timeout}
+  seconds for each of the client's messages and C{total_timeout} in all (a
+  blocking handshake only bounds each read: a client trickling its hello a
+  byte at a time would hold a worker as long as it liked).
+
+  @raise socket.timeout: the client took too long
+  @raise ssl.SSLError: the handshake failed
+  """
+  deadline = time.monotonic() + total_timeout
+  tls_socket.setblocking(False)
+  waiting = select.poll()
+  while True:
+    try:
+      tls_socket.do_handshake()
+      break
+    except ssl.SSLWantReadError:
+      events = select.POLLIN
+    except ssl.SSLWantWriteError:
+      events = select.POLLOUT
+    left = deadline - time.monotonic()
+    waiting.register(tls_socket, events)
+    if left <= 0 or not waiting.poll(1000 * min(left, wait_timeout)):
+      raise socket.timeout("TLS handshake not complete in time")
+  tls_socket.settimeout(wait_timeout)
+
+
 class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
   """Reads one request from a connection and writes the pipeline's answer.
 
-  @cvar timeout: socket timeout in seconds (also bounds the TLS handshake)
+  @cvar timeout: socket timeout in seconds (also bounds each wait of the
+      TLS handshake)
   @cvar request_head_timeout: seconds a client has to send its request line
       and headers, however it spreads them out (the connection is then
-      closed without an answer, as on a socket timeout)
+      closed without an answer, as on a socket timeout); the TLS handshake
+      before them has as long again
   @cvar MAX_REQUEST_BODY_SIZE: body size limit in bytes (413 above it)
   """
   timeout = 10
@@ -387,9 +417,11 @@ class LegacyHttpServer(http.server.HTTPServer):
     request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
       if self._ssl_context is not None:
-        request.settimeout(GanetiRequestHandler.timeout)
+        request = self._ssl_context.wrap_socket(
+          request, server_side=True, do_handshake_on_connect=False)
         try:
-          request = self._ssl_context.wrap_socket(request, server_side=True)
+          _HandshakeWithin(request, GanetiRequestHandler.timeout,
+                           GanetiRequestHandler.request_head_timeout)
         except (OSError, ssl.SSLError) as err:
           logging.info("TLS handshake with %s failed: %s", client_address[0],
                        err)

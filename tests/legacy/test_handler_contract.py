@@ -454,6 +454,32 @@ class TestClientCertificates(object):
     assert tls_server.Request("GET", "/", client_cert=pki.node)[0] == 200
 
 
+@pytest.mark.parametrize("backend", ["legacy"])
+def test_tls_hello_sent_too_slowly_is_dropped(serve, pki, monkeypatch):
+  """The TLS handshake must be over within request_head_timeout, however
+  the client spreads its hello out.  (Legacy only: lighttpd has its own
+  read timeouts.)"""
+  monkeypatch.setattr(http_server.GanetiRequestHandler,
+                      "request_head_timeout", 1)
+  running = serve(RecordingHandler(), ssl_params=SslParams(pki.cluster))
+  closed = False
+  with socket.create_connection(("127.0.0.1", running.port),
+                                timeout=10) as sock:
+    # A handshake record announcing 512 bytes, sent a byte at a time.
+    try:
+      for byte in b"\x16\x03\x01\x02\x00" + b"\x01" * 40:
+        sock.sendall(bytes([byte]))
+        time.sleep(0.1)
+      sock.settimeout(2)
+      closed = sock.recv(100) == b""
+    except ConnectionError:
+      closed = True
+    except socket.timeout:
+      pass  # still waiting for the rest of the hello
+  assert closed  # after 1 s, while the client was still sending
+  assert running.Request("GET", "/")[0] == 200
+
+
 def test_https_without_client_certificates(serve, pki):
   running = serve(RecordingHandler(), ssl_params=SslParams(pki.cluster))
   assert running.Request("GET", "/plain-tls")[0] == 200
