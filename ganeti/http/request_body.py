@@ -15,8 +15,10 @@ import string
 
 from ganeti import http as ganeti_http
 
-#: Longest chunk-size line accepted in a chunked body, extensions included.
+#: Longest chunk-size line accepted in a chunked body, extensions included,
+#: and most trailer lines after it (each no longer than that).
 _MAX_CHUNK_LINE = 4096
+_MAX_TRAILER_LINES = 64
 
 _HEX_DIGITS = frozenset(string.hexdigits)
 
@@ -158,5 +160,8 @@ class DechunkingReader(object):
     return int(text, 16)
 
   def _SkipTrailers(self):
-    while self._ReadLine():
-      pass
+    for _ in range(_MAX_TRAILER_LINES):
+      if not self._ReadLine():
+        return
+    raise ganeti_http.HttpBadRequest("Too many trailer lines in chunked"
+                                     " request body")
