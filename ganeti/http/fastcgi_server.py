@@ -77,6 +77,12 @@ class FastCgiHttpServer(object):
       # the port itself; the FastCGI socket is our standard input.
       self._lighttpd = None
       self.socket = fastcgi_backend.InheritedFastCgiSocket()
+      # Read once, for this server: daemons this one starts (noded starts
+      # the master daemons) must not take their standard input for a
+      # FastCGI socket.
+      for variable in (backend_flag.ENV_SPAWNED,
+                       backend_flag.ENV_SPAWNED_SENDFILE_DIRS):
+        os.environ.pop(variable, None)
       self.server_address = (options.local_address, options.port)
     else:
       self._lighttpd = self._FindLighttpd()

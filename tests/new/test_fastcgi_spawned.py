@@ -28,11 +28,16 @@ _ = (scratch_dir, supervise)  # fixtures
 
 
 class PidHandler(http_server.HttpServerHandler):
-  """Answers with its pid and the request it saw."""
+  """Answers with its pid, the request it saw and whether a child process
+  would be told that lighttpd spawned it."""
 
   def HandleRequest(self, req):
+    child_env = subprocess.check_output(
+      [sys.executable, "-c", "import os; print(sorted(k for k in os.environ"
+       " if k.startswith('GANETI_HTTP_FASTCGI')))"])
     return json.dumps({"pid": os.getpid(), "path": req.request_path,
-                       "body": req.request_body.decode()})
+                       "body": req.request_body.decode(),
+                       "child_env": child_env.decode().strip()})
 
 
 def MakeHandler():
@@ -80,6 +85,8 @@ def test_lighttpd_spawns_ganeti_http_backends(supervise, scratch_dir, pki):
   answer = json.loads(raw)
   assert answer["path"] == "/hello?x=1" and answer["body"] == "payload"
   assert answer["pid"] != os.getpid()
+  # Daemons it starts are not spawned by lighttpd.
+  assert answer["child_env"] == "[]"
   # The digest callback runs in the spawned backend: the cluster
   # certificate passes lighttpd's chain check but not the callback.
   assert _Get(settings.port, pki.cluster)[0] == 403
