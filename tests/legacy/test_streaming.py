@@ -455,8 +455,10 @@ def test_endless_chunked_trailers_are_refused(serve):
   b"Content-Length: 5\r\nConnection: close\r\n\r\nhello",
   b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
   b"Content-Length: 5\r\nConnection: close\r\n\r\nhello",
+  b"POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+  b"\r\n5\r\nhello\r\n0\r\n\r\n",
 ], ids=["length-and-chunked", "bad-chunk-size", "two-lengths",
-        "repeated-length"])
+        "repeated-length", "chunked-in-http-1.0"])
 def test_ambiguous_framing_is_refused(serve, request_bytes):
   class Echo(http_server.HttpServerHandler):
     def HandleRequest(self, req):
