@@ -471,14 +471,17 @@ class PeerCheck(object):
   Refusals are logged, at most once per C{log_interval} seconds (with the
   number left unlogged), so that such a process cannot flood the log.
 
-  @param find_lighttpd: returns the current lighttpd as a L{process_identity.Process}, or
-      None; see L{LighttpdFromPidFile} and L{SpawningLighttpd}
+  @param find_lighttpd: returns the current lighttpd as a
+      L{process_identity.Process}, or None; see L{LighttpdFromPidFile} and
+      L{SpawningLighttpd}
+  @param clock: returns the time in seconds, for the log interval
   """
 
-  def __init__(self, find_lighttpd, log_interval=60.0):
+  def __init__(self, find_lighttpd, log_interval=60.0, clock=time.monotonic):
     self._find_lighttpd = find_lighttpd
     self._known = None
     self._log_interval = log_interval
+    self._clock = clock
     self._log_lock = threading.Lock()
     self._next_log = 0.0
     self._unlogged = 0
@@ -498,7 +501,7 @@ class PeerCheck(object):
 
   def _LogRefusal(self, pid, uid, lighttpd):
     with self._log_lock:
-      now = time.monotonic()
+      now = self._clock()
       if now < self._next_log:
         self._unlogged += 1
         return

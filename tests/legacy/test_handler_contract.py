@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import socket
+import ssl
 import threading
 import time
 
@@ -438,18 +439,18 @@ class TestClientCertificates(object):
     assert b"verification failed" in raw
 
   def test_no_certificate_is_refused(self, tls_server):
-    with pytest.raises((OSError, ConnectionError)):
+    with pytest.raises((ssl.SSLError, ConnectionError)):
       tls_server.Request("GET", "/")
     assert self.digests == []
 
   def test_certificate_of_another_ca_is_refused(self, tls_server, pki):
-    with pytest.raises((OSError, ConnectionError)):
+    with pytest.raises((ssl.SSLError, ConnectionError)):
       tls_server.Request("GET", "/", client_cert=pki.foreign)
     assert self.digests == []
 
   def test_server_keeps_serving_after_refusals(self, tls_server, pki):
     for credential in (None, pki.foreign):
-      with pytest.raises((OSError, ConnectionError)):
+      with pytest.raises((ssl.SSLError, ConnectionError)):
         tls_server.Request("GET", "/", client_cert=credential)
     assert tls_server.Request("GET", "/", client_cert=pki.node)[0] == 200
 

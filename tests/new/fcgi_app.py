@@ -12,7 +12,8 @@ it answers:
   - C{/slow?SECONDS}: creates SOCKET_PATH (or MARKER_BASE) + ".slow" when
     it starts, then answers "slow done" after SECONDS;
   - C{/echo}: the length of the request body it read;
-  - C{/stream}: three chunks, 0.5 s apart;
+  - C{/stream}: three chunks, the second and third only once SOCKET_PATH
+    (or MARKER_BASE) + ".go" exists (at most 30 s later);
   - C{/pid}: the application's pid;
   - anything else: "hello".
 
@@ -46,17 +47,19 @@ def _Application(marker_base):
     elif path == "/pid":
       body = [b"%d\n" % os.getpid()]
     elif path == "/stream":
-      body = _Stream()
+      body = _Stream(marker_base + ".go")
     start_response("200 OK", [("Content-Type", "text/plain")])
     return body
   return _App
 
 
-def _Stream():
-  for number in range(3):
-    if number:
-      time.sleep(0.5)
-    yield b"chunk %d\n" % number
+def _Stream(go_marker):
+  yield b"chunk 0\n"
+  deadline = time.monotonic() + 30
+  while not os.path.exists(go_marker) and time.monotonic() < deadline:
+    time.sleep(0.05)
+  yield b"chunk 1\n"
+  yield b"chunk 2\n"
 
 
 def main(argv):

@@ -57,10 +57,12 @@ class PidHandler(http_server.HttpServerHandler):
 
   def __init__(self):
     http_server.HttpServerHandler.__init__(self)
+    self.entered = threading.Event()
     self.release = threading.Event()
 
   def HandleRequest(self, req):
     if req.request_path == "/slow":
+      self.entered.set()
       self.release.wait(30)
     elif req.request_path == "/crash":
       os._exit(3)  # pylint: disable=protected-access
@@ -104,11 +106,20 @@ def test_client_headers_cannot_pose_as_the_certificate(fastcgi, pki):
   assert digests == [pki.node.digest]
 
 
-def test_certificate_ignored_on_plain_http(fastcgi):
-  running = fastcgi(PidHandler())
-  (status, _, _) = running.Request(
-    "GET", "/", headers={"SSL-Client-Verify": "SUCCESS"})
+def test_certificate_ignored_on_plain_http(fastcgi, pki):
+  """Without TLS no certificate reaches the check, whatever the client
+  claims in headers lighttpd turns into look-alike CGI variables."""
+  digests = []
+  running = fastcgi(PidHandler(), ssl_verify_peer=True,
+                    ssl_verify_callback=lambda d: digests.append(d) or True)
+  with open(pki.node.path) as handle:
+    node_pem = handle.read()
+  node_cert = node_pem[node_pem.index("-----BEGIN CERTIFICATE"):]
+  forged = {"SSL-Client-Cert": node_cert.replace("\n", " "),
+            "SSL-Client-Verify": "SUCCESS", "HTTPS": "on"}
+  (status, _, _) = running.Request("GET", "/", headers=forged)
   assert status == 200
+  assert digests == []
 
 
 def test_fastcgi_socket_belongs_to_the_frontend(fastcgi):
@@ -170,7 +181,7 @@ def test_stop_lets_a_request_in_flight_finish(fastcgi):
   client = threading.Thread(
     target=lambda: results.append(running.Request("GET", "/slow")))
   client.start()
-  time.sleep(0.5)  # the request is now waiting in the handler
+  assert handler.entered.wait(10)  # the request waits in the handler
   stopper = threading.Thread(target=running.server.Stop)
   stopper.start()
   # Longer than lighttpd's default graceful shutdown (8 s): Ganeti's RPCs
@@ -294,13 +305,16 @@ def test_a_process_given_lighttpds_pid_is_refused(fastcgi, monkeypatch,
 
 
 def test_refusals_are_logged_at_most_once_per_interval(caplog):
-  check = fastcgi_backend.PeerCheck(lambda: None, log_interval=0.5)
+  now = [1000.0]
+  check = fastcgi_backend.PeerCheck(lambda: None, log_interval=60,
+                                    clock=lambda: now[0])
   (ours, theirs) = socket.socketpair()
   with ours, theirs, caplog.at_level(logging.WARNING):
     for _ in range(3):
       assert not check.Allows(theirs)
+      now[0] += 19
     assert caplog.text.count("Refusing") == 1
-    time.sleep(0.6)
+    now[0] += 4
     assert not check.Allows(theirs)
   assert caplog.text.count("Refusing") == 2
   assert "2 more refused unlogged" in caplog.text
