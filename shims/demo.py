@@ -2,7 +2,7 @@
 
 ``make demo`` runs it on the fastcgi backend (``make demo DEMO_ARGS=
 --legacy`` for the legacy backend): HTTPS on 127.0.0.1 with certificates
-made for the occasion, client certificates required, and two procedures in
+made for the occasion, client certificates required, and four procedures in
 the style of Ganeti's node daemon:
 
 - ``POST /version``: answers ``[true, <protocol version>]``;
@@ -34,7 +34,8 @@ DEMO_DIR = "demo-run"
 
 
 class DemoNodeHandler(http_server.HttpServerHandler):
-  """POST-only JSON procedures, answered as ``[success, payload]``."""
+  """JSON procedures over POST, answered as ``[success, payload]``, plus a
+  streamed ``GET /download``."""
 
   def HandleRequest(self, req):
     (path, _, query) = req.request_path.partition("?")
