@@ -336,16 +336,19 @@ class RequestPipeline(object):
         result.close()
       raise
 
-  def _OpenBody(self, handler, incoming):
-    """The request body as a L{request_body.RequestBodyStream}.
+  def BodyLimit(self, handler):
+    """The largest request body C{handler} accepts, in bytes, or None.
 
     Buffered handlers get this server's size limit; streaming ones their
     own C{REQUEST_BODY_LIMIT}, if any.
     """
     if getattr(handler, "STREAM_REQUEST_BODY", False):
-      limit = getattr(handler, "REQUEST_BODY_LIMIT", None)
-    else:
-      limit = self.max_body_size
+      return getattr(handler, "REQUEST_BODY_LIMIT", None)
+    return self.max_body_size
+
+  def _OpenBody(self, handler, incoming):
+    """The request body as a L{request_body.RequestBodyStream}."""
+    limit = self.BodyLimit(handler)
     if incoming.chunked:
       return request_body.RequestBodyStream(incoming.read_body, None, limit)
     length = request_body.ParseContentLength(

@@ -500,6 +500,20 @@ def test_request_target_reaches_the_handler_as_a_path(serve, target, path):
   assert json.loads(raw)["path"] == path
 
 
+def test_oversized_body_is_refused_before_it_is_sent(serve):
+  """A client that asks first (Expect: 100-continue) gets its 413 at once,
+  not a "100 Continue" for a body that will be refused."""
+  size = http_server.GanetiRequestHandler.MAX_REQUEST_BODY_SIZE + 1
+  running = serve(RecordingHandler())
+  with socket.create_connection(("127.0.0.1", running.port),
+                                timeout=10) as sock:
+    sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\n"
+                 b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                 % size)
+    answer = sock.recv(100)
+  assert answer.startswith(b"HTTP/1.1 413 "), answer
+
+
 def test_range_requests_get_the_whole_answer(serve):
   """Ganeti's server ignores Range; lighttpd would send part of the
   answer."""
