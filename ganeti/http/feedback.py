@@ -27,7 +27,8 @@ FEEDBACK_CONTENT_TYPE = "application/vnd.ganeti.feedback"
 #: The byte that ends every frame (ETX, as in LUXI).
 SEPARATOR = b"\x03"
 
-#: Largest frame L{FeedbackDecoder} accepts by default, in bytes.
+#: Largest frame L{FeedbackDecoder} accepts by default, in bytes (but for
+#: the result frame: see L{FeedbackDecoder}).
 DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 
 #: Key of a progress message frame.
@@ -47,6 +48,9 @@ FINAL_KINDS = frozenset([FRAME_RESULT, FRAME_ERROR])
 
 # How many bytes of a bad frame an error message quotes.
 _QUOTE_LENGTH = 40
+
+# How every result frame begins (L{EncodeMessage}'s compact JSON).
+_RESULT_START = b'{"%s":' % FRAME_RESULT.encode("ascii")
 
 
 class FeedbackProtocolError(ValueError):
@@ -168,11 +172,14 @@ def ErrorText(err):
   else the exception's class name.  Never a traceback.
 
   """
-  message = getattr(err, "message", None)
-  if isinstance(message, str) and message:
-    return message
-  text = str(err)
-  if text:
+  try:
+    message = getattr(err, "message", None)
+    if isinstance(message, str) and message:
+      return message
+    text = str(err)
+  except Exception:  # pylint: disable=broad-except
+    text = None  # an exception that cannot even describe itself
+  if isinstance(text, str) and text:
     return text
   return type(err).__name__
 
@@ -252,8 +259,11 @@ class FeedbackDecoder(object):
   Feed it the bytes as they arrive, in pieces of any size; each call returns
   the frames completed by that piece.  At the end of the body call
   L{finish}, which returns the final frame or raises if the stream was
-  truncated.  Only new bytes are searched for the separator, and a frame
-  may not grow beyond C{max_frame_size}, so memory stays bounded.
+  truncated.  Only new bytes are searched for the separator, and a
+  feedback or error frame may not grow beyond C{max_frame_size}, so memory
+  stays bounded by the result.  The result frame has no limit, as a
+  response body without feedback has none: a method whose result the
+  plain path delivers must not fail because the client asked for feedback.
 
   After an error every further call raises that error again.
 
@@ -352,7 +362,7 @@ class FeedbackDecoder(object):
         self._pending = bytearray()
       else:
         frame = data[start:end]
-      self._CheckSize(len(frame))
+      self._CheckSize(len(frame), frame)
       self.byte_count += end + 1 - start
       events.append(self._Decode(frame))
       self._frame_start = self.byte_count
@@ -362,12 +372,16 @@ class FeedbackDecoder(object):
     if rest:
       if self.final is not None:
         self._AfterFinal()
-      self._CheckSize(len(self._pending) + rest)
+      self._CheckSize(len(self._pending) + rest,
+                      bytes(self._pending[:len(_RESULT_START)]) +
+                      data[start:start + len(_RESULT_START)])
       self._pending += data[start:]
       self.byte_count += rest
 
-  def _CheckSize(self, size):
-    if size > self.max_frame_size:
+  def _CheckSize(self, size, start):
+    """Refuse a frame of C{size} bytes beginning with C{start}, unless it is
+    small enough or the result frame."""
+    if size > self.max_frame_size and not start.startswith(_RESULT_START):
       raise FeedbackProtocolError(
         "Feedback frame %d (at byte %d) exceeds the maximum frame size of %d"
         " bytes" % (self.frame_count + 1, self._frame_start,
@@ -455,11 +469,33 @@ def ResultBody(frame):
 def ClientAcceptsFeedback(req):
   """Whether the request's C{Accept} header asks for a feedback stream.
 
+  Every C{Accept} line counts (lighttpd joins them into one before the
+  fastcgi backend sees them), and a media range with C{q=0} means "not
+  acceptable".
+
   @param req: the server's request object (C{_HttpServerRequest})
   """
-  accept = req.request_headers.get("Accept") if req.request_headers else None
-  return any(IsFeedbackContentType(item)
-             for item in (accept or "").split(","))
+  headers = req.request_headers
+  if not headers:
+    return False
+  if hasattr(headers, "get_all"):
+    lines = headers.get_all("Accept") or []
+  else:
+    lines = [headers.get("Accept") or ""]
+  return any(IsFeedbackContentType(item) and not _HasQualityZero(item)
+             for line in lines for item in line.split(","))
+
+
+def _HasQualityZero(media_range):
+  """Whether an C{Accept} item such as C{"a/b;q=0.0"} has quality 0."""
+  for parameter in media_range.split(";")[1:]:
+    (name, _, value) = parameter.partition("=")
+    if name.strip().lower() == "q":
+      try:
+        return float(value.strip()) == 0
+      except ValueError:
+        return False
+  return False
 
 
 def RespondWithFeedback(req, generator, default=None):

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from ganeti.http import feedback
 from ganeti.http import server as http_server
 
@@ -48,3 +50,28 @@ def test_other_clients_get_the_plain_result(serve):
   assert json.loads(raw) == [True, "copied"]
   assert raw == b'[true, "copied"]\n'
   assert handler.finished == [True]
+
+
+@pytest.mark.parametrize("accept_lines,streamed", [
+  (["application/json", feedback.FEEDBACK_CONTENT_TYPE], True),
+  ([feedback.FEEDBACK_CONTENT_TYPE + ";q=0"], False),
+  ([feedback.FEEDBACK_CONTENT_TYPE + "; Q=0.000"], False),
+  ([feedback.FEEDBACK_CONTENT_TYPE + ";q=0.5"], True),
+], ids=["two-lines", "q0", "q0-spelled-out", "q-half"])
+def test_feedback_negotiation(serve, accept_lines, streamed):
+  """Every Accept line counts (lighttpd joins them into one), and q=0
+  refuses the stream, identically on both backends."""
+  running = serve(ProgressHandler())
+  connection = running.Connection()
+  connection.putrequest("POST", "/copy")
+  for line in accept_lines:
+    connection.putheader("Accept", line)
+  connection.putheader("Content-Length", "2")
+  connection.endheaders(b"{}")
+  response = connection.getresponse()
+  raw = response.read()
+  connection.close()
+  assert response.status == 200
+  assert (response.getheader("Content-Type") ==
+          feedback.FEEDBACK_CONTENT_TYPE) == streamed
+  assert (raw == b'[true, "copied"]\n') != streamed

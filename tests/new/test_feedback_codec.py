@@ -208,6 +208,14 @@ def test_error_text():
   assert ErrorText(HttpLike()) == "HttpLike"
   assert ErrorText(KeyError()) == "KeyError"
 
+  class Unprintable(Exception):
+    def __str__(self):
+      raise RuntimeError("cannot describe myself")
+
+  assert ErrorText(Unprintable()) == "Unprintable"
+  frames = list(FeedbackStream(_Generator(["working"], exc=Unprintable())))
+  assert frames[-1] == EncodeError("Unprintable")
+
 
 def test_stream_of_ganeti_http_exception_uses_its_message():
   from ganeti import http as ganeti_http
@@ -505,11 +513,29 @@ def test_max_frame_size_of_a_complete_frame():
 
 
 def test_max_frame_size_is_inclusive_and_excludes_the_separator():
-  frame = EncodeResult("x" * 8)
-  (events, _) = _Decode(frame, max_frame_size=len(frame) - 1)
-  assert events == [Frame("result", "x" * 8)]
+  frame = EncodeFeedback("x" * 8)
+  decoder = FeedbackDecoder(max_frame_size=len(frame) - 1)
+  assert decoder.feed(frame) == [Frame("feedback", "x" * 8)]
   with pytest.raises(FeedbackProtocolError, match="maximum frame size"):
-    _Decode(frame, max_frame_size=len(frame) - 2)
+    FeedbackDecoder(max_frame_size=len(frame) - 2).feed(frame)
+
+
+@pytest.mark.parametrize("pieces", [1, 7, 1000])
+def test_the_result_frame_has_no_size_limit(pieces):
+  """A result the plain path delivers must not fail because the client
+  asked for feedback: only feedback and error frames are limited."""
+  data = EncodeFeedback("a") + EncodeResult("x" * 300)
+  size = -(-len(data) // pieces)
+
+  def _InPieces(data):
+    decoder = FeedbackDecoder(max_frame_size=20)
+    for start in range(0, len(data), size):
+      decoder.feed(data[start:start + size])
+    return decoder.finish()
+
+  assert _InPieces(data) == Frame("result", "x" * 300)
+  with pytest.raises(FeedbackProtocolError, match="maximum frame size"):
+    _InPieces(EncodeError("y" * 300))
 
 
 def test_max_frame_size_default_and_validation():
