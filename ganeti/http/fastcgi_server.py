@@ -184,6 +184,7 @@ class FastCgiHttpServer(object):
       max_request_body=max_request_body,
       stream_request_body=streaming,
       graceful_shutdown_timeout=GRACEFUL_STOP_TIMEOUT,
+      write_idle_timeout=self.settings.write_idle_timeout,
       sendfile_dirs=self.settings.sendfile_dirs,
       username=frontend.user,
       groupname=frontend.group,

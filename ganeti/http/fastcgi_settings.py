@@ -21,7 +21,11 @@ keys win).  Keys:
   for what lighttpd was not configured to do;
 - C{runtime-dir}: where each server's private directory (FastCGI socket,
   lighttpd config and log) is created (default C{/run/ganeti-http} for
-  root, the system's temporary directory otherwise).
+  root, the system's temporary directory otherwise);
+- C{write-idle-timeout}: seconds lighttpd waits for a client to take
+  response data and, once a response has started, for the handler's next
+  piece of it (a streaming method's next feedback message): longer and
+  the response is cut (default 360, L{DEFAULT_WRITE_IDLE_TIMEOUT}).
 
 The environment variable C{GANETI_HTTP_FASTCGI_PROCESSES} overrides
 C{processes}.  C{GANETI_HTTP_FASTCGI_SPAWNED=1}, which the system-service
@@ -35,9 +39,11 @@ import os
 import pwd
 
 from ganeti.http import backend_flag
+from ganeti.http import lighttpd_config
 
 ENV_PROCESSES = "GANETI_HTTP_FASTCGI_PROCESSES"
 DEFAULT_FRONTEND_USER = "www-data"
+DEFAULT_WRITE_IDLE_TIMEOUT = lighttpd_config.DEFAULT_WRITE_IDLE_TIMEOUT
 ROOT_RUNTIME_DIR = "/run/ganeti-http"
 
 
@@ -60,13 +66,16 @@ class FastCgiSettings(object):
 
   def __init__(self, processes=1, frontend_user=DEFAULT_FRONTEND_USER,
                frontend_group=None, runtime_dir=None, lighttpd=None,
-               sendfile_dirs=(), sources=None):
+               sendfile_dirs=(), write_idle_timeout=DEFAULT_WRITE_IDLE_TIMEOUT,
+               sources=None):
     self._sources = dict(sources or {})
-    if processes < 1:
-      raise backend_flag.BackendFlagError(
-        "processes must be at least 1, not %d%s" %
-        (processes, self._From("processes")))
+    for (key, value) in (("processes", processes),
+                         ("write-idle-timeout", write_idle_timeout)):
+      if value < 1:
+        raise backend_flag.BackendFlagError(
+          "%s must be at least 1, not %d%s" % (key, value, self._From(key)))
     self.processes = processes
+    self.write_idle_timeout = write_idle_timeout
     self.frontend_user = frontend_user
     self.frontend_group = frontend_group
     self.runtime_dir = runtime_dir
@@ -122,19 +131,23 @@ def Load(daemon_name, environ=os.environ):
   if environ.get(ENV_PROCESSES):
     values["processes"] = environ[ENV_PROCESSES]
     sources["processes"] = "environment variable %s" % ENV_PROCESSES
-  try:
-    processes = int(values.get("processes", "1"))
-  except ValueError:
-    raise backend_flag.BackendFlagError(
-      "processes of the fastcgi backend must be a number, not %r (from %s)"
-      % (values["processes"], sources["processes"]))
+  numbers = {}
+  for (key, default) in (("processes", 1),
+                         ("write-idle-timeout", DEFAULT_WRITE_IDLE_TIMEOUT)):
+    try:
+      numbers[key] = int(values.get(key, default))
+    except ValueError:
+      raise backend_flag.BackendFlagError(
+        "%s of the fastcgi backend must be a number, not %r (from %s)"
+        % (key, values[key], sources[key]))
   runtime_dir = values.get("runtime-dir")
   if runtime_dir is None and os.geteuid() == 0:
     runtime_dir = ROOT_RUNTIME_DIR
   if runtime_dir is not None:
     os.makedirs(runtime_dir, mode=0o755, exist_ok=True)
   return FastCgiSettings(
-    processes=processes,
+    processes=numbers["processes"],
+    write_idle_timeout=numbers["write-idle-timeout"],
     frontend_user=values.get("frontend-user", DEFAULT_FRONTEND_USER),
     frontend_group=values.get("frontend-group"),
     runtime_dir=runtime_dir,

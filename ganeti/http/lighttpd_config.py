@@ -30,6 +30,9 @@ _MAX_SOCKET_PATH = 107
 #: lighttpd's default seconds for in-flight requests after SIGINT.
 DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT = 8
 
+#: lighttpd's own default for server.max-write-idle (seconds), kept.
+DEFAULT_WRITE_IDLE_TIMEOUT = 360
+
 
 @dataclasses.dataclass(frozen=True)
 class StateLayout(object):
@@ -92,7 +95,9 @@ class FrontendSettings(object):
   @ivar stream_request_body: hand the body to the backend while it arrives
       (lighttpd then answers 411 to a chunked body without Content-Length)
   @ivar read_idle_timeout: seconds a client may stay silent mid-request
-  @ivar write_idle_timeout: seconds a client may take to accept response data
+  @ivar write_idle_timeout: seconds a client may take to accept response
+      data; also how long lighttpd waits for the backend's next piece of a
+      response once it has started
   @ivar keep_alive_idle: seconds an idle keep-alive connection is kept
   @ivar username: user lighttpd switches to when started as root
   @ivar groupname: group lighttpd switches to when started as root
@@ -117,7 +122,7 @@ class FrontendSettings(object):
   max_request_body: int = 0
   stream_request_body: bool = False
   read_idle_timeout: int = 60
-  write_idle_timeout: int = 360
+  write_idle_timeout: int = DEFAULT_WRITE_IDLE_TIMEOUT
   keep_alive_idle: int = 5
   username: Optional[str] = None
   groupname: Optional[str] = None

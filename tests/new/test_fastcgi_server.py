@@ -575,6 +575,39 @@ def test_state_dirs_of_killed_daemons_are_removed(fastcgi, monkeypatch,
     [os.path.basename(path) for path in (first, second, foreign)])
 
 
+class PausingStreamHandler(http_server.HttpServerHandler):
+  """Streams "first", then waits 3 s before "second"."""
+
+  def HandleRequest(self, req):
+    yield b"first;"
+    time.sleep(3)
+    yield b"second"
+
+
+@pytest.mark.parametrize("write_idle_timeout", [1, 10])
+def test_write_idle_timeout_bounds_silence_in_a_streamed_response(
+    fastcgi, monkeypatch, tmp_path, write_idle_timeout):
+  """lighttpd cuts a started response whose next piece does not come
+  within server.max-write-idle: the setting that raises it works."""
+  config = tmp_path / "http-backend.conf"
+  config.write_text("[fastcgi]\nwrite-idle-timeout = %d\n" %
+                    write_idle_timeout)
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(config))
+  running = fastcgi(PausingStreamHandler())
+  connection = running.Connection(timeout=30)
+  try:
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    assert response.status == 200
+    if write_idle_timeout == 1:
+      with pytest.raises(http.client.IncompleteRead):
+        response.read()
+    else:
+      assert response.read() == b"first;second"
+  finally:
+    connection.close()
+
+
 def test_failed_start_leaves_no_backend_behind(monkeypatch, tmp_path):
   """A configuration that cannot be rendered stops Start() with the error,
   after stopping the backend it had started (here 2 worker processes)."""

@@ -16,6 +16,12 @@ def _Load(tmp_path, text, daemon="noded", **variables):
   return fastcgi_settings.Load(daemon, environ)
 
 
+def test_write_idle_timeout(tmp_path):
+  assert _Load(tmp_path, "").write_idle_timeout == 360
+  assert _Load(tmp_path, "write-idle-timeout = 7200\n").write_idle_timeout \
+    == 7200
+
+
 def test_daemon_section_and_environment_win(tmp_path):
   text = "processes = 2\n[fastcgi:noded]\nprocesses = 3\n"
   assert _Load(tmp_path, text).processes == 3
@@ -32,7 +38,12 @@ def test_daemon_section_and_environment_win(tmp_path):
    "environment variable GANETI_HTTP_FASTCGI_PROCESSES"),
   ("sendfile-dirs = srv/export\n", {},
    "key 'sendfile-dirs' in section [fastcgi] of"),
-], ids=["not-a-number", "zero", "environment", "relative-path"])
+  ("write-idle-timeout = soon\n", {},
+   "key 'write-idle-timeout' in section [fastcgi] of"),
+  ("[fastcgi:noded]\nwrite-idle-timeout = 0\n", {},
+   "key 'write-idle-timeout' in section [fastcgi:noded] of"),
+], ids=["not-a-number", "zero", "environment", "relative-path",
+        "idle-not-a-number", "idle-zero"])
 def test_errors_name_where_the_value_came_from(tmp_path, text, variables,
                                                where):
   with pytest.raises(backend_flag.BackendFlagError) as error:
