@@ -360,6 +360,9 @@ class RequestPipeline(object):
 _TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits +
                               "!#$%&'*+-.^_`|~")
 
+#: Control characters a header value may not hold (all but the tab).
+_FORBIDDEN_IN_VALUE = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
 #: Response headers a handler may not set (lower case): they frame the
 #: response, or lighttpd takes them as instructions (the fastcgi backend
 #: would act on them, the legacy one pass them to the client).
@@ -377,8 +380,7 @@ def _HeaderProblem(name, value):
   all would otherwise fail differently on each backend.
   """
   if (not name or not _TOKEN_CHARACTERS.issuperset(name)
-      or any((char < " " and char != "\t") or char == "\x7f"
-             for char in value)):
+      or _FORBIDDEN_IN_VALUE.search(value)):
     return "invalid response header %r: %r" % (name, value)
   if name.lower() in _RESERVED_RESPONSE_HEADERS:
     return "response header %r, which only the server may set" % name
