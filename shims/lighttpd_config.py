@@ -48,6 +48,11 @@ def _Parser():
                       dest="sendfile_dirs", metavar="DIR",
                       help="a directory whose files the daemon may have"
                       " lighttpd send (X-Sendfile); repeatable")
+  parser.add_argument("--write-idle-timeout", type=int,
+                      default=lighttpd_config.DEFAULT_WRITE_IDLE_TIMEOUT,
+                      help="seconds a started response may pause, e.g."
+                      " between two RPC feedback messages (default"
+                      " %(default)s)")
   parser.add_argument("--max-procs", type=int, default=1,
                       help="daemon processes lighttpd spawns")
   parser.add_argument("command", nargs="*",
@@ -65,7 +70,7 @@ def main(argv=None):
       ssl_key_path=args.key or args.cert, ssl_chain_path=args.chain,
       ssl_verify_peer=args.verify_peer,
       max_request_body=args.max_request_body, username=args.user,
-      groupname=args.group,
+      groupname=args.group, write_idle_timeout=args.write_idle_timeout,
       sendfile_dirs=tuple(os.path.realpath(path)
                           for path in args.sendfile_dirs))
     if args.command:

@@ -825,6 +825,9 @@ def _WaitForChildren(pids, timeout):
 def InheritedFastCgiSocket():
   """The listening socket a web server passes as standard input (fd 0).
 
+  Standard input becomes C{/dev/null}: processes the daemon starts must
+  not hold the socket.
+
   @raise OSError: fd 0 is not a listening socket
   """
   sock = socket.socket(fileno=os.dup(0))
@@ -832,6 +835,9 @@ def InheritedFastCgiSocket():
     sock.close()
     raise OSError("Standard input is not a listening socket; was this"
                   " process really spawned by lighttpd (bin-path)?")
+  null = os.open(os.devnull, os.O_RDONLY)
+  os.dup2(null, 0)
+  os.close(null)
   return sock
 
 

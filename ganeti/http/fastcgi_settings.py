@@ -25,7 +25,9 @@ keys win).  Keys:
 - C{write-idle-timeout}: seconds lighttpd waits for a client to take
   response data and, once a response has started, for the handler's next
   piece of it (a streaming method's next feedback message): longer and
-  the response is cut (default 360, L{DEFAULT_WRITE_IDLE_TIMEOUT}).
+  the response is cut (default 360, L{DEFAULT_WRITE_IDLE_TIMEOUT}; at most
+  65535, lighttpd's limit).  A daemon that lighttpd spawned has lighttpd's
+  own setting instead (C{shims.lighttpd_config --write-idle-timeout}).
 
 The environment variable C{GANETI_HTTP_FASTCGI_PROCESSES} overrides
 C{processes}.  C{GANETI_HTTP_FASTCGI_SPAWNED=1}, which the system-service
@@ -69,11 +71,15 @@ class FastCgiSettings(object):
                sendfile_dirs=(), write_idle_timeout=DEFAULT_WRITE_IDLE_TIMEOUT,
                sources=None):
     self._sources = dict(sources or {})
-    for (key, value) in (("processes", processes),
-                         ("write-idle-timeout", write_idle_timeout)):
-      if value < 1:
+    for (key, value, maximum) in (
+        ("processes", processes, None),
+        ("write-idle-timeout", write_idle_timeout,
+         lighttpd_config.MAX_IDLE_TIMEOUT)):
+      if value < 1 or (maximum is not None and value > maximum):
         raise backend_flag.BackendFlagError(
-          "%s must be at least 1, not %d%s" % (key, value, self._From(key)))
+          "%s must be at least 1%s, not %d%s" %
+          (key, " and at most %d" % maximum if maximum else "", value,
+           self._From(key)))
     self.processes = processes
     self.write_idle_timeout = write_idle_timeout
     self.frontend_user = frontend_user

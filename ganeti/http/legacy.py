@@ -128,11 +128,13 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
   def handle_expect_100(self):
     """Send "100 Continue" now, not when the response is flushed: curl
     waits a second for it before sending a body over 1 MiB.  A body over
-    the limit is not asked for: the pipeline answers 413 straight away,
-    as lighttpd does."""
+    the limit, or of a malformed length, is not asked for: the pipeline
+    answers 413 or 400 straight away, as lighttpd does."""
     limit = self.server.pipeline.BodyLimit(self.server.ganeti_handler)
     length = self.headers.get(ganeti_http.HTTP_CONTENT_LENGTH, "").strip()
-    if limit is not None and length.isdigit() and int(length) > limit:
+    if length and not (length.isascii() and length.isdigit()):
+      return True
+    if limit is not None and length and int(length) > limit:
       return True
     result = http.server.BaseHTTPRequestHandler.handle_expect_100(self)
     self.wfile.flush()

@@ -33,6 +33,10 @@ DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT = 8
 #: lighttpd's own default for server.max-write-idle (seconds), kept.
 DEFAULT_WRITE_IDLE_TIMEOUT = 360
 
+#: Largest idle timeout lighttpd 1.4 takes: it keeps them in an unsigned
+#: short, and larger values wrap (65536 would mean 0 s).
+MAX_IDLE_TIMEOUT = 65535
+
 
 @dataclasses.dataclass(frozen=True)
 class StateLayout(object):
@@ -161,9 +165,11 @@ class FrontendSettings(object):
       raise ValueError("ssl_chain_path and ssl_verify_peer need"
                        " ssl_cert_path")
     _CheckInt("max_request_body", self.max_request_body, 0)
-    _CheckInt("read_idle_timeout", self.read_idle_timeout, 1)
-    _CheckInt("write_idle_timeout", self.write_idle_timeout, 1)
-    _CheckInt("keep_alive_idle", self.keep_alive_idle, 0)
+    _CheckInt("read_idle_timeout", self.read_idle_timeout, 1,
+              MAX_IDLE_TIMEOUT)
+    _CheckInt("write_idle_timeout", self.write_idle_timeout, 1,
+              MAX_IDLE_TIMEOUT)
+    _CheckInt("keep_alive_idle", self.keep_alive_idle, 0, MAX_IDLE_TIMEOUT)
     _CheckInt("graceful_shutdown_timeout", self.graceful_shutdown_timeout, 0)
     for name in ("username", "groupname"):
       if getattr(self, name) is not None and not getattr(self, name):

@@ -396,7 +396,6 @@ class LighttpdSupervisor(object):
       log_offset = os.stat(self._layout.error_log).st_size
     except OSError:
       log_offset = 0
-    (gate, opener) = os.pipe()
     if self._listen_socket is None:
       (script, stdin) = (_GATE + 'exec "$@"', subprocess.DEVNULL)
     else:
@@ -404,24 +403,26 @@ class LighttpdSupervisor(object):
                          self._listen_socket.fileno())
     command = (["/bin/sh", "-c", script, "lighttpd"] + self._Command() +
                ["-D"])
+    (gate, opener) = os.pipe()
     try:
-      with open(os.open(self._stderr_path, os.O_WRONLY | os.O_CREAT |
-                        os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as stderr:
-        process = subprocess.Popen(command, stdin=stdin, stdout=gate,
-                                   stderr=stderr, env=_ChildEnvironment(),
-                                   start_new_session=True)
-    finally:
-      os.close(gate)
-    lifeline = None
-    try:
-      lifeline = _Lifeline(process.pid)
-      os.write(opener, b"go\n")
-    except BaseException:
-      process.kill()
-      process.wait()
-      if lifeline is not None:
-        lifeline.Cut()
-      raise
+      try:
+        with open(os.open(self._stderr_path, os.O_WRONLY | os.O_CREAT |
+                          os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as stderr:
+          process = subprocess.Popen(command, stdin=stdin, stdout=gate,
+                                     stderr=stderr, env=_ChildEnvironment(),
+                                     start_new_session=True)
+      finally:
+        os.close(gate)
+      lifeline = None
+      try:
+        lifeline = _Lifeline(process.pid)
+        os.write(opener, b"go\n")
+      except BaseException:
+        process.kill()
+        process.wait()
+        if lifeline is not None:
+          lifeline.Cut()
+        raise
     finally:
       os.close(opener)
     return _Instance(process, lifeline, log_offset)

@@ -161,7 +161,9 @@ class IncomingRequest(object):
     self.chunked = chunked
 
 
-_ABSOLUTE_FORM = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
+#: An absolute-form target as lighttpd takes it (lower-case http or https,
+#: a host without user information, then a path); it answers others 400.
+_ABSOLUTE_FORM = re.compile(r"^https?://[^/?#@]+(?=/)")
 
 
 def OriginForm(target):
@@ -171,12 +173,11 @@ def OriginForm(target):
   accept) loses its scheme and authority, as lighttpd does; a path starting
   with several slashes gets one, as Python's server does ("//x" would
   otherwise reach the handler as "/x" on one backend, "//x" on the other).
+  Other targets are left as they are (lighttpd answers 400 to them).
   """
   match = _ABSOLUTE_FORM.match(target)
   if match:
     target = target[match.end():]
-    if not target.startswith("/"):
-      target = "/" + target
   if target.startswith("//"):
     target = "/" + target.lstrip("/")
   return target
@@ -364,11 +365,13 @@ _TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits +
 _FORBIDDEN_IN_VALUE = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 #: Response headers a handler may not set (lower case): they frame the
-#: response, or lighttpd takes them as instructions (the fastcgi backend
-#: would act on them, the legacy one pass them to the client).
+#: response or manage the connection, or lighttpd takes them as
+#: instructions (the fastcgi backend would act on them or drop them, the
+#: legacy one pass them to the client).
 _RESERVED_RESPONSE_HEADERS = frozenset([
-  "status", "transfer-encoding", "x-sendfile", "x-sendfile2",
-  "x-lighttpd-send-file", "x-lighttpd-send-tempfile"])
+  "status", "transfer-encoding", "connection", "keep-alive", "upgrade",
+  "proxy-connection", "x-sendfile", "x-sendfile2", "x-lighttpd-send-file",
+  "x-lighttpd-send-tempfile"])
 
 
 def _HeaderProblem(name, value):

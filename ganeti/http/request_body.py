@@ -160,7 +160,7 @@ class DechunkingReader(object):
     return int(text, 16)
 
   def _SkipTrailers(self):
-    for _ in range(_MAX_TRAILER_LINES):
+    for _ in range(_MAX_TRAILER_LINES + 1):  # and the empty line ending them
       if not self._ReadLine():
         return
     raise ganeti_http.HttpBadRequest("Too many trailer lines in chunked"

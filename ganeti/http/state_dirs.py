@@ -53,6 +53,10 @@ def RemoveAbandoned(runtime_dir):
     if owner is None or process_identity.IsRunning(*owner):
       continue
     shutil.rmtree(path, ignore_errors=True)
+    if os.path.lexists(path):
+      logging.warning("Could not remove %s, left behind by pid %d",
+                      path, owner[0])
+      continue
     logging.info("Removed %s, left behind by pid %d, which exited without"
                  " stopping its HTTP server", path, owner[0])
     removed.append(path)

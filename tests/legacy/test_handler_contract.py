@@ -514,6 +514,17 @@ def test_oversized_body_is_refused_before_it_is_sent(serve):
   assert answer.startswith(b"HTTP/1.1 413 "), answer
 
 
+def test_malformed_length_with_expect_gets_400(serve):
+  """A Content-Length of a non-ASCII digit is refused, not a crash."""
+  running = serve(RecordingHandler())
+  with socket.create_connection(("127.0.0.1", running.port),
+                                timeout=10) as sock:
+    sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\n"
+                 b"Expect: 100-continue\r\nContent-Length: \xb2\r\n\r\n")
+    answer = sock.recv(100)
+  assert answer.startswith(b"HTTP/1.1 400 "), answer
+
+
 def test_range_requests_get_the_whole_answer(serve):
   """Ganeti's server ignores Range; lighttpd would send part of the
   answer."""
@@ -568,6 +579,8 @@ def test_released_signature_is_accepted(backend, monkeypatch, tmp_path, pki):
                                         ("X-Euro", "\u20ac"),
                                         ("Status", "302 Found"),
                                         ("transfer-encoding", "chunked"),
+                                        ("Connection", "close"),
+                                        ("Upgrade", "h2c"),
                                         ("X-Sendfile", "/etc/passwd")])
 def test_unsafe_response_header_gives_500(serve, name, value):
   class Handler(http_server.HttpServerHandler):

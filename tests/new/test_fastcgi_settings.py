@@ -42,8 +42,10 @@ def test_daemon_section_and_environment_win(tmp_path):
    "key 'write-idle-timeout' in section [fastcgi] of"),
   ("[fastcgi:noded]\nwrite-idle-timeout = 0\n", {},
    "key 'write-idle-timeout' in section [fastcgi:noded] of"),
+  ("write-idle-timeout = 86400\n", {},
+   "at most 65535, not 86400 (from key 'write-idle-timeout'"),
 ], ids=["not-a-number", "zero", "environment", "relative-path",
-        "idle-not-a-number", "idle-zero"])
+        "idle-not-a-number", "idle-zero", "idle-over-lighttpds-limit"])
 def test_errors_name_where_the_value_came_from(tmp_path, text, variables,
                                                where):
   with pytest.raises(backend_flag.BackendFlagError) as error:

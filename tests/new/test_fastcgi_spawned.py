@@ -37,7 +37,8 @@ class PidHandler(http_server.HttpServerHandler):
        " if k.startswith('GANETI_HTTP_FASTCGI')))"])
     return json.dumps({"pid": os.getpid(), "path": req.request_path,
                        "body": req.request_body.decode(),
-                       "child_env": child_env.decode().strip()})
+                       "child_env": child_env.decode().strip(),
+                       "stdin": os.readlink("/proc/self/fd/0")})
 
 
 def MakeHandler():
@@ -85,8 +86,9 @@ def test_lighttpd_spawns_ganeti_http_backends(supervise, scratch_dir, pki):
   answer = json.loads(raw)
   assert answer["path"] == "/hello?x=1" and answer["body"] == "payload"
   assert answer["pid"] != os.getpid()
-  # Daemons it starts are not spawned by lighttpd.
+  # Daemons it starts are not spawned by lighttpd, nor get its socket.
   assert answer["child_env"] == "[]"
+  assert answer["stdin"] == "/dev/null"
   # The digest callback runs in the spawned backend: the cluster
   # certificate passes lighttpd's chain check but not the callback.
   assert _Get(settings.port, pki.cluster)[0] == 403

@@ -248,6 +248,8 @@ def test_unrepresentable_values_are_refused(bad):
   {"ssl_chain_path": "/chain.pem"},
   {"max_request_body": -1},
   {"read_idle_timeout": 0},
+  {"write_idle_timeout": 65536},  # lighttpd would take it for 0
+  {"keep_alive_idle": 70000},
   {"username": ""},
   ])
 def test_invalid_settings_are_refused(changes):

@@ -101,6 +101,38 @@ def _WaitRestarted(supervisor, old_pid, caplog):
     for record in caplog.records))
 
 
+def _OpenPipes():
+  count = 0
+  for descriptor in os.listdir("/proc/self/fd"):
+    try:
+      count += os.readlink("/proc/self/fd/" + descriptor).startswith("pipe:")
+    except OSError:
+      pass  # the listing's own descriptor, gone
+  return count
+
+
+def test_failed_restarts_leak_no_descriptor(supervise, scratch_dir, fcgi_app,
+                                            caplog):
+  """Each restart that fails before lighttpd runs (here: its output file
+  cannot be opened) closes everything it opened."""
+  (supervisor, _) = _Plain(supervise, scratch_dir, fcgi_app, **_FAST)
+  supervisor.start()
+  stderr_path = os.path.join(os.path.dirname(supervisor.config_path),
+                             "lighttpd.stderr")
+  os.unlink(stderr_path)
+  os.symlink("/dev/null", stderr_path)  # refused: O_NOFOLLOW
+
+  def _Failures():
+    return sum("Restarting lighttpd failed" in record.getMessage()
+               for record in caplog.records)
+  os.kill(supervisor.pid, signal.SIGKILL)
+  WaitFor(lambda: _Failures() >= 1)
+  pipes = _OpenPipes()  # the killed lighttpd's lifeline is gone by now
+  WaitFor(lambda: _Failures() >= 4)
+  assert _OpenPipes() == pipes
+  os.unlink(stderr_path)
+
+
 @pytest.mark.parametrize("activated", [False, True])
 def test_killed_lighttpd_is_restarted(supervise, scratch_dir, fcgi_app,
                                       listener, activated, caplog):

@@ -56,3 +56,15 @@ def test_bad_values_give_a_clear_error(tmp_path):
   assert result.returncode != 0
   assert "bind_address must be an IPv4 or IPv6 literal" in result.stderr
   assert "Traceback" not in result.stderr
+
+
+def test_write_idle_timeout_for_a_spawned_daemon(tmp_path):
+  """A spawned daemon has lighttpd's write idle timeout, set here."""
+  arguments = ["--port", "5080", "--socket", str(tmp_path / "app.sock"),
+               "--state-dir", str(tmp_path / "state")]
+  assert "server.max-write-idle = 360" in _Render(*arguments).stdout
+  result = _Render("--write-idle-timeout", "3600", *arguments)
+  assert "server.max-write-idle = 3600" in result.stdout
+  result = _Render("--write-idle-timeout", "65536", *arguments)
+  assert result.returncode != 0
+  assert "write_idle_timeout out of range" in result.stderr
