@@ -68,8 +68,9 @@ class _HttpServerRequest(object):
   @ivar request_path: the request target, query string included
   @ivar request_headers: case-insensitive headers (C{http.client.HTTPMessage})
   @ivar request_body: the body as bytes (C{b""} when there is none)
-  @ivar request_sock: the client connection, or None where the backend has
-      no socket to offer (FastCGI)
+  @ivar request_sock: the client connection, or a stand-in where the
+      backend has none to offer (FastCGI: see
+      C{wsgi_adapter.DetachedClientSocket})
   @ivar resp_headers: headers the handler adds to a successful response
   @ivar private: free for the handler, kept from C{PreHandleRequest} to
       C{HandleRequest}

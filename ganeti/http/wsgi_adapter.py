@@ -70,6 +70,25 @@ def PeerCertificateFromEnviron(environ):
   return ssl.PEM_cert_to_DER_cert(pem)
 
 
+class DetachedClientSocket(object):
+  """Stands in for C{req.request_sock} on the fastcgi backend, where the
+  client's connection ends at lighttpd.
+
+  Ganeti's RAPI checks whether its client has gone with
+  C{request_sock.recv(0)} (C{rlib2._CheckIfConnectionDropped}, on every
+  poll of C{GET /2/os}); on the legacy backend that returns C{b""}, which
+  it reads as "still there".  This does the same, instead of the
+  C{AttributeError} that C{None} would raise there.
+  """
+
+  def recv(self, size, flags=0):  # pylint: disable=unused-argument
+    """Return C{b""}, as C{recv(0)} on a connected socket does."""
+    return b""
+
+
+_DETACHED_CLIENT_SOCKET = DetachedClientSocket()
+
+
 def _RequestTarget(environ):
   """The request target as the client sent it, query string included."""
   target = environ.get("REQUEST_URI")
@@ -104,7 +123,7 @@ class WsgiApplication(object):
       path=_RequestTarget(environ),
       headers=HeadersFromEnviron(environ),
       read_body=environ["wsgi.input"].read,
-      sock=None,
+      sock=_DETACHED_CLIENT_SOCKET,
       tls=self._tls,
       peer_certificate=(PeerCertificateFromEnviron(environ)
                         if self._tls else None))

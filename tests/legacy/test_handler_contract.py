@@ -525,6 +525,15 @@ def test_malformed_length_with_expect_gets_400(serve):
   assert answer.startswith(b"HTTP/1.1 400 "), answer
 
 
+def test_request_sock_answers_the_rapi_connection_check(serve):
+  """Ganeti's RAPI asks request_sock.recv(0) whether its client has gone
+  (on every poll of GET /2/os); both backends answer b"": still there."""
+  class Handler(http_server.HttpServerHandler):
+    def HandleRequest(self, req):
+      return repr(req.request_sock.recv(0))
+  assert serve(Handler()).Request("GET", "/2/os")[::2] == (200, b"b''")
+
+
 def test_range_requests_get_the_whole_answer(serve):
   """Ganeti's server ignores Range; lighttpd would send part of the
   answer."""
