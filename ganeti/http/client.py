@@ -20,12 +20,14 @@ from ganeti.http import feedback
 
 
 def _MaxTotalConnections():
-  """Return Ganeti's cap on concurrent RPC connections, or 30 without it."""
+  """Return Ganeti's cap on concurrent RPC connections: its constant (3.2),
+  None where Ganeti's constants have none (3.0 and 3.1 set no cap), 30
+  without Ganeti (3.2's value)."""
   try:
     from ganeti import constants  # pylint: disable=import-outside-toplevel
-    return constants.RPC_MAX_CONCURRENT_CONNECTIONS
-  except (ImportError, AttributeError):
+  except ImportError:
     return 30
+  return getattr(constants, "RPC_MAX_CONCURRENT_CONNECTIONS", None)
 
 
 # libcurl queues requests beyond this many open connections
@@ -644,7 +646,8 @@ def ProcessRequests(requests, lock_monitor_cb=None, _curl=pycurl.Curl,
 
   multi = _curl_multi()
   try:
-    multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, _MAX_TOTAL_CONNECTIONS)
+    if _MAX_TOTAL_CONNECTIONS is not None:
+      multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, _MAX_TOTAL_CONNECTIONS)
   except (pycurl.error, AttributeError):
     pass  # an old libcurl or pycurl: no cap
 

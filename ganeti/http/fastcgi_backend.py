@@ -35,6 +35,7 @@ import time
 
 from flup.server import fcgi_base
 
+from ganeti.http import child_reaper
 from ganeti.http import fastcgi_records
 from ganeti.http import process_identity
 from ganeti.http import response_body
@@ -682,6 +683,7 @@ class ForkedWorkers(object):
 
   def _Fork(self):
     parent = os.getpid()
+    memory_locked = _MemoryLocked()
     # Until the child has its own SIGTERM handler, the daemon's would run
     # there (and not stop it): hold SIGTERM back until then.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
@@ -696,6 +698,9 @@ class ForkedWorkers(object):
     status = 1
     try:
       _LimitMallocArenas()
+      if memory_locked:
+        _LockMemory()
+      child_reaper.RunInForkedChild()  # for children its handlers fork
       listener = self._make_listener()
       signal.signal(signal.SIGTERM, lambda *_: listener.Stop())
       for other in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
@@ -796,6 +801,32 @@ def _LimitMallocArenas():
   except (OSError, AttributeError):
     return
   mallopt(_M_ARENA_MAX, WORKER_MALLOC_ARENAS)
+
+
+#: mlockall()'s flags: lock what is mapped now and what will be.
+_MCL_CURRENT_AND_FUTURE = 1 | 2
+
+
+def _MemoryLocked():
+  """Whether this process has memory locked (Ganeti's node daemon calls
+  mlockall() at start, so that it keeps working under memory pressure)."""
+  try:
+    with open("/proc/self/status") as status:
+      for line in status:
+        if line.startswith("VmLck:"):
+          return int(line.split()[1]) > 0
+  except (OSError, ValueError, IndexError):
+    pass
+  return False
+
+
+def _LockMemory():
+  """Lock this worker's memory as the daemon's is: locks are not inherited
+  across fork()."""
+  libc = ctypes.CDLL(None, use_errno=True)
+  if libc.mlockall(_MCL_CURRENT_AND_FUTURE) != 0:
+    logging.warning("FastCGI worker process could not lock its memory as"
+                    " the daemon did: %s", os.strerror(ctypes.get_errno()))
 
 
 def _Signal(pid, signum):

@@ -26,6 +26,7 @@ import socket
 import threading
 
 from ganeti.http import backend_flag
+from ganeti.http import child_reaper
 from ganeti.http import fastcgi_backend
 from ganeti.http import fastcgi_settings
 from ganeti.http import lighttpd_config
@@ -60,6 +61,9 @@ class FastCgiHttpServer(object):
 
   def __init__(self, options, flag_source):
     self.ganeti_handler = options.handler
+    # Ganeti 3.2's server reaps forgotten children; 3.0's main loop does.
+    self._reaps_children = options.mainloop is None
+    self._release_reaper = None
     self.ssl_verify_peer = options.ssl_verify_peer
     self.ssl_verify_callback = options.ssl_verify_callback
     self.address_family = options.address_family
@@ -102,8 +106,14 @@ class FastCgiHttpServer(object):
     """Start the FastCGI backend, then lighttpd; return when both serve.
 
     When spawned by a system lighttpd, only the backend is started, on the
-    inherited socket.
+    inherited socket.  A server made with Ganeti 3.2's signature also reaps
+    the daemon's forgotten children (L{child_reaper}), as 3.2's does.
     """
+    self._StartServing()
+    if self._reaps_children and self._release_reaper is None:
+      self._release_reaper = child_reaper.Hold()
+
+  def _StartServing(self):
     if self.spawned:
       self._fastcgi_socket = self.socket
       # Not os.getppid(): lighttpd may have died while this process started,
@@ -252,6 +262,9 @@ class FastCgiHttpServer(object):
       self._supervisor = None
     self._StopBackend()
     self.server_close()
+    if self._release_reaper is not None:
+      self._release_reaper()
+      self._release_reaper = None
 
   def server_close(self):
     """Close the listening TCP socket."""

@@ -7,7 +7,10 @@ keys win).  Keys:
 - C{processes}: FastCGI backend processes (default 1: the handler runs in
   threads of the daemon, as with the legacy backend; more processes are
   forked copies of the daemon, for throughput or for handlers that are not
-  thread-safe);
+  thread-safe; they do not see what the daemon changes after the fork, such
+  as RAPI's users file reloaded on SIGHUP, so only for handlers without
+  such state; a daemon that locked its memory has workers that lock
+  theirs);
 - C{frontend-user}, C{frontend-group}: who lighttpd runs as when the daemon
   runs as root (default C{www-data}, Debian's web server account);
 - C{lighttpd}: the lighttpd binary (default: found on C{PATH} or in

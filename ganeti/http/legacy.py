@@ -19,6 +19,7 @@ import threading
 import time
 
 from ganeti import http as ganeti_http
+from ganeti.http import child_reaper
 from ganeti.http import pipeline
 from ganeti.http import request_body
 from ganeti.http import response_body
@@ -343,6 +344,9 @@ class LegacyHttpServer(http.server.HTTPServer):
 
   def __init__(self, options):
     self.ganeti_handler = options.handler
+    # Ganeti 3.2's server reaps forgotten children; 3.0's main loop does.
+    self._reaps_children = options.mainloop is None
+    self._release_reaper = None
     self.ssl_verify_peer = options.ssl_verify_peer
     self.ssl_verify_callback = options.ssl_verify_callback
     self.address_family = options.address_family
@@ -383,7 +387,9 @@ class LegacyHttpServer(http.server.HTTPServer):
     return context
 
   def Start(self):
-    """Serve in a background thread; returns at once."""
+    """Serve in a background thread; returns at once.  A server made with
+    Ganeti 3.2's signature also reaps the daemon's forgotten children
+    (L{child_reaper}), as 3.2's does."""
     logging.info("Serving HTTP%s on %s port %s with the %s backend",
                  "S" if self._ssl_context else "", self.server_address[0],
                  self.server_address[1], self.backend)
@@ -391,6 +397,8 @@ class LegacyHttpServer(http.server.HTTPServer):
                                           kwargs={"poll_interval": 0.05},
                                           name="HTTPServer", daemon=True)
     self._serve_thread.start()
+    if self._reaps_children and self._release_reaper is None:
+      self._release_reaper = child_reaper.Hold()
 
   def Stop(self):
     """Stop accepting, let requests in progress finish, close the socket."""
@@ -401,6 +409,9 @@ class LegacyHttpServer(http.server.HTTPServer):
       self._serve_thread = None
     self._workers.shutdown(wait=True)
     self.server_close()
+    if self._release_reaper is not None:
+      self._release_reaper()
+      self._release_reaper = None
 
   def get_request(self):
     """Accept a connection once a worker is free to serve it.

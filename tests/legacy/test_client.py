@@ -9,8 +9,10 @@ import collections
 import math
 import re
 import socket
+import sys
 import threading
 import time
+import types
 
 import pycurl
 import pytest
@@ -237,6 +239,23 @@ class _RecordingMulti(object):
 
   def setopt(self, option, value):
     self.opts[option] = value
+
+
+class TestConnectionCap:
+  """libcurl's cap on open connections follows the Ganeti release."""
+
+  @pytest.mark.parametrize("constants, expected", [
+    (None, 30),  # no Ganeti: 3.2's value
+    ({}, None),  # Ganeti 3.0 and 3.1: no constant, no cap
+    ({"RPC_MAX_CONCURRENT_CONNECTIONS": 12}, 12),  # 3.2
+  ], ids=["without-ganeti", "ganeti-3.0", "ganeti-3.2"])
+  def testCapFromConstants(self, monkeypatch, constants, expected):
+    module = None
+    if constants is not None:
+      module = types.ModuleType("ganeti.constants")
+      module.__dict__.update(constants)
+    monkeypatch.setitem(sys.modules, "ganeti.constants", module)
+    assert client._MaxTotalConnections() == expected
 
 
 class TestProcessRequests:

@@ -23,6 +23,7 @@ import pytest
 
 from ganeti import http as ganeti_http
 from ganeti.http import backend_flag
+from ganeti.http import child_reaper
 from ganeti.http import fastcgi_backend
 from ganeti.http import lighttpd_config
 from ganeti.http import server as http_server
@@ -215,6 +216,30 @@ def test_worker_processes_share_the_load_and_are_restarted(fastcgi,
   pids = workers.pids
   running.server.Stop()
   assert not any(_Alive(pid) for pid in pids)
+
+
+class ForkingHandler(http_server.HttpServerHandler):
+  """Forks a child that exits at once, never waits for it, and answers
+  with the child's pid and its own."""
+
+  def HandleRequest(self, req):
+    child = os.fork()
+    if child == 0:
+      os._exit(0)  # pylint: disable=protected-access
+    return json.dumps([child, os.getpid()])
+
+
+def test_worker_processes_reap_the_children_their_handlers_forget(
+    fastcgi, monkeypatch):
+  """Handlers run in the workers, so their forgotten children are the
+  workers' to reap."""
+  monkeypatch.setattr(child_reaper, "GRACE", 0.5)
+  monkeypatch.setattr(child_reaper, "INTERVAL", 0.05)
+  monkeypatch.setenv("GANETI_HTTP_FASTCGI_PROCESSES", "2")
+  running = fastcgi(ForkingHandler())
+  (child, worker) = json.loads(running.Request("GET", "/")[2])
+  assert worker in running.server._workers.pids
+  assert _WaitFor(lambda: not os.path.exists("/proc/%d" % child))
 
 
 def test_only_its_lighttpd_may_use_the_fastcgi_socket(fastcgi, caplog):
@@ -777,6 +802,64 @@ def MallocArenas():
     libc.malloc_info(0, stream)
     libc.fclose(stream)
     return report.read().count(b"<heap nr=")
+
+
+class LockedMemoryHandler(http_server.HttpServerHandler):
+  """Answers with its pid and how much memory its process has locked."""
+
+  def HandleRequest(self, req):
+    with open("/proc/self/status") as status:
+      locked = [line.split()[1] for line in status
+                if line.startswith("VmLck:")]
+    return json.dumps([os.getpid(), int(locked[0])])
+
+
+# Locks its memory first, as Ganeti's node daemon does; prints its port.
+_LOCKED_DAEMON = """
+import ctypes, json, sys
+from ganeti.http import server as http_server
+from tests.new.test_fastcgi_server import LockedMemoryHandler
+assert ctypes.CDLL(None, use_errno=True).mlockall(1 | 2) == 0
+server = http_server.HttpServer("127.0.0.1", 0, LockedMemoryHandler(),
+                                daemon_name="test", max_clients=4)
+server.Start()
+print(json.dumps(server.server_address[1]), flush=True)
+sys.stdin.read()
+server.Stop()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mlockall needs root (or a"
+                    " memlock limit); CI runs as root")
+def test_worker_processes_lock_memory_as_the_daemon_did(tmp_path):
+  """Memory locks are not inherited across fork: a daemon that locked its
+  memory (noded) has workers that lock theirs."""
+  env = dict(os.environ, GANETI_HTTP_BACKEND="fastcgi",
+             GANETI_HTTP_FASTCGI_PROCESSES="2",
+             GANETI_HTTP_BACKEND_CONFIG=str(tmp_path / "none"),
+             PYTHONPATH=REPO)
+  daemon = subprocess.Popen([sys.executable, "-c", _LOCKED_DAEMON],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env=env, cwd=REPO)
+  try:
+    port = json.loads(daemon.stdout.readline())
+    answers = {}
+    for _ in range(40):
+      connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+      try:
+        connection.request("GET", "/")
+        (pid, locked_kib) = json.loads(connection.getresponse().read())
+      finally:
+        connection.close()
+      answers[pid] = locked_kib
+      if len(answers) == 2:
+        break
+  finally:
+    daemon.stdin.close()
+    assert daemon.wait(60) == 0
+    daemon.stdout.close()
+  assert len(answers) == 2 and daemon.pid not in answers
+  assert all(locked_kib > 0 for locked_kib in answers.values()), answers
 
 
 class ArenaHandler(http_server.HttpServerHandler):
