@@ -4,21 +4,29 @@ Ganeti 3.2's C{HttpServer.Start()} starts a thread that collects every
 exited child of the daemon once a second: its threaded server left the main
 loop's SIGCHLD handling behind, and its node daemon forks processes it never
 waits for, which would otherwise stay zombies.  Servers made with the 3.2
-signature do the same here, with one difference: Ganeti's thread calls
+signature do the same here, more carefully: Ganeti's thread calls
 C{waitpid(-1)}, which also takes the exit status of a child that other code
-is about to wait for (C{subprocess} then reports 0 for a command that
-failed).  This reaper only takes a child that has stayed unreaped for
-L{GRACE} seconds after it exited: whoever waits for a child gets it as soon
-as it exits, and one left that long is one nobody is waiting for.
+is about to collect (C{subprocess} then reports 0 for a command that
+failed).  This reaper leaves alone
 
-It looks with C{waitid(WNOWAIT)}, which shows one exited child without
-reaping it; the next one shows once that one is gone.
+  - a child that a live C{subprocess.Popen} still owns (its C{wait()} or
+    C{communicate()} may come late: a command that left a background
+    process holding its output is waited for only once that one is done);
+  - any child for L{GRACE} seconds after it exited.
+
+A look costs one C{waitid(WNOWAIT)}, which tells whether any child has
+exited without reaping it; only then are the exited children listed, from
+C{/proc}.
 """
 
+import gc
 import logging
 import os
+import subprocess
 import threading
 import time
+
+from ganeti.http import process_identity
 
 #: Seconds an exited child is left to whoever started it.
 GRACE = 10.0
@@ -65,40 +73,73 @@ def RunInForkedChild():
 
 
 def _Run(stop):
-  waiting = None
+  exited_since = {}
   while not stop.wait(INTERVAL):
     try:
-      waiting = ReapForgotten(waiting)
+      ReapForgotten(exited_since)
     except Exception:  # pylint: disable=broad-except
       logging.exception("Reaping child processes failed")
 
 
-def ReapForgotten(waiting=None, now=None):
-  """Reap the exited children that have waited L{GRACE} seconds.
+def ReapForgotten(exited_since, now=None):
+  """Reap the exited children that are forgotten: not owned by a live
+  C{subprocess.Popen}, and exited at least L{GRACE} seconds ago.
 
-  @param waiting: what the previous call returned
+  @param exited_since: C{{pid: when it was first seen exited}}, kept from
+      one call to the next (updated here)
   @param now: the time (C{time.monotonic()}), for tests
-  @return: C{(pid, since)} of the exited child still in its grace period,
-      to pass to the next call, or None
+  @return: the pids reaped
   """
   now = time.monotonic() if now is None else now
-  while True:
+  try:
+    any_exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+  except ChildProcessError:
+    any_exited = None  # no children at all
+  if any_exited is None:
+    exited_since.clear()
+    return []
+  exited = _ExitedChildren() | {any_exited.si_pid}
+  for pid in set(exited_since) - exited:
+    del exited_since[pid]  # collected by its owner
+  due = [pid for pid in exited
+         if now - exited_since.setdefault(pid, now) >= GRACE]
+  if not due:
+    return []
+  owned = _PopenPids()
+  reaped = []
+  for pid in due:
+    if pid in owned:
+      continue
     try:
-      exited = os.waitid(os.P_ALL, 0,
-                         os.WEXITED | os.WNOHANG | os.WNOWAIT)
+      (reaped_pid, status) = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-      return None  # no children at all
-    if exited is None:
-      return None  # none has exited
-    if waiting is None or waiting[0] != exited.si_pid:
-      return (exited.si_pid, now)
-    if now - waiting[1] < GRACE:
-      return waiting
-    try:
-      (pid, status) = os.waitpid(exited.si_pid, os.WNOHANG)
-    except ChildProcessError:
-      pid = 0  # its owner was quicker
-    if pid:
+      reaped_pid = 0  # its owner was quicker
+    del exited_since[pid]
+    if reaped_pid:
       logging.info("Reaped child process %d (exit status %d), which nobody"
                    " waited for", pid, os.waitstatus_to_exitcode(status))
-    waiting = None
+      reaped.append(pid)
+  return reaped
+
+
+def _ExitedChildren():
+  """The pids of this process's children that have exited (zombies)."""
+  me = os.getpid()
+  pids = set()
+  for name in os.listdir("/proc"):
+    if not name.isdigit():
+      continue
+    try:
+      fields = process_identity.StatFields(int(name))
+    except OSError:
+      continue  # gone meanwhile
+    if fields[0] == b"Z" and int(fields[1]) == me:
+      pids.add(int(name))
+  return pids
+
+
+def _PopenPids():
+  """The pids of children that live C{subprocess.Popen} objects have not
+  collected yet."""
+  return {obj.pid for obj in gc.get_objects()
+          if isinstance(obj, subprocess.Popen) and obj.returncode is None}

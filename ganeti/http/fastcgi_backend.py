@@ -808,16 +808,19 @@ _MCL_CURRENT_AND_FUTURE = 1 | 2
 
 
 def _MemoryLocked():
-  """Whether this process has memory locked (Ganeti's node daemon calls
-  mlockall() at start, so that it keeps working under memory pressure)."""
+  """Whether this process called mlockall() (Ganeti's node daemon does at
+  start, so that it keeps working under memory pressure): most of its
+  address space is locked, not merely a page some library mlock()ed."""
+  sizes = {}
   try:
     with open("/proc/self/status") as status:
       for line in status:
-        if line.startswith("VmLck:"):
-          return int(line.split()[1]) > 0
-  except (OSError, ValueError, IndexError):
-    pass
-  return False
+        if line.startswith(("VmLck:", "VmSize:")):
+          (name, value) = line.split()[:2]
+          sizes[name] = int(value)
+  except (OSError, ValueError):
+    return False
+  return sizes.get("VmLck:", 0) * 2 >= sizes.get("VmSize:", 1)
 
 
 def _LockMemory():

@@ -48,15 +48,24 @@ class Process(object):
       os.close(self._pidfd)
 
 
-def ParentAndStartTime(pid):
-  """C{(parent pid, start time in clock ticks since boot)} of process
-  C{pid}, from C{/proc/<pid>/stat} (fields 4 and 22; the second, the name,
-  may hold spaces and parentheses, hence the split at the last ")").
+def StatFields(pid):
+  """The fields of C{/proc/<pid>/stat} after the name (field 3, the state,
+  first); the name may hold spaces and parentheses, hence the split at the
+  last ")".
 
   @raise OSError: there is no process C{pid}
   """
   with open("/proc/%d/stat" % pid, "rb") as handle:
-    fields = handle.read().rsplit(b")", 1)[1].split()
+    return handle.read().rsplit(b")", 1)[1].split()
+
+
+def ParentAndStartTime(pid):
+  """C{(parent pid, start time in clock ticks since boot)} of process
+  C{pid} (fields 4 and 22 of C{/proc/<pid>/stat}).
+
+  @raise OSError: there is no process C{pid}
+  """
+  fields = StatFields(pid)
   return (int(fields[1]), int(fields[19]))
 
 

@@ -45,8 +45,12 @@ def _WaitUntil(condition, timeout=10.0):
 def test_forgotten_child_is_reaped(serve, quick_reaper):
   serve(Handler())
   forgotten = _ForkExited()
-  # A child waited for keeps its status: the waiter takes it at once.
-  assert subprocess.call(["sh", "-c", "sleep 1; exit 3"]) == 3
+  # A child waited for keeps its status, even when its owner waits long
+  # after it exited (here, until a background process it left behind has
+  # closed the output being read).
+  command = subprocess.run(["sh", "-c", "sleep 1.5 & exit 3"],
+                           capture_output=True, check=False)
+  assert command.returncode == 3
   _WaitUntil(lambda: not _Exists(forgotten))
 
 
@@ -76,20 +80,24 @@ def test_no_reaper_for_ganeti_3_0(backend, monkeypatch, tmp_path,
     server.Stop()
 
 
+def _HasExited(pid):
+  return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG |
+                   os.WNOWAIT) is not None
+
+
 def test_reap_forgotten_waits_out_the_grace_period(monkeypatch):
-  """The bookkeeping on its own, with a clock the test moves."""
+  """The bookkeeping on its own, with a clock the test moves: every
+  forgotten child goes once its grace period is over, all at once; one a
+  Popen object owns stays for its owner."""
   monkeypatch.setattr(child_reaper, "GRACE", 10.0)
-  try:  # children other tests left exited would be seen first
-    while os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG) is not None:
-      pass
-  except ChildProcessError:
-    pass
-  forgotten = _ForkExited()
-  _WaitUntil(lambda: os.waitid(os.P_PID, forgotten, os.WEXITED |
-                               os.WNOHANG | os.WNOWAIT) is not None)
-  waiting = child_reaper.ReapForgotten(None, now=100.0)
-  assert waiting == (forgotten, 100.0)
-  assert child_reaper.ReapForgotten(waiting, now=109.0) == waiting
-  assert _Exists(forgotten)
-  assert child_reaper.ReapForgotten(waiting, now=110.5) is None
-  assert not _Exists(forgotten)
+  forgotten = [_ForkExited() for _ in range(3)]
+  owned = subprocess.Popen(["sh", "-c", "exit 3"])
+  _WaitUntil(lambda: all(_HasExited(pid) for pid in forgotten + [owned.pid]))
+  exited_since = {}
+  assert child_reaper.ReapForgotten(exited_since, now=100.0) == []
+  assert set(forgotten + [owned.pid]) <= set(exited_since)
+  assert child_reaper.ReapForgotten(exited_since, now=109.0) == []
+  reaped = child_reaper.ReapForgotten(exited_since, now=110.5)
+  assert set(forgotten) <= set(reaped) and owned.pid not in reaped
+  assert not any(_Exists(pid) for pid in forgotten)
+  assert owned.wait() == 3

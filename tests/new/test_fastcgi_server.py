@@ -814,12 +814,19 @@ class LockedMemoryHandler(http_server.HttpServerHandler):
     return json.dumps([os.getpid(), int(locked[0])])
 
 
-# Locks its memory first, as Ganeti's node daemon does; prints its port.
+# Locks all its memory first, as Ganeti's node daemon does, or a single
+# page (as a crypto library may); prints its port.
 _LOCKED_DAEMON = """
-import ctypes, json, sys
+import ctypes, json, mmap, sys
 from ganeti.http import server as http_server
 from tests.new.test_fastcgi_server import LockedMemoryHandler
-assert ctypes.CDLL(None, use_errno=True).mlockall(1 | 2) == 0
+libc = ctypes.CDLL(None, use_errno=True)
+if sys.argv[1] == "mlockall":
+  assert libc.mlockall(1 | 2) == 0
+else:
+  page = mmap.mmap(-1, 4096)
+  address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+  assert libc.mlock(ctypes.c_void_p(address), 4096) == 0
 server = http_server.HttpServer("127.0.0.1", 0, LockedMemoryHandler(),
                                 daemon_name="test", max_clients=4)
 server.Start()
@@ -831,14 +838,16 @@ server.Stop()
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mlockall needs root (or a"
                     " memlock limit); CI runs as root")
-def test_worker_processes_lock_memory_as_the_daemon_did(tmp_path):
+@pytest.mark.parametrize("locked", ["mlockall", "one-page"])
+def test_worker_processes_lock_memory_as_the_daemon_did(tmp_path, locked):
   """Memory locks are not inherited across fork: a daemon that locked its
-  memory (noded) has workers that lock theirs."""
+  memory (noded) has workers that lock theirs; one that locked a page
+  has workers that lock nothing."""
   env = dict(os.environ, GANETI_HTTP_BACKEND="fastcgi",
              GANETI_HTTP_FASTCGI_PROCESSES="2",
              GANETI_HTTP_BACKEND_CONFIG=str(tmp_path / "none"),
              PYTHONPATH=REPO)
-  daemon = subprocess.Popen([sys.executable, "-c", _LOCKED_DAEMON],
+  daemon = subprocess.Popen([sys.executable, "-c", _LOCKED_DAEMON, locked],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             env=env, cwd=REPO)
   try:
@@ -859,7 +868,10 @@ def test_worker_processes_lock_memory_as_the_daemon_did(tmp_path):
     assert daemon.wait(60) == 0
     daemon.stdout.close()
   assert len(answers) == 2 and daemon.pid not in answers
-  assert all(locked_kib > 0 for locked_kib in answers.values()), answers
+  if locked == "mlockall":
+    assert all(locked_kib > 1024 for locked_kib in answers.values()), answers
+  else:
+    assert all(locked_kib == 0 for locked_kib in answers.values()), answers
 
 
 class ArenaHandler(http_server.HttpServerHandler):
