@@ -11,6 +11,7 @@ import concurrent.futures
 import http.server
 import io
 import logging
+import re
 import select
 import socket
 import ssl
@@ -27,6 +28,9 @@ from ganeti.http import response_body
 #: How often the accepting thread, waiting for a free worker, checks whether
 #: the server is stopping (seconds).
 _WAIT_FOR_WORKER = 0.1
+
+#: A line break inside a header value (followed by white space).
+_OBSOLETE_LINE_FOLDING = re.compile(r"\r?\n(?=[ \t])")
 
 #: Longest time spent reading and dropping a request body the server did
 #: not read, after answering, before closing (seconds).
@@ -102,6 +106,9 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
   """
   timeout = 10
   request_head_timeout = 30
+  # The stdlib's default, HTTP/0.9, has it answer an unparsable request
+  # line with an error page and no status line.
+  default_request_version = ganeti_http.HTTP_1_0
   wbufsize = 65536
   MAX_REQUEST_BODY_SIZE = pipeline.MAX_REQUEST_BODY_SIZE
   protocol_version = ganeti_http.HTTP_1_1
@@ -113,6 +120,16 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
       self.connection, self.timeout,
       time.monotonic() + self.request_head_timeout)
     self.rfile = io.BufferedReader(self._head_reader)
+
+  def parse_request(self):
+    """The stdlib's parsing, and no HTTP/0.9 requests ("GET /path"), which
+    lighttpd refuses too."""
+    if not http.server.BaseHTTPRequestHandler.parse_request(self):
+      return False
+    if len(self.raw_requestline.split()) < 3:
+      self.send_error(400, "HTTP/0.9 requests are not supported")
+      return False
+    return True
 
   def version_string(self):
     """The Server header: Ganeti's version, as Ganeti 3.1 sent it."""
@@ -164,6 +181,7 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
     self.close_connection = True
     tls = isinstance(self.connection, ssl.SSLSocket)
     try:
+      self._CheckHead()
       (read_body, chunked) = self._BodyFraming()
     except ganeti_http.HttpException as err:
       self._WriteResponse(pipeline.ErrorResponse(self.server.ganeti_handler,
@@ -176,6 +194,30 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
       chunked=chunked)
     response = self.server.pipeline.Run(self.server.ganeti_handler, incoming)
     self._WriteResponse(response)
+
+  def _CheckHead(self):
+    """Refuse what lighttpd refuses in a request head, so that both
+    backends answer it alike (the stdlib lets it through).
+
+    @raise ganeti.http.HttpBadRequest: a malformed header field (a line
+        that is not one stops the stdlib's parsing: what follows it would
+        be dropped), or an HTTP/1.1 request without exactly one Host
+    """
+    if self.headers.defects or self.headers.get_payload():
+      raise ganeti_http.HttpBadRequest("Malformed header line")
+    if any("\n" in value for value in self.headers.values()):
+      # A value folded over several lines (obs-fold): lighttpd turns each
+      # CR and LF into a space, RFC 9112's other choice besides a 400.
+      self.headers = pipeline.HeadersFromPairs(
+        [(name, _OBSOLETE_LINE_FOLDING.sub(
+          lambda match: " " * len(match.group()), value))
+         for (name, value) in self.headers.items()])
+    for (name, value) in self.headers.items():
+      if not pipeline.IsValidField(name, value):
+        raise ganeti_http.HttpBadRequest("Malformed header field %r" % name)
+    if (self.request_version == ganeti_http.HTTP_1_1 and
+        len(self.headers.get_all(ganeti_http.HTTP_HOST, [])) != 1):
+      raise ganeti_http.HttpBadRequest("An HTTP/1.1 request needs one Host")
 
   def _BodyFraming(self):
     """Return C{(read_body, chunked)} for the request's body framing.

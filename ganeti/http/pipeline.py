@@ -375,6 +375,13 @@ _RESERVED_RESPONSE_HEADERS = frozenset([
   "x-lighttpd-send-tempfile"])
 
 
+def IsValidField(name, value):
+  """Whether a header field is well formed: its name a token, its value
+  free of control characters but the tab (RFC 9110)."""
+  return bool(name and _TOKEN_CHARACTERS.issuperset(name)
+              and not _FORBIDDEN_IN_VALUE.search(value))
+
+
 def _HeaderProblem(name, value):
   """Why a response header cannot be sent, or None if it can.
 
@@ -383,8 +390,7 @@ def _HeaderProblem(name, value):
   mangled by clients and lighttpd, and HTTP/1.1 header text is Latin-1;
   all would otherwise fail differently on each backend.
   """
-  if (not name or not _TOKEN_CHARACTERS.issuperset(name)
-      or _FORBIDDEN_IN_VALUE.search(value)):
+  if not IsValidField(name, value):
     return "invalid response header %r: %r" % (name, value)
   if name.lower() in _RESERVED_RESPONSE_HEADERS:
     return "response header %r, which only the server may set" % name
