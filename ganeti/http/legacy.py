@@ -29,6 +29,11 @@ from ganeti.http import response_body
 #: the server is stopping (seconds).
 _WAIT_FOR_WORKER = 0.1
 
+#: A control character in a request target, raw or percent-encoded
+#: (lighttpd refuses both: server.http-parseopts' url-ctrls-reject).
+_CONTROL_CHARACTER_IN_TARGET = re.compile(
+  "[\\x00-\\x1f\\x7f]|%[01][0-9A-Fa-f]|%7[Ff]")
+
 #: A line break inside a header value (followed by white space).
 _OBSOLETE_LINE_FOLDING = re.compile(r"\r?\n(?=[ \t])")
 
@@ -201,8 +206,12 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
 
     @raise ganeti.http.HttpBadRequest: a malformed header field (a line
         that is not one stops the stdlib's parsing: what follows it would
-        be dropped), or an HTTP/1.1 request without exactly one Host
+        be dropped), an HTTP/1.1 request without exactly one Host, or a
+        control character in the request target, even percent-encoded
     """
+    if _CONTROL_CHARACTER_IN_TARGET.search(self.path):
+      raise ganeti_http.HttpBadRequest("Control character in the request"
+                                       " target")
     if self.headers.defects or self.headers.get_payload():
       raise ganeti_http.HttpBadRequest("Malformed header line")
     if any("\n" in value for value in self.headers.values()):
