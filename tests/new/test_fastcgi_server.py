@@ -91,16 +91,22 @@ def fastcgi(monkeypatch, tmp_path):
     server.Stop()
 
 
+def _ForgedCertificateHeaders(credential):
+  """Client headers claiming that lighttpd verified C{credential}'s
+  certificate (lighttpd turns them into look-alike CGI variables)."""
+  with open(credential.path) as handle:
+    pem = handle.read()
+  certificate = pem[pem.index("-----BEGIN CERTIFICATE"):]
+  return {"SSL-Client-Cert": certificate.replace("\n", " "),
+          "SSL-Client-Verify": "SUCCESS", "HTTPS": "on"}
+
+
 def test_client_headers_cannot_pose_as_the_certificate(fastcgi, pki):
   digests = []
   running = fastcgi(PidHandler(), ssl_params=SslParams(pki.cluster),
                     ssl_verify_peer=True,
                     ssl_verify_callback=lambda d: digests.append(d) or True)
-  with open(pki.cluster.path) as handle:
-    cluster_pem = handle.read()
-  cluster_cert = cluster_pem[cluster_pem.index("-----BEGIN CERTIFICATE"):]
-  forged = {"SSL-Client-Cert": cluster_cert.replace("\n", " "),
-            "SSL-Client-Verify": "SUCCESS", "SSL_CLIENT_CERT": "x"}
+  forged = dict(_ForgedCertificateHeaders(pki.cluster), SSL_CLIENT_CERT="x")
   (status, _, _) = running.Request("GET", "/", headers=forged,
                                    client_cert=pki.node)
   assert status == 200
@@ -113,12 +119,8 @@ def test_certificate_ignored_on_plain_http(fastcgi, pki):
   digests = []
   running = fastcgi(PidHandler(), ssl_verify_peer=True,
                     ssl_verify_callback=lambda d: digests.append(d) or True)
-  with open(pki.node.path) as handle:
-    node_pem = handle.read()
-  node_cert = node_pem[node_pem.index("-----BEGIN CERTIFICATE"):]
-  forged = {"SSL-Client-Cert": node_cert.replace("\n", " "),
-            "SSL-Client-Verify": "SUCCESS", "HTTPS": "on"}
-  (status, _, _) = running.Request("GET", "/", headers=forged)
+  (status, _, _) = running.Request(
+    "GET", "/", headers=_ForgedCertificateHeaders(pki.node))
   assert status == 200
   assert digests == []
 
