@@ -34,6 +34,9 @@ _WAIT_FOR_WORKER = 0.1
 _CONTROL_CHARACTER_IN_TARGET = re.compile(
   "[\\x00-\\x1f\\x7f]|%[01][0-9A-Fa-f]|%7[Ff]")
 
+#: An HTTP version as RFC 9112 writes them (others are malformed).
+_WELL_FORMED_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]\Z")
+
 #: A line break inside a header value (followed by white space).
 _OBSOLETE_LINE_FOLDING = re.compile(r"\r?\n(?=[ \t])")
 
@@ -127,12 +130,21 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
     self.rfile = io.BufferedReader(self._head_reader)
 
   def parse_request(self):
-    """The stdlib's parsing, and no HTTP/0.9 requests ("GET /path"), which
-    lighttpd refuses too."""
+    """The stdlib's parsing, but only HTTP/1.0 and HTTP/1.1 as lighttpd:
+    no HTTP/0.9 requests ("GET /path"), and no versions the stdlib reads
+    as 1.x ("HTTP/1.01", "HTTP/1.2")."""
     if not http.server.BaseHTTPRequestHandler.parse_request(self):
       return False
     if len(self.raw_requestline.split()) < 3:
       self.send_error(400, "HTTP/0.9 requests are not supported")
+      return False
+    if self.request_version not in (ganeti_http.HTTP_1_0,
+                                    ganeti_http.HTTP_1_1):
+      if _WELL_FORMED_VERSION.match(self.request_version):
+        self.send_error(505, "HTTP version %s is not supported" %
+                        self.request_version)
+      else:
+        self.send_error(400, "Bad HTTP version %r" % self.request_version)
       return False
     return True
 
@@ -153,6 +165,10 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
     waits a second for it before sending a body over 1 MiB.  A body over
     the limit, or of a malformed length, is not asked for: the pipeline
     answers 413 or 400 straight away, as lighttpd does."""
+    try:
+      self._CheckHead()
+    except ganeti_http.HttpException:
+      return True  # the request is answered 400 without its body
     limit = self.server.pipeline.BodyLimit(self.server.ganeti_handler)
     length = self.headers.get(ganeti_http.HTTP_CONTENT_LENGTH, "").strip()
     if length and not (length.isascii() and length.isdigit()):
@@ -204,29 +220,35 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
     """Refuse what lighttpd refuses in a request head, so that both
     backends answer it alike (the stdlib lets it through).
 
+    Values lose the white space around them (RFC 9110; the stdlib keeps
+    trailing spaces), and a value folded over several lines (obs-fold) has
+    each CR and LF turned into a space, as lighttpd does.
+
     @raise ganeti.http.HttpBadRequest: a malformed header field (a line
         that is not one stops the stdlib's parsing: what follows it would
-        be dropped), an HTTP/1.1 request without exactly one Host, or a
-        control character in the request target, even percent-encoded
+        be dropped), more than one Host, an HTTP/1.1 request without one,
+        or a control character in the request target, even percent-encoded
     """
     if _CONTROL_CHARACTER_IN_TARGET.search(self.path):
       raise ganeti_http.HttpBadRequest("Control character in the request"
                                        " target")
-    if self.headers.defects or self.headers.get_payload():
+    headers = self.headers
+    if headers.defects or headers.get_payload() or headers.get_unixfrom():
       raise ganeti_http.HttpBadRequest("Malformed header line")
-    if any("\n" in value for value in self.headers.values()):
-      # A value folded over several lines (obs-fold): lighttpd turns each
-      # CR and LF into a space, RFC 9112's other choice besides a 400.
-      self.headers = pipeline.HeadersFromPairs(
+    if any("\n" in value or value != value.strip(" \t")
+           for value in headers.values()):
+      self.headers = headers = pipeline.HeadersFromPairs(
         [(name, _OBSOLETE_LINE_FOLDING.sub(
-          lambda match: " " * len(match.group()), value))
-         for (name, value) in self.headers.items()])
-    for (name, value) in self.headers.items():
+          lambda match: " " * len(match.group()), value).strip(" \t"))
+         for (name, value) in headers.items()])
+    for (name, value) in headers.items():
       if not pipeline.IsValidField(name, value):
         raise ganeti_http.HttpBadRequest("Malformed header field %r" % name)
-    if (self.request_version == ganeti_http.HTTP_1_1 and
-        len(self.headers.get_all(ganeti_http.HTTP_HOST, [])) != 1):
-      raise ganeti_http.HttpBadRequest("An HTTP/1.1 request needs one Host")
+    hosts = len(headers.get_all(ganeti_http.HTTP_HOST, []))
+    if hosts > 1 or (not hosts and
+                     self.request_version == ganeti_http.HTTP_1_1):
+      raise ganeti_http.HttpBadRequest("A request needs one Host at most,"
+                                       " and HTTP/1.1 one exactly")
 
   def _BodyFraming(self):
     """Return C{(read_body, chunked)} for the request's body framing.

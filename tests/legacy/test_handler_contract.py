@@ -514,13 +514,18 @@ def test_oversized_body_is_refused_before_it_is_sent(serve):
   assert answer.startswith(b"HTTP/1.1 413 "), answer
 
 
-def test_malformed_length_with_expect_gets_400(serve):
-  """A Content-Length of a non-ASCII digit is refused, not a crash."""
+@pytest.mark.parametrize("head", [
+  b"Host: x\r\nContent-Length: \xb2\r\n",  # a non-ASCII digit
+  b"Content-Length: 3\r\n",  # no Host
+], ids=["length-not-a-number", "no-host"])
+def test_malformed_request_with_expect_gets_400_at_once(serve, head):
+  """A request that will be refused gets no "100 Continue" first (and a
+  Content-Length of a non-ASCII digit is refused, not a crash)."""
   running = serve(RecordingHandler())
   with socket.create_connection(("127.0.0.1", running.port),
                                 timeout=10) as sock:
-    sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\n"
-                 b"Expect: 100-continue\r\nContent-Length: \xb2\r\n\r\n")
+    sock.sendall(b"POST /upload HTTP/1.1\r\nExpect: 100-continue\r\n" +
+                 head + b"\r\n")
     answer = sock.recv(100)
   assert answer.startswith(b"HTTP/1.1 400 "), answer
 
