@@ -266,7 +266,7 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
     if lengths:
       raise ganeti_http.HttpBadRequest(
         "Both Transfer-Encoding and Content-Length")
-    if self.request_version == "HTTP/1.0":
+    if self.request_version == ganeti_http.HTTP_1_0:
       # HTTP/1.0 has no transfer codings: its framing is faulty (RFC 9112).
       raise ganeti_http.HttpBadRequest("Transfer-Encoding in HTTP/1.0")
     encoding = ",".join(encodings)
