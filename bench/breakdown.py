@@ -32,11 +32,11 @@ import time
 
 from flup.server import fcgi_base
 
-from ganeti.http import fastcgi_backend
-from ganeti.http import legacy
-from ganeti.http import pipeline
-from ganeti.http import server_options
-from ganeti.http import wsgi_adapter
+from ganeti.http.backends.fastcgi import flup_gateway as fastcgi_backend
+from ganeti.http.backends.legacy import request_handler as legacy
+from ganeti.http.core import pipeline
+from ganeti.http.core import server_options
+from ganeti.http.backends.fastcgi import wsgi_application as wsgi_adapter
 
 from bench import measure
 from bench import workload

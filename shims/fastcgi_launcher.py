@@ -2,7 +2,7 @@
 
 For the deployment where lighttpd runs as a service and spawns the backend
 itself (``bin-path``; see docs/lighttpd.md and
-``ganeti.http.lighttpd_config.render_system_config``)::
+``ganeti.http.backends.fastcgi.lighttpd.config.render_system_config``)::
 
     python3 -m shims.fastcgi_launcher mypackage.mymodule:MakeHandler \\
         [--tls] [--verify-callback mypackage.mymodule:Verify]
@@ -27,9 +27,9 @@ import signal
 import sys
 import threading
 
-from ganeti.http import fastcgi_settings
+from ganeti.http.backends.fastcgi import settings as fastcgi_settings
 from ganeti.http import server as http_server
-from ganeti.http import server_options
+from ganeti.http.core import server_options
 
 
 def LoadObject(spec):

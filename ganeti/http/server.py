@@ -1,25 +1,25 @@
 """Ganeti's HTTP server API: C{HttpServer}, C{HttpServerHandler} and friends.
 
 C{HttpServer(...)} reads the daemon's backend flag (see
-L{ganeti.http.backend_flag}) and returns a server of that backend:
+L{ganeti.http.backends.selection}) and returns a server of that backend:
 
-- C{legacy}: the threaded stdlib server (L{ganeti.http.legacy}), which *is*
+- C{legacy}: the threaded stdlib server (L{ganeti.http.backends.legacy.request_handler}), which *is*
   an C{http.server.HTTPServer}, as in Ganeti 3.2;
 - C{fastcgi}: lighttpd in front of the handler running as a FastCGI
-  application (L{ganeti.http.fastcgi_server}).
+  application (L{ganeti.http.backends.fastcgi.server}).
 
 Both take either of Ganeti's calling conventions (see
-L{ganeti.http.server_options}) and run requests through the same
-L{ganeti.http.pipeline}.
+L{ganeti.http.core.server_options}) and run requests through the same
+L{ganeti.http.core.pipeline}.
 """
 
 import logging
 
-from ganeti.http import backend_flag
-from ganeti.http import legacy
-from ganeti.http import pipeline
-from ganeti.http import responder
-from ganeti.http.server_options import ServerOptions
+from ganeti.http.backends import selection
+from ganeti.http.backends.legacy import request_handler as legacy
+from ganeti.http.core import pipeline
+from ganeti.http.core import responder
+from ganeti.http.core.server_options import ServerOptions
 
 # Public names of Ganeti's module, defined where they are used.
 DEFAULT_ERROR_CONTENT_TYPE = pipeline.DEFAULT_ERROR_CONTENT_TYPE
@@ -60,7 +60,7 @@ class HttpServer(legacy.LegacyHttpServer):
   The server is bound when this returns; C{Start()} serves, C{Stop()}
   stops.  C{backend} says which backend it is.
 
-  @raise backend_flag.BackendFlagError: the flag has an unknown value or
+  @raise selection.BackendFlagError: the flag has an unknown value or
       the selected backend cannot run here
   """
 
@@ -73,13 +73,13 @@ class HttpServer(legacy.LegacyHttpServer):
   @classmethod
   def FromOptions(cls, options):
     """Create the server for L{ServerOptions} on the flagged backend."""
-    daemon_name = options.daemon_name or backend_flag.DefaultDaemonName()
-    (backend, source) = backend_flag.ResolveBackend(daemon_name)
+    daemon_name = options.daemon_name or selection.DefaultDaemonName()
+    (backend, source) = selection.ResolveBackend(daemon_name)
     logging.info("HTTP backend of %s: %s (from %s)", daemon_name, backend,
                  source)
-    if backend == backend_flag.BACKEND_FASTCGI:
+    if backend == selection.BACKEND_FASTCGI:
       # Imported here: the legacy backend must not need flup or lighttpd.
-      from ganeti.http import fastcgi_server  # pylint: disable=import-outside-toplevel
+      from ganeti.http.backends.fastcgi import server as fastcgi_server  # pylint: disable=import-outside-toplevel
       return fastcgi_server.FastCgiHttpServer(options, source)
     server = super().__new__(cls)
     legacy.LegacyHttpServer.__init__(server, options)

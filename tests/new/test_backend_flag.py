@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from ganeti.http import backend_flag
-from ganeti.http.backend_flag import BackendFlagError, ResolveBackend
+from ganeti.http.backends import selection as backend_flag
+from ganeti.http.backends.selection import BackendFlagError, ResolveBackend
 
 
 def _Environ(tmp_path, file_text=None, **variables):

@@ -14,10 +14,10 @@ import threading
 
 import pytest
 
-from ganeti.http import fastcgi_backend
-from ganeti.http import pipeline
+from ganeti.http.backends.fastcgi import flup_gateway as fastcgi_backend
+from ganeti.http.core import pipeline
 from ganeti.http import server as http_server
-from ganeti.http import wsgi_adapter
+from ganeti.http.backends.fastcgi import wsgi_application as wsgi_adapter
 
 from tests.new.test_fastcgi_records import Pair, Record
 

@@ -22,10 +22,10 @@ import time
 import pytest
 
 from ganeti import http as ganeti_http
-from ganeti.http import backend_flag
-from ganeti.http import child_reaper
-from ganeti.http import fastcgi_backend
-from ganeti.http import lighttpd_config
+from ganeti.http.backends import selection as backend_flag
+from ganeti.http.system import child_reaper
+from ganeti.http.backends.fastcgi import flup_gateway as fastcgi_backend
+from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 from ganeti.http import server as http_server
 from tests.conftest import SslParams
 from tests.new.lighttpd_helpers import REPO, ProcessesUsing, WaitFor

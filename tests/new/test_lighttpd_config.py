@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from ganeti.http import lighttpd_config
-from ganeti.http.lighttpd_config import FrontendSettings
+from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd.config import FrontendSettings
 from tests.new.lighttpd_helpers import (REPO, CanSwitchToNobody, FreePort,
                                         ProcessesMentioning, Request,
                                         Settings, WaitFor, fcgi_app,

@@ -25,15 +25,15 @@ import signal
 import socket
 import threading
 
-from ganeti.http import backend_flag
-from ganeti.http import child_reaper
-from ganeti.http import fastcgi_backend
-from ganeti.http import fastcgi_settings
-from ganeti.http import lighttpd_config
-from ganeti.http import lighttpd_supervisor
-from ganeti.http import pipeline
-from ganeti.http import state_dirs
-from ganeti.http import wsgi_adapter
+from ganeti.http.backends import selection
+from ganeti.http.system import child_reaper
+from ganeti.http.backends.fastcgi import flup_gateway
+from ganeti.http.backends.fastcgi import settings as fastcgi_settings
+from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import supervisor as lighttpd_supervisor
+from ganeti.http.core import pipeline
+from ganeti.http.backends.fastcgi.lighttpd import state_dirs
+from ganeti.http.backends.fastcgi import wsgi_application
 
 #: Seconds L{FastCgiHttpServer.Stop} lets requests in progress finish
 #: (lighttpd's graceful shutdown; Ganeti's RPCs can take that long) ...
@@ -56,7 +56,7 @@ class FastCgiHttpServer(object):
   @ivar spawned: whether a system lighttpd spawned this daemon as its
       FastCGI application (see L{fastcgi_settings.SpawnedByLighttpd})
   """
-  backend = backend_flag.BACKEND_FASTCGI
+  backend = selection.BACKEND_FASTCGI
   allow_reuse_address = True
 
   def __init__(self, options, flag_source):
@@ -68,7 +68,7 @@ class FastCgiHttpServer(object):
     self.ssl_verify_callback = options.ssl_verify_callback
     self.address_family = options.address_family
     self.settings = fastcgi_settings.Load(options.daemon_name
-                                          or backend_flag.DefaultDaemonName())
+                                          or selection.DefaultDaemonName())
     self._flag_source = flag_source
     self.pipeline = pipeline.RequestPipeline(
       pipeline.ClientCertificatePolicy(options.ssl_verify_peer,
@@ -80,12 +80,12 @@ class FastCgiHttpServer(object):
       # A system lighttpd started this daemon (bin-path) and listens on
       # the port itself; the FastCGI socket is our standard input.
       self._lighttpd = None
-      self.socket = fastcgi_backend.InheritedFastCgiSocket()
+      self.socket = flup_gateway.InheritedFastCgiSocket()
       # Read once, for this server: daemons this one starts (noded starts
       # the master daemons) must not take their standard input for a
       # FastCGI socket.
-      for variable in (backend_flag.ENV_SPAWNED,
-                       backend_flag.ENV_SPAWNED_SENDFILE_DIRS):
+      for variable in (selection.ENV_SPAWNED,
+                       selection.ENV_SPAWNED_SENDFILE_DIRS):
         os.environ.pop(variable, None)
       self.server_address = (options.local_address, options.port)
     else:
@@ -118,7 +118,7 @@ class FastCgiHttpServer(object):
       self._fastcgi_socket = self.socket
       # Not os.getppid(): lighttpd may have died while this process started,
       # leaving it with another parent, and it would then run forever.
-      self._spawner = fastcgi_backend.ListeningProcess(self.socket)
+      self._spawner = flup_gateway.ListeningProcess(self.socket)
       self._StartBackend()
       self._spawner_watch = _SpawnerWatch(self._spawner)
       logging.info("Serving FastCGI on the socket inherited from lighttpd"
@@ -129,7 +129,7 @@ class FastCgiHttpServer(object):
     self._state_dir = state_dirs.Create(self.settings.runtime_dir)
     socket_path = os.path.join(self._state_dir, "fastcgi.sock")
     try:
-      self._fastcgi_socket = fastcgi_backend.BindUnixSocket(
+      self._fastcgi_socket = flup_gateway.BindUnixSocket(
         socket_path, owner_uid=frontend.uid, owner_gid=frontend.gid)
       self._StartBackend()
       config = lighttpd_config.render(self._FrontendSettings(socket_path,
@@ -163,7 +163,7 @@ class FastCgiHttpServer(object):
           "%s is not an executable file" % self.settings.lighttpd)
       return self.settings.lighttpd
     except lighttpd_supervisor.LighttpdError as err:
-      raise backend_flag.BackendFlagError(
+      raise selection.BackendFlagError(
         "The fastcgi HTTP backend was selected by %s, but lighttpd is not"
         " usable (%s); install lighttpd and lighttpd-mod-openssl or select"
         " the legacy backend" % (self._flag_source, err))
@@ -204,28 +204,28 @@ class FastCgiHttpServer(object):
     # max_clients requests at once in all, split over the processes: fewer
     # threads per process also means less contention for its GIL.
     threads = -(-self._max_clients // self.settings.processes)
-    gateway = fastcgi_backend.FlupGateway(
-      wsgi_adapter.WsgiApplication(
+    gateway = flup_gateway.FlupGateway(
+      wsgi_application.WsgiApplication(
         self, tls=self._ssl_params is not None,
         sendfile_dirs=self.settings.sendfile_dirs),
       multiprocess=self.settings.processes > 1,
       max_connections=threads * self.settings.processes)
 
     if self.spawned:
-      peer_check = fastcgi_backend.PeerCheck(
-        fastcgi_backend.SpawningLighttpd(self._spawner))
+      peer_check = flup_gateway.PeerCheck(
+        flup_gateway.SpawningLighttpd(self._spawner))
     else:
-      peer_check = fastcgi_backend.PeerCheck(
-        fastcgi_backend.LighttpdFromPidFile(
+      peer_check = flup_gateway.PeerCheck(
+        flup_gateway.LighttpdFromPidFile(
           lighttpd_config.StateLayout(self._state_dir).pid_file,
           os.getpid()))
 
     def _MakeListener():
-      return fastcgi_backend.FastCgiListener(gateway, self._fastcgi_socket,
+      return flup_gateway.FastCgiListener(gateway, self._fastcgi_socket,
                                              threads, peer_check)
 
     if self.settings.processes > 1:
-      self._workers = fastcgi_backend.ForkedWorkers(_MakeListener,
+      self._workers = flup_gateway.ForkedWorkers(_MakeListener,
                                                     self.settings.processes)
       self._workers.Start()
     else:

@@ -1,7 +1,7 @@
 """lighttpd configurations for the fastcgi backend, rendered from settings.
 
 Pure: nothing here touches the file system or a process; the supervisor
-(L{ganeti.http.lighttpd_supervisor}) writes, checks and runs the text.
+(L{ganeti.http.backends.fastcgi.lighttpd.supervisor}) writes, checks and runs the text.
 docs/lighttpd.md explains every directive written here.
 
 Two deployments share one renderer:
@@ -22,7 +22,7 @@ import os
 from typing import Optional, Tuple, Union
 
 from ganeti import http
-from ganeti.http import backend_flag
+from ganeti.http.backends import selection
 
 #: Longest Unix socket path, in bytes (C{sun_path} minus its NUL).
 _MAX_SOCKET_PATH = 107
@@ -361,7 +361,7 @@ def _Render(settings, backends):
   """Return the whole configuration text."""
   directives = list(_ServerDirectives(settings))
   directives.append(("fastcgi.server", {"/": tuple(backends)}))
-  lines = ["# lighttpd configuration written by ganeti.http.lighttpd_config;",
+  lines = ["# lighttpd configuration written by ganeti.http.backends.fastcgi.lighttpd.config;",
            "# see docs/lighttpd.md."]
   lines.extend("%s = %s" % (key, _Value(value)) for (key, value) in directives)
   return "\n".join(lines) + "\n"
@@ -423,10 +423,10 @@ def render_system_config(settings, command, max_procs=1, environment=None):
   # Tells ganeti.http that lighttpd spawned it (and so to serve FastCGI on
   # its standard input instead of starting a lighttpd of its own).
   options["bin-environment"] = dict(environment or {})
-  options["bin-environment"][backend_flag.ENV_SPAWNED] = "1"
+  options["bin-environment"][selection.ENV_SPAWNED] = "1"
   backend_options = _BackendOptions(settings)
   if settings.sendfile_dirs:
-    options["bin-environment"][backend_flag.ENV_SPAWNED_SENDFILE_DIRS] = (
+    options["bin-environment"][selection.ENV_SPAWNED_SENDFILE_DIRS] = (
       ",".join(backend_options["x-sendfile-docroot"]))
   options.update(backend_options)
   return _Render(settings, [options])

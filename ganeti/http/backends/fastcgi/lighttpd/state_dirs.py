@@ -16,7 +16,7 @@ import shutil
 import stat
 import tempfile
 
-from ganeti.http import process_identity
+from ganeti.http.system import process_identity
 
 PREFIX = "ganeti-http-"
 _OWNER_FILE = "owner"

@@ -19,8 +19,8 @@ import ssl
 import urllib.parse
 
 from ganeti import http as ganeti_http
-from ganeti.http import pipeline
-from ganeti.http import response_body
+from ganeti.http.core import pipeline
+from ganeti.http.core import response_body
 
 #: WSGI environment key under which a server may offer a list: it calls
 #: each callable appended there once it is done with the request's

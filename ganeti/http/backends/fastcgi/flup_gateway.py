@@ -35,11 +35,11 @@ import time
 
 from flup.server import fcgi_base
 
-from ganeti.http import child_reaper
-from ganeti.http import fastcgi_records
-from ganeti.http import process_identity
-from ganeti.http import response_body
-from ganeti.http import wsgi_adapter
+from ganeti.http.system import child_reaper
+from ganeti.http.backends.fastcgi import records as fastcgi_records
+from ganeti.http.system import process_identity
+from ganeti.http.core import response_body
+from ganeti.http.backends.fastcgi import wsgi_application
 
 #: How often blocking loops look at their stop flag, in seconds.
 _POLL_INTERVAL = 0.2
@@ -75,7 +75,7 @@ _ABORT_GRACE = 0.05
 
 class _InputStream(object):
   """FCGI_STDIN (or FCGI_DATA) as C{wsgi.input}, which only
-  L{wsgi_adapter.WsgiApplication} reads, through C{read()}.
+  L{wsgi_application.WsgiApplication} reads, through C{read()}.
 
   The received records stay as they are until read (flup's stream joined
   and re-sliced everything it held on every read: several copies of an
@@ -364,7 +364,7 @@ class _Request(fcgi_base.Request):
     such, not as a traceback.
 
   flup's gateway has already closed the WSGI body in both cases.  What the
-  application left under L{wsgi_adapter.AFTER_CONNECTION_KEY} runs last,
+  application left under L{wsgi_application.AFTER_CONNECTION_KEY} runs last,
   once lighttpd has closed the connection (or it was dropped).
   """
 
@@ -381,7 +381,7 @@ class _Request(fcgi_base.Request):
 
   def run(self):
     after_connection = []
-    self.params[wsgi_adapter.AFTER_CONNECTION_KEY] = after_connection
+    self.params[wsgi_application.AFTER_CONNECTION_KEY] = after_connection
     try:
       self._Run()
     finally:

@@ -27,8 +27,8 @@ import re
 import string
 
 from ganeti import http as ganeti_http
-from ganeti.http import request_body
-from ganeti.http import response_body
+from ganeti.http.core import request_body
+from ganeti.http.core import response_body
 
 
 #: Content type of the default error page.
@@ -70,7 +70,7 @@ class _HttpServerRequest(object):
   @ivar request_body: the body as bytes (C{b""} when there is none)
   @ivar request_sock: the client connection, or a stand-in where the
       backend has none to offer (FastCGI: see
-      C{wsgi_adapter.DetachedClientSocket})
+      C{wsgi_application.DetachedClientSocket})
   @ivar resp_headers: headers the handler adds to a successful response
   @ivar private: free for the handler, kept from C{PreHandleRequest} to
       C{HandleRequest}

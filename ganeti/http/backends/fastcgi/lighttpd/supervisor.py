@@ -48,7 +48,7 @@ import subprocess
 import threading
 import time
 
-from ganeti.http.lighttpd_config import StateLayout
+from ganeti.http.backends.fastcgi.lighttpd.config import StateLayout
 
 DEFAULT_MODULE_DIR = "/usr/lib/lighttpd"
 
@@ -204,7 +204,7 @@ class _Instance(object):
 class LighttpdSupervisor(object):
   """Runs and watches lighttpd for one daemon.
 
-  @param config_text: the configuration (see L{ganeti.http.lighttpd_config})
+  @param config_text: the configuration (see L{ganeti.http.backends.fastcgi.lighttpd.config})
   @param state_dir: the directory the configuration's state paths are in
       (its C{settings.state_dir}); this class owns it and sets its modes
   @param listen_socket: a bound, listening socket to hand over (the

@@ -20,10 +20,10 @@ import threading
 import time
 
 from ganeti import http as ganeti_http
-from ganeti.http import child_reaper
-from ganeti.http import pipeline
-from ganeti.http import request_body
-from ganeti.http import response_body
+from ganeti.http.system import child_reaper
+from ganeti.http.core import pipeline
+from ganeti.http.core import request_body
+from ganeti.http.core import response_body
 
 #: How often the accepting thread, waiting for a free worker, checks whether
 #: the server is stopping (seconds).

@@ -43,8 +43,8 @@ import grp
 import os
 import pwd
 
-from ganeti.http import backend_flag
-from ganeti.http import lighttpd_config
+from ganeti.http.backends import selection
+from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 
 ENV_PROCESSES = "GANETI_HTTP_FASTCGI_PROCESSES"
 DEFAULT_FRONTEND_USER = "www-data"
@@ -79,7 +79,7 @@ class FastCgiSettings(object):
         ("write-idle-timeout", write_idle_timeout,
          lighttpd_config.MAX_IDLE_TIMEOUT)):
       if value < 1 or (maximum is not None and value > maximum):
-        raise backend_flag.BackendFlagError(
+        raise selection.BackendFlagError(
           "%s must be at least 1%s, not %d%s" %
           (key, " and at most %d" % maximum if maximum else "", value,
            self._From(key)))
@@ -92,7 +92,7 @@ class FastCgiSettings(object):
     self.sendfile_dirs = tuple(sendfile_dirs)
     for path in self.sendfile_dirs:
       if not os.path.isabs(path):
-        raise backend_flag.BackendFlagError(
+        raise selection.BackendFlagError(
           "sendfile-dirs must be absolute paths, not %r%s" %
           (path, self._From("sendfile-dirs")))
 
@@ -104,7 +104,7 @@ class FastCgiSettings(object):
   def FrontendIdentity(self):
     """Resolve the frontend account (only when running as root).
 
-    @raise backend_flag.BackendFlagError: the account does not exist
+    @raise selection.BackendFlagError: the account does not exist
     """
     if os.geteuid() != 0:
       return FrontendIdentity()
@@ -113,7 +113,7 @@ class FastCgiSettings(object):
       group = (grp.getgrnam(self.frontend_group) if self.frontend_group
                else grp.getgrgid(account.pw_gid))
     except KeyError as err:
-      raise backend_flag.BackendFlagError(
+      raise selection.BackendFlagError(
         "The fastcgi backend's frontend account does not exist: %s%s" %
         (err, self._From("frontend-user") or self._From("frontend-group")))
     return FrontendIdentity(account.pw_name, group.gr_name, account.pw_uid,
@@ -122,19 +122,19 @@ class FastCgiSettings(object):
 
 def SpawnedByLighttpd(environ=os.environ):
   """Whether lighttpd spawned this process as its FastCGI application."""
-  return environ.get(backend_flag.ENV_SPAWNED) == "1"
+  return environ.get(selection.ENV_SPAWNED) == "1"
 
 
 def Load(daemon_name, environ=os.environ):
   """Read the settings of C{daemon_name}.
 
-  @raise backend_flag.BackendFlagError: a value is malformed
+  @raise selection.BackendFlagError: a value is malformed
   """
-  path = backend_flag.ConfigPath(environ)
+  path = selection.ConfigPath(environ)
   values = {}
   sources = {}
   for section in ("fastcgi", "fastcgi:%s" % daemon_name):
-    for (key, value) in backend_flag.ReadSection(path, section).items():
+    for (key, value) in selection.ReadSection(path, section).items():
       values[key] = value
       sources[key] = "key %r in section [%s] of %s" % (key, section, path)
   if environ.get(ENV_PROCESSES):
@@ -146,7 +146,7 @@ def Load(daemon_name, environ=os.environ):
     try:
       numbers[key] = int(values.get(key, default))
     except ValueError:
-      raise backend_flag.BackendFlagError(
+      raise selection.BackendFlagError(
         "%s of the fastcgi backend must be a number, not %r (from %s)"
         % (key, values[key], sources[key]))
   runtime_dir = values.get("runtime-dir")
@@ -162,7 +162,7 @@ def Load(daemon_name, environ=os.environ):
     runtime_dir=runtime_dir,
     lighttpd=values.get("lighttpd"),
     sendfile_dirs=_PathList(
-      environ.get(backend_flag.ENV_SPAWNED_SENDFILE_DIRS, "")
+      environ.get(selection.ENV_SPAWNED_SENDFILE_DIRS, "")
       if SpawnedByLighttpd(environ) else values.get("sendfile-dirs", "")),
     sources=sources)
 

@@ -1,0 +1,1 @@
+"""The HTTP server backends a daemon's flag chooses between."""
