@@ -11,7 +11,8 @@ import socket
 import tempfile
 
 from ganeti.http.backends.fastcgi import settings as fastcgi_settings
-from ganeti.http.backends.fastcgi.lighttpd import supervisor as lighttpd_supervisor
+from ganeti.http.backends.fastcgi.lighttpd import (
+  supervisor as lighttpd_supervisor)
 
 
 def _Config(state_dir, docroot, port, tls_pem, verify_peer, frontend):

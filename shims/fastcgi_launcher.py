@@ -27,8 +27,8 @@ import signal
 import sys
 import threading
 
-from ganeti.http.backends.fastcgi import settings as fastcgi_settings
 from ganeti.http import server as http_server
+from ganeti.http.backends import selection
 from ganeti.http.core import server_options
 
 
@@ -58,7 +58,7 @@ def main(argv=None):
   parser.add_argument("--daemon-name", default=None)
   parser.add_argument("--max-clients", type=int, default=20)
   args = parser.parse_args(argv)
-  if not fastcgi_settings.SpawnedByLighttpd():
+  if not selection.SpawnedByLighttpd():
     parser.error("not spawned by lighttpd (GANETI_HTTP_FASTCGI_SPAWNED is"
                  " not set); use ganeti.http.server.HttpServer directly")
   logging.basicConfig(level=logging.INFO,

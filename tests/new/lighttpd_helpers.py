@@ -21,7 +21,8 @@ import time
 import pytest
 
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
-from ganeti.http.backends.fastcgi.lighttpd import supervisor as lighttpd_supervisor
+from ganeti.http.backends.fastcgi.lighttpd import (
+  supervisor as lighttpd_supervisor)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
   os.path.abspath(__file__))))

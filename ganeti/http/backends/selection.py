@@ -1,5 +1,8 @@
 """Which HTTP backend a daemon uses, and where that choice was made.
 
+This module is the one reader of the INI file (L{ReadConfig}) and holds
+every C{GANETI_HTTP_*} environment variable name.
+
 The flag is looked up, first match wins, in:
 
   0. C{GANETI_HTTP_FASTCGI_SPAWNED=1}: lighttpd spawned the daemon as its
@@ -18,13 +21,16 @@ but a file that exists and cannot be read or parsed is an error, raised the
 first time a lookup reaches it.
 """
 
+import collections
 import configparser
 import os
 import sys
 
-BACKEND_LEGACY = "legacy"
-BACKEND_FASTCGI = "fastcgi"
-BACKENDS = frozenset([BACKEND_LEGACY, BACKEND_FASTCGI])
+from ganeti.http import backends
+
+BACKEND_LEGACY = backends.LEGACY
+BACKEND_FASTCGI = backends.FASTCGI
+BACKENDS = backends.NAMES
 
 ENV_PREFIX = "GANETI_HTTP_BACKEND"
 ENV_CONFIG_FILE = "GANETI_HTTP_BACKEND_CONFIG"
@@ -33,6 +39,8 @@ ENV_SPAWNED = "GANETI_HTTP_FASTCGI_SPAWNED"
 #: Set by that configuration too: the directories it lets the spawned
 #: daemon hand to lighttpd (X-Sendfile), comma-separated.
 ENV_SPAWNED_SENDFILE_DIRS = "GANETI_HTTP_FASTCGI_SENDFILE_DIRS"
+#: Overrides the fastcgi backend's C{processes} setting.
+ENV_PROCESSES = "GANETI_HTTP_FASTCGI_PROCESSES"
 DEFAULT_CONFIG_FILE = "/etc/ganeti/http-backend.conf"
 CONFIG_SECTION = "backends"
 CONFIG_DEFAULT_KEY = "default"
@@ -74,10 +82,10 @@ def ConfigPath(environ=os.environ):
   return environ.get(ENV_CONFIG_FILE) or DEFAULT_CONFIG_FILE
 
 
-def ReadSection(path, section):
-  """Return the section C{section} of the INI file at C{path} as a dict.
+def ReadConfig(path):
+  """Return the INI file at C{path} as a dict of sections, each a dict.
 
-  A missing file or section gives an empty dict.
+  A missing file gives an empty dict.
 
   @raise BackendFlagError: the file exists but is unreadable or malformed
   """
@@ -96,14 +104,35 @@ def ReadSection(path, section):
   except configparser.Error as err:
     raise BackendFlagError("Malformed HTTP backend file %s: %s" %
                            (path, err))
-  if not parser.has_section(section):
-    return {}
-  return dict(parser.items(section))
+  return {section: dict(parser.items(section))
+          for section in parser.sections()}
+
+
+def ReadSection(path, section):
+  """Return the section C{section} of the INI file at C{path} as a dict
+  (empty for a missing file or section).
+
+  @raise BackendFlagError: see L{ReadConfig}
+  """
+  return ReadConfig(path).get(section, {})
+
+
+def SpawnedByLighttpd(environ=os.environ):
+  """Whether lighttpd spawned this process as its FastCGI application."""
+  return environ.get(ENV_SPAWNED) == "1"
+
+
+def ForgetSpawned(environ=os.environ):
+  """Remove what lighttpd's configuration set for the spawned daemon, so
+  that daemons this one starts (noded starts the master daemons) do not
+  take their standard input for a FastCGI socket."""
+  for variable in (ENV_SPAWNED, ENV_SPAWNED_SENDFILE_DIRS):
+    environ.pop(variable, None)
 
 
 def _Candidates(daemon_name, environ):
   """Yield C{(raw value, source)} for each place, in precedence order."""
-  if environ.get(ENV_SPAWNED) == "1":
+  if SpawnedByLighttpd(environ):
     yield (BACKEND_FASTCGI, "environment variable %s (spawned by lighttpd)"
            % ENV_SPAWNED)
   daemon_variable = DaemonVariable(daemon_name)
@@ -146,3 +175,19 @@ def ResolveBackend(daemon_name, environ=os.environ):
                                           ", ".join(sorted(BACKENDS))))
     return (value, source)
   return (BACKEND_LEGACY, "built-in default")
+
+
+#: The outcome of L{Choose}: the daemon's name, its backend, and in words
+#: where the backend was chosen.
+Choice = collections.namedtuple("Choice", ["daemon_name", "backend",
+                                           "source"])
+
+
+def Choose(daemon_name=None, environ=os.environ):
+  """Return the L{Choice} for C{daemon_name} (default: L{DefaultDaemonName}).
+
+  @raise BackendFlagError: see L{ResolveBackend}
+  """
+  daemon_name = daemon_name or DefaultDaemonName()
+  (backend, source) = ResolveBackend(daemon_name, environ)
+  return Choice(daemon_name, backend, source)

@@ -1,7 +1,7 @@
 """lighttpd configurations for the fastcgi backend, rendered from settings.
 
 Pure: nothing here touches the file system or a process; the supervisor
-(L{ganeti.http.backends.fastcgi.lighttpd.supervisor}) writes, checks and runs the text.
+(L{supervisor}) writes, checks and runs the text.
 docs/lighttpd.md explains every directive written here.
 
 Two deployments share one renderer:
@@ -23,6 +23,7 @@ from typing import Optional, Tuple, Union
 
 from ganeti import http
 from ganeti.http.backends import selection
+from ganeti.http.core import tls
 
 #: Longest Unix socket path, in bytes (C{sun_path} minus its NUL).
 _MAX_SOCKET_PATH = 107
@@ -327,15 +328,17 @@ def _ServerDirectives(settings):
 
   if settings.tls:
     yield ("ssl.engine", True)
-    # As Ganeti: the chain file, when given, starts with the certificate.
-    yield ("ssl.pemfile", settings.ssl_chain_path or settings.ssl_cert_path)
+    # The TLS rules are tls's, as the legacy backend's.
+    yield ("ssl.pemfile", tls.PresentedChain(settings.ssl_cert_path,
+                                             settings.ssl_chain_path))
     yield ("ssl.privkey", settings.ssl_key_path)
-    yield ("ssl.openssl.ssl-conf-cmd", {"MinProtocol": "TLSv1.2"})
+    yield ("ssl.openssl.ssl-conf-cmd",
+           {"MinProtocol": tls.MINIMUM_VERSION_OPENSSL})
     if settings.ssl_verify_peer:
-      # The cluster certificate is both server certificate and client CA.
       yield ("ssl.verifyclient.activate", True)
       yield ("ssl.verifyclient.enforce", True)
-      yield ("ssl.verifyclient.ca-file", settings.ssl_cert_path)
+      yield ("ssl.verifyclient.ca-file",
+             tls.ClientCertificateAuthority(settings.ssl_cert_path))
       yield ("ssl.verifyclient.exportcert", True)
 
 
@@ -361,7 +364,8 @@ def _Render(settings, backends):
   """Return the whole configuration text."""
   directives = list(_ServerDirectives(settings))
   directives.append(("fastcgi.server", {"/": tuple(backends)}))
-  lines = ["# lighttpd configuration written by ganeti.http.backends.fastcgi.lighttpd.config;",
+  lines = ["# lighttpd configuration written by"
+           " ganeti.http.backends.fastcgi.lighttpd.config;",
            "# see docs/lighttpd.md."]
   lines.extend("%s = %s" % (key, _Value(value)) for (key, value) in directives)
   return "\n".join(lines) + "\n"

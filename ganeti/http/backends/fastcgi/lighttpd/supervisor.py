@@ -204,7 +204,7 @@ class _Instance(object):
 class LighttpdSupervisor(object):
   """Runs and watches lighttpd for one daemon.
 
-  @param config_text: the configuration (see L{ganeti.http.backends.fastcgi.lighttpd.config})
+  @param config_text: the configuration (see L{config})
   @param state_dir: the directory the configuration's state paths are in
       (its C{settings.state_dir}); this class owns it and sets its modes
   @param listen_socket: a bound, listening socket to hand over (the
