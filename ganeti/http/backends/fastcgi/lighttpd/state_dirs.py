@@ -7,11 +7,15 @@ stops.  A daemon killed without stopping leaves its directory behind (its
 lighttpd is ended by the lifeline), so each directory names the process
 that made it in an C{owner} file (pid and start time), and the next server
 started with the same runtime directory removes those whose owner has
-exited.
+exited.  L{PrepareForLighttpd} lays out such a directory for lighttpd, with
+the owners and modes its privilege switch needs.
 """
 
+import errno
+import grp
 import logging
 import os
+import pwd
 import shutil
 import stat
 import tempfile
@@ -77,3 +81,79 @@ def _Owner(path):
     return (int(pid), int(start_time))
   except (OSError, ValueError):
     return None
+
+
+def PrepareForLighttpd(layout, owner, config_text):
+  """Create lighttpd's state directory (see L{StateLayout<config.StateLayout>})
+  and its files, and write the configuration C{config_text}.
+
+  @param owner: C{(uid, gid)} lighttpd switches to (L{ResolveOwner}), or
+      None
+
+  Without a user to switch to, everything belongs to this process and is
+  private to it.  With one (this process being root):
+
+    - the directory and the empty document root are root's, group
+      lighttpd's group, mode 0710: lighttpd may pass through, not list,
+      and cannot replace the configuration or the pid file;
+    - the configuration (read before the switch) stays root's, 0600;
+    - the error log and upload directory, used after the switch, are
+      lighttpd's user's, 0600/0700.
+  """
+  if owner is None:
+    (uid, gid, dir_mode) = (None, None, 0o700)
+  else:
+    (uid, gid) = owner
+    dir_mode = 0o710
+  os.makedirs(layout.state_dir, exist_ok=True)
+  for directory in (layout.state_dir, layout.document_root):
+    _MakeDir(directory, dir_mode, None if gid is None else os.getuid(), gid)
+  _MakeDir(layout.upload_dir, 0o700, uid, gid)
+  _TouchFile(layout.error_log, uid, gid)
+
+  temporary = layout.config + ".new"
+  with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
+                    os.O_NOFOLLOW, 0o600), "w") as handle:
+    os.fchmod(handle.fileno(), 0o600)
+    handle.write(config_text)
+  os.replace(temporary, layout.config)
+
+
+def ResolveOwner(user, group):
+  """Return C{(uid, gid)} lighttpd switches to, or None if it does not."""
+  if (user is None and group is None) or os.geteuid() != 0:
+    return None
+  if user is None:
+    uid = os.getuid()
+    gid = grp.getgrnam(group).gr_gid
+  else:
+    entry = pwd.getpwnam(user)
+    uid = entry.pw_uid
+    gid = entry.pw_gid if group is None else grp.getgrnam(group).gr_gid
+  return (uid, gid)
+
+
+def _MakeDir(path, mode, uid, gid):
+  """Create directory C{path} if needed and set its mode and owner."""
+  try:
+    os.mkdir(path, mode)
+  except FileExistsError:
+    pass
+  if os.path.islink(path):
+    raise OSError(errno.ELOOP, "Refusing a symlink in the state directory",
+                  path)
+  os.chmod(path, mode)
+  if uid is not None:
+    os.chown(path, uid, gid)
+
+
+def _TouchFile(path, uid, gid):
+  """Create file C{path} if needed, mode 0600, owned by C{uid}/C{gid}."""
+  descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND |
+                       os.O_NOFOLLOW, 0o600)
+  try:
+    os.fchmod(descriptor, 0o600)
+    if uid is not None:
+      os.fchown(descriptor, uid, gid)
+  finally:
+    os.close(descriptor)
