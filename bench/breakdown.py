@@ -109,8 +109,9 @@ def _Pipeline():
 
 def _Application():
   """The WSGI application serving the bench handler."""
-  return wsgi_application.WsgiApplication(_Pipeline(),
-                                          workload.JsonHandler(), tls=False)
+  handler = workload.JsonHandler()
+  return wsgi_application.WsgiApplication(_Pipeline(), lambda: handler,
+                                          tls=False)
 
 
 def _Gateway():

@@ -55,8 +55,10 @@ class Handler(http_server.HttpServerHandler):
 def _Gateway():
   request_pipeline = pipeline.RequestPipeline(
     pipeline.ClientCertificatePolicy(False, None))
+  handler = Handler()
   return fastcgi_backend.FlupGateway(
-    wsgi_adapter.WsgiApplication(request_pipeline, Handler(), tls=False),
+    wsgi_adapter.WsgiApplication(request_pipeline, lambda: handler,
+                                 tls=False),
     multiprocess=False, max_connections=2)
 
 

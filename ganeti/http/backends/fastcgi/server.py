@@ -191,7 +191,8 @@ class FastCgiHttpServer(base.ServerBase):
     threads = -(-self._max_clients // self.settings.processes)
     gateway = flup_gateway.FlupGateway(
       wsgi_application.WsgiApplication(
-        self.pipeline, self.ganeti_handler, tls=self._ssl_params is not None,
+        self.pipeline, lambda: self.ganeti_handler,
+        tls=self._ssl_params is not None,
         sendfile_dirs=self.settings.sendfile_dirs),
       multiprocess=self.settings.processes > 1,
       max_connections=threads * self.settings.processes)

@@ -98,7 +98,10 @@ class WsgiApplication(object):
   """Serves a Ganeti handler through the request pipeline.
 
   @param request_pipeline: the server's L{pipeline.RequestPipeline}
-  @param handler: the daemon's C{HttpServerHandler}
+  @param current_handler: returns the daemon's C{HttpServerHandler}; asked
+      on every request, as the legacy backend reads the server's
+      C{ganeti_handler} on every request (Ganeti's own tests replace it on
+      a running server)
   @param tls: whether lighttpd terminates TLS for this server; without it a
       client certificate in the environment is ignored
   @param sendfile_dirs: directories from which a file a handler returns is
@@ -106,9 +109,10 @@ class WsgiApplication(object):
       the backend; lighttpd must be configured with the same list
   """
 
-  def __init__(self, request_pipeline, handler, tls, sendfile_dirs=()):
+  def __init__(self, request_pipeline, current_handler, tls,
+               sendfile_dirs=()):
     self._pipeline = request_pipeline
-    self._handler = handler
+    self._current_handler = current_handler
     self._tls = tls
     self._sendfile_dirs = tuple(os.path.join(os.path.realpath(path), "")
                                 for path in sendfile_dirs)
@@ -123,7 +127,7 @@ class WsgiApplication(object):
       tls=self._tls,
       peer_certificate=(PeerCertificateFromEnviron(environ)
                         if self._tls else None))
-    response = self._pipeline.Run(self._handler, incoming)
+    response = self._pipeline.Run(self._current_handler(), incoming)
     body = response.body
     headers = response.headers
     after_connection = environ.get(flup_gateway.AFTER_CONNECTION_KEY)
