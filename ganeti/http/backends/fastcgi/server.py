@@ -97,7 +97,8 @@ class FastCgiHttpServer(base.ServerBase):
 
     When spawned by a system lighttpd, only the backend is started, on the
     inherited socket.  A server made with Ganeti 3.2's signature also reaps
-    the daemon's forgotten children (L{child_reaper}), as 3.2's does.
+    the daemon's forgotten children (L{base.ServerBase._HoldReaper}), as
+    3.2's does.
     """
     self._StartServing()
     self._HoldReaper()

@@ -119,7 +119,7 @@ class LegacyHttpServer(base.ServerBase, http.server.HTTPServer):
   def Start(self):
     """Serve in a background thread; returns at once.  A server made with
     Ganeti 3.2's signature also reaps the daemon's forgotten children
-    (L{child_reaper}), as 3.2's does."""
+    (L{base.ServerBase._HoldReaper}), as 3.2's does."""
     logging.info("Serving HTTP%s on %s port %s with the %s backend",
                  "S" if self._ssl_context else "", self.server_address[0],
                  self.server_address[1], self.backend)
