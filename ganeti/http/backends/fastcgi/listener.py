@@ -25,10 +25,11 @@ class FastCgiListener(object):
   handling).  Only one thread of a process waits in accept() at a time, so
   a new connection wakes one thread, not all of them.
 
-  @param gateway: a L{FlupGateway}
+  @param gateway: a L{flup_gateway.FlupGateway}
   @param listen_socket: a listening Unix socket
   @param max_threads: connections served at once; more wait in the backlog
-  @param peer_check: a L{PeerCheck} every connection must pass, or None
+  @param peer_check: a L{peer_check.PeerCheck} every connection must pass,
+      or None
   """
 
   def __init__(self, gateway, listen_socket, max_threads, peer_check=None):

@@ -29,7 +29,7 @@ _FIRST_RESTART_DELAY = 0.5
 _LAST_RESTART_DELAY = 30.0
 
 class ForkedWorkers(object):
-  """Several forked processes, each running a L{FastCgiListener}.
+  """Several forked processes, each running a L{listener.FastCgiListener}.
 
   Children accept on the same inherited listening socket; a child whose
   parent died stops accepting and exits.  The parent restarts children that
