@@ -15,6 +15,7 @@ L{ganeti.http.pipeline}.
 
 import logging
 
+from ganeti.http import SHIM_VERSION
 from ganeti.http import backend_flag
 from ganeti.http import legacy
 from ganeti.http import pipeline
@@ -75,8 +76,8 @@ class HttpServer(legacy.LegacyHttpServer):
     """Create the server for L{ServerOptions} on the flagged backend."""
     daemon_name = options.daemon_name or backend_flag.DefaultDaemonName()
     (backend, source) = backend_flag.ResolveBackend(daemon_name)
-    logging.info("HTTP backend of %s: %s (from %s)", daemon_name, backend,
-                 source)
+    logging.info("HTTP backend of %s: %s (from %s), ganeti-http-shim %s",
+                 daemon_name, backend, source, SHIM_VERSION)
     if backend == backend_flag.BACKEND_FASTCGI:
       # Imported here: the legacy backend must not need flup or lighttpd.
       from ganeti.http import fastcgi_server  # pylint: disable=import-outside-toplevel
