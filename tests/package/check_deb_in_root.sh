@@ -1,0 +1,162 @@
+#!/bin/sh
+# Install, reinstall under, trigger, remove and purge ganeti-http-shim in a
+# Debian 12 root that holds Debian's Ganeti 3.0, checking after each step.
+#
+#   check_deb_in_root.sh ROOT SHIM_DEB GANETI_DEB
+#
+# ROOT: an extracted root (mmdebstrap) with the packages ganeti,
+# lighttpd, lighttpd-mod-openssl and python3-pycurl; it is changed.
+# GANETI_DEB: the .deb of the ganeti-3.0 installed in ROOT (its md5sums
+# are the reference for "Ganeti's files, byte for byte"; it is also what
+# the reinstall installs).  Run it as root, in network and PID namespaces
+# of its own: nothing here needs the network.  Prints one line per check;
+# exits non-zero at the first failure.
+set -eu
+
+ROOT=$1
+SHIM_DEB=$2
+GANETI_DEB=$3
+SHIM=ganeti-http-shim
+SHIM_TREE=/usr/lib/ganeti-http-shim/ganeti/http
+TREE=/usr/share/ganeti/3.0/ganeti/http
+WORK=$(mktemp -d "$ROOT/tmp/check-deb.XXXXXX")
+mount -t proc proc "$ROOT/proc"
+trap 'umount "$ROOT/proc"; rm -rf "$WORK"' EXIT
+INSIDE=${WORK#"$ROOT"}
+
+ok() { echo "ok: $*"; }
+fail() { echo "FAIL: $*"; exit 1; }
+in_root() { chroot "$ROOT" "$@"; }
+
+# No service may start in this root.
+printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
+chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
+cp "$SHIM_DEB" "$WORK/shim.deb"
+cp "$GANETI_DEB" "$WORK/ganeti.deb"
+dpkg-deb --field "$GANETI_DEB" Package | grep -qx ganeti-3.0 ||
+  fail "$GANETI_DEB is not ganeti-3.0"
+dpkg-deb --ctrl-tarfile "$GANETI_DEB" | tar -x -O ./md5sums > "$WORK/ganeti.md5sums"
+VERSION=$(dpkg-deb --field "$SHIM_DEB" Version)
+
+# Every file under /usr/share/ganeti (compiled files by name only), with
+# its checksum or link target: what must come back after a removal.
+snapshot() {
+  in_root find /usr/share/ganeti \( -type f -o -type l \) | sort |
+    while read -r path; do
+      case $path in
+        *.pyc) echo "$path" ;;
+        *) if [ -L "$ROOT$path" ]; then
+             echo "$path -> $(readlink "$ROOT$path")"
+           else
+             echo "$path $(md5sum < "$ROOT$path" | cut -d' ' -f1)"
+           fi ;;
+      esac
+    done
+}
+
+# Ganeti's files, at their names or where the shim diverted them, are the
+# .deb's, byte for byte.
+check_ganeti_files() {
+  in_root dpkg-divert --list |
+    sed -n "s|^diversion of /\(.*\) to /\(.*\) by $SHIM\$|\1 \2|p" > "$WORK/diverted"
+  awk -v root="$ROOT" '
+    FILENAME == ARGV[1] { truename[$1] = $2; next }
+    { path = ($2 in truename) ? truename[$2] : $2; print $1 "  " root "/" path }
+  ' "$WORK/diverted" "$WORK/ganeti.md5sums" | md5sum --check --quiet ||
+    fail "Ganeti's files differ from $GANETI_DEB ($1)"
+  ok "every file of ganeti-3.0 is the .deb's, byte for byte ($1)"
+}
+
+check_deployed() {
+  for file in $(cd "$ROOT$SHIM_TREE" && find . -type f -name '*.py' | sed 's|^\./||'); do
+    [ "$(readlink "$ROOT$TREE/$file")" = "$SHIM_TREE/$file" ] ||
+      fail "$TREE/$file is not the shim's ($1)"
+    [ "$(in_root dpkg-divert --listpackage "$TREE/$file")" = "$SHIM" ] ||
+      fail "$TREE/$file is not diverted by $SHIM ($1)"
+  done
+  [ -z "$(find "$ROOT$TREE" -type f -name '*.py')" ] ||
+    fail "a module of Ganeti's own is left among the shim's in $TREE ($1)"
+  # As Ganeti's programs import it: the version directory first on the path.
+  found=$(in_root env PYTHONPATH=/usr/share/ganeti/3.0 python3 -c '
+import ganeti.http, ganeti.http.client, ganeti.http.fastcgi_backend, flup
+print(ganeti.http.SHIM_VERSION, ganeti.http.__file__, flup.__file__)')
+  [ "$found" = "$VERSION $TREE/__init__.py /usr/lib/ganeti-http-shim/python/flup/__init__.py" ] ||
+    fail "Ganeti's Python imports something else: $found ($1)"
+  in_root gnt-cluster --version 2>&1 | grep -q '^gnt-cluster (ganeti .*) 3\.0\.' ||
+    fail "gnt-cluster does not run ($1)"
+  ok "the shim $VERSION is Ganeti 3.0's ganeti.http, flup from the private directory ($1)"
+}
+
+check_stock() {
+  [ -z "$(in_root dpkg-divert --list | grep " by $SHIM\$" || true)" ] ||
+    fail "diversions by $SHIM are left ($1)"
+  snapshot > "$WORK/after"
+  diff -u "$WORK/stock" "$WORK/after" ||
+    fail "/usr/share/ganeti differs from before the installation ($1)"
+  ok "/usr/share/ganeti is as before the installation, no diversion left ($1)"
+  check_ganeti_files "$1"
+}
+
+# A Ganeti version installed after the shim: a package with its own tree.
+fake_ganeti() {
+  mkdir -p "$WORK/fake/DEBIAN" "$WORK/fake/usr/share/ganeti/9.9/ganeti/http"
+  printf 'Package: ganeti-9.9-fake\nVersion: 9.9\nArchitecture: all\nMaintainer: test <test@example.org>\nDescription: a Ganeti tree for the test\n' \
+    > "$WORK/fake/DEBIAN/control"
+  echo '# the fake version' > "$WORK/fake/usr/share/ganeti/9.9/ganeti/__init__.py"
+  for module in __init__ client rpc_only; do
+    echo "# Ganeti 9.9's $module" > "$WORK/fake/usr/share/ganeti/9.9/ganeti/http/$module.py"
+  done
+  dpkg-deb --root-owner-group --build "$WORK/fake" "$WORK/fake.deb" > /dev/null
+}
+
+check_ganeti_files "stock"
+snapshot > "$WORK/stock"
+
+in_root dpkg -i "$INSIDE/shim.deb" || fail "dpkg -i $SHIM_DEB"
+ok "installed $SHIM $VERSION"
+check_deployed "installed"
+check_ganeti_files "installed"
+in_root dpkg --verify ganeti-3.0 || fail "dpkg --verify ganeti-3.0"
+ok "dpkg --verify ganeti-3.0 finds nothing changed"
+in_root getent passwd ganeti-http | grep -q ':/usr/sbin/nologin$' ||
+  fail "no system account ganeti-http"
+grep -qx 'frontend-user = ganeti-http' "$ROOT/etc/ganeti/http-backend.conf" ||
+  fail "the conffile does not name ganeti-http as the frontend user"
+[ "$(stat -c %a:%U "$ROOT/run/ganeti-http")" = 755:root ] ||
+  fail "/run/ganeti-http is not 0755 root"
+ok "account ganeti-http, /run/ganeti-http 0755, conffile"
+
+in_root dpkg -i "$INSIDE/ganeti.deb" || fail "reinstalling ganeti-3.0"
+ok "reinstalled ganeti-3.0"
+check_deployed "after reinstalling ganeti-3.0"
+check_ganeti_files "after reinstalling ganeti-3.0"
+
+fake_ganeti
+in_root dpkg -i "$INSIDE/fake.deb" || fail "installing a later Ganeti version"
+FAKE=/usr/share/ganeti/9.9/ganeti/http
+[ "$(readlink "$ROOT$FAKE/server.py")" = "$SHIM_TREE/server.py" ] ||
+  fail "the trigger did not put the shim into $FAKE"
+[ "$(cat "$ROOT$FAKE/rpc_only.py.distrib")" = "# Ganeti 9.9's rpc_only" ] ||
+  fail "Ganeti 9.9's module that the shim lacks is not diverted"
+ok "a Ganeti version installed later got the shim (dpkg trigger)"
+in_root dpkg -r ganeti-9.9-fake || fail "removing the later Ganeti version"
+[ ! -e "$ROOT/usr/share/ganeti/9.9" ] ||
+  fail "/usr/share/ganeti/9.9 is left after its Ganeti was removed"
+[ -z "$(in_root dpkg-divert --list "/usr/share/ganeti/9.9/*")" ] ||
+  fail "diversions in /usr/share/ganeti/9.9 are left"
+ok "its removal took the shim, the diversions and the directories with it"
+
+in_root dpkg -r "$SHIM" || fail "dpkg -r $SHIM"
+check_stock "removed"
+[ -f "$ROOT/etc/ganeti/http-backend.conf" ] ||
+  fail "the conffile went with a removal (only a purge removes it)"
+
+in_root dpkg -i "$INSIDE/shim.deb" || fail "dpkg -i $SHIM_DEB again"
+check_deployed "installed again"
+in_root dpkg -P "$SHIM" || fail "dpkg -P $SHIM"
+check_stock "purged"
+[ ! -e "$ROOT/etc/ganeti/http-backend.conf" ] || fail "the conffile outlived the purge"
+[ ! -e "$ROOT/run/ganeti-http" ] || fail "/run/ganeti-http outlived the purge"
+[ ! -e "$ROOT/usr/lib/ganeti-http-shim" ] || fail "/usr/lib/ganeti-http-shim outlived the purge"
+ok "purged: conffile, /run/ganeti-http and the package's directory gone"
+echo "PASS"
