@@ -2,20 +2,23 @@
 # Install, reinstall under, trigger, remove and purge ganeti-http-shim in a
 # Debian 12 root that holds Debian's Ganeti 3.0, checking after each step.
 #
-#   check_deb_in_root.sh ROOT SHIM_DEB GANETI_DEB
+#   check_deb_in_root.sh ROOT SHIM_DEB GANETI_DEB [OLDER_SHIM_DEB]
 #
 # ROOT: an extracted root (mmdebstrap) with the packages ganeti,
 # lighttpd, lighttpd-mod-openssl and python3-pycurl; it is changed.
 # GANETI_DEB: the .deb of the ganeti-3.0 installed in ROOT (its md5sums
 # are the reference for "Ganeti's files, byte for byte"; it is also what
-# the reinstall installs).  Run it as root, in network and PID namespaces
-# of its own: nothing here needs the network.  Prints one line per check;
-# exits non-zero at the first failure.
+# the reinstall installs).  OLDER_SHIM_DEB, if given, is installed first
+# and then upgraded to SHIM_DEB.  Run it as root, in network, UTS, PID and mount
+# namespaces of its own (unshare --net --uts --pid --mount --fork): it
+# starts Ganeti's node daemon on 127.0.0.1 and needs no other network.
+# Prints one line per check; exits non-zero at the first failure.
 set -eu
 
 ROOT=$1
 SHIM_DEB=$2
 GANETI_DEB=$3
+OLDER_SHIM_DEB=${4:-}
 SHIM=ganeti-http-shim
 SHIM_TREE=/usr/lib/ganeti-http-shim/ganeti/http
 TREE=/usr/share/ganeti/3.0/ganeti/http
@@ -33,10 +36,12 @@ printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
 chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
 cp "$SHIM_DEB" "$WORK/shim.deb"
 cp "$GANETI_DEB" "$WORK/ganeti.deb"
+if [ -n "$OLDER_SHIM_DEB" ]; then
+  cp "$OLDER_SHIM_DEB" "$WORK/older.deb"
+fi
 dpkg-deb --field "$GANETI_DEB" Package | grep -qx ganeti-3.0 ||
   fail "$GANETI_DEB is not ganeti-3.0"
 dpkg-deb --ctrl-tarfile "$GANETI_DEB" | tar -x -O ./md5sums > "$WORK/ganeti.md5sums"
-VERSION=$(dpkg-deb --field "$SHIM_DEB" Version)
 
 # Every file under /usr/share/ganeti (compiled files by name only), with
 # its checksum or link target: what must come back after a removal.
@@ -68,6 +73,7 @@ check_ganeti_files() {
 }
 
 check_deployed() {
+  VERSION=$(in_root dpkg-query --show --showformat '${Version}' "$SHIM")
   for file in $(cd "$ROOT$SHIM_TREE" && find . -type f -name '*.py' | sed 's|^\./||'); do
     [ "$(readlink "$ROOT$TREE/$file")" = "$SHIM_TREE/$file" ] ||
       fail "$TREE/$file is not the shim's ($1)"
@@ -76,6 +82,13 @@ check_deployed() {
   done
   [ -z "$(find "$ROOT$TREE" -type f -name '*.py')" ] ||
     fail "a module of Ganeti's own is left among the shim's in $TREE ($1)"
+  [ -z "$(in_root find -L "$TREE" -type l)" ] ||
+    fail "links to files the shim no longer has are left in $TREE ($1)"
+  for path in $(in_root dpkg-divert --list "$TREE/*" |
+                sed -n "s|^diversion of \(.*\) to .* by $SHIM\$|\1|p"); do
+    [ -e "$ROOT$SHIM_TREE/${path#"$TREE"/}" ] || [ -e "$ROOT$path.distrib" ] ||
+      fail "$path stays diverted, but neither the shim nor Ganeti has it ($1)"
+  done
   # As Ganeti's programs import it: the version directory first on the path.
   found=$(in_root env PYTHONPATH=/usr/share/ganeti/3.0 python3 -c '
 import ganeti.http, ganeti.http.client, ganeti.http.fastcgi_backend, flup
@@ -97,6 +110,53 @@ check_stock() {
   check_ganeti_files "$1"
 }
 
+# Ganeti 3.0's node daemon, in the foreground, on backend $1: its start
+# line names the backend and the shim's version, and it answers an RPC.
+check_noded() {
+  conffile=$ROOT/etc/ganeti/http-backend.conf
+  cp "$conffile" "$WORK/conffile"
+  sed -i "s/^# noded = fastcgi\$/noded = $1/" "$conffile"
+  ip link set lo up
+  grep -q node1 "$ROOT/etc/hosts" || echo "127.0.0.1 node1" >> "$ROOT/etc/hosts"
+  hostname node1
+  mkdir -p "$ROOT/run/ganeti" "$ROOT/var/lib/ganeti" "$ROOT/var/log/ganeti"
+  if [ ! -f "$ROOT/var/lib/ganeti/server.pem" ]; then
+    in_root openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=node1 \
+      -keyout /var/lib/ganeti/server.pem -out "$INSIDE/cert.pem" 2>/dev/null
+    cat "$WORK/cert.pem" >> "$ROOT/var/lib/ganeti/server.pem"
+  fi
+  : > "$ROOT/var/log/ganeti/node-daemon.log"
+  chroot "$ROOT" /usr/sbin/ganeti-noded -f -b 127.0.0.1 &  # $! is noded
+  noded=$!
+  answer=$(in_root python3 -c '
+import http.client, ssl, time
+context = ssl._create_unverified_context()
+context.load_cert_chain("/var/lib/ganeti/server.pem")
+for _ in range(100):
+  try:
+    connection = http.client.HTTPSConnection("127.0.0.1", 1811, context=context)
+    connection.request("POST", "/version", body="[]")
+    break
+  except OSError:
+    time.sleep(0.2)
+response = connection.getresponse()
+print(response.status, response.read().decode().strip())' 2>&1)
+  lighttpd_user=$(in_root ps -o user= -C lighttpd || true)
+  kill "$noded"
+  wait "$noded" || true
+  cp "$WORK/conffile" "$conffile"
+  [ "$answer" = "200 [true, 3000000]" ] ||
+    fail "noded on $1 answered: $answer"
+  grep -q "HTTP backend of noded: $1 (from .*), $SHIM $VERSION\$" \
+    "$ROOT/var/log/ganeti/node-daemon.log" ||
+    fail "noded's log does not name backend $1 and the shim's version: $(cat "$ROOT/var/log/ganeti/node-daemon.log")"
+  if [ "$1" = fastcgi ]; then
+    [ "$lighttpd_user" = ganeti-http ] ||
+      fail "lighttpd ran as ${lighttpd_user:-nobody}, not as ganeti-http"
+  fi
+  ok "Ganeti 3.0's noded on $1 answers an RPC, logs the backend and $SHIM $VERSION${lighttpd_user:+, lighttpd as $lighttpd_user}"
+}
+
 # A Ganeti version installed after the shim: a package with its own tree.
 fake_ganeti() {
   mkdir -p "$WORK/fake/DEBIAN" "$WORK/fake/usr/share/ganeti/9.9/ganeti/http"
@@ -112,8 +172,11 @@ fake_ganeti() {
 check_ganeti_files "stock"
 snapshot > "$WORK/stock"
 
+if [ -n "$OLDER_SHIM_DEB" ]; then
+  in_root dpkg -i "$INSIDE/older.deb" || fail "dpkg -i $OLDER_SHIM_DEB"
+  check_deployed "older version installed"
+fi
 in_root dpkg -i "$INSIDE/shim.deb" || fail "dpkg -i $SHIM_DEB"
-ok "installed $SHIM $VERSION"
 check_deployed "installed"
 check_ganeti_files "installed"
 in_root dpkg --verify ganeti-3.0 || fail "dpkg --verify ganeti-3.0"
@@ -125,6 +188,8 @@ grep -qx 'frontend-user = ganeti-http' "$ROOT/etc/ganeti/http-backend.conf" ||
 [ "$(stat -c %a:%U "$ROOT/run/ganeti-http")" = 755:root ] ||
   fail "/run/ganeti-http is not 0755 root"
 ok "account ganeti-http, /run/ganeti-http 0755, conffile"
+check_noded legacy
+check_noded fastcgi
 
 in_root dpkg -i "$INSIDE/ganeti.deb" || fail "reinstalling ganeti-3.0"
 ok "reinstalled ganeti-3.0"

@@ -1,10 +1,12 @@
 """ganeti-http-shim installed into a Debian 12 root with Debian's Ganeti 3.0.
 
 The root comes from mmdebstrap (cached outside the repository, keyed by
-its package list); check_deb_in_root.sh installs the package, reinstalls
-ganeti-3.0 under it, installs and removes a later Ganeti version, removes
-and purges it, and compares Ganeti's files with its .deb's md5sums after
-each step.  It runs in network, PID and mount namespaces of its own.
+its package list).  check_deb_in_root.sh installs an older version of the
+package and upgrades it to the current one, starts Ganeti's node daemon on
+each backend, reinstalls ganeti-3.0 under it, installs and removes a later
+Ganeti version, removes and purges the package, and compares Ganeti's files
+with its .deb's md5sums after each step.  It runs in network, UTS, PID and
+mount namespaces of its own.
 """
 
 import glob
@@ -15,6 +17,7 @@ import subprocess
 
 import pytest
 
+import ganeti.http
 from tests.package.conftest import REPO
 
 CACHE = os.environ.get("GANETI_HTTP_SHIM_BUILD_CACHE",
@@ -56,16 +59,39 @@ def root(root_tarball, tmp_path):
   shutil.rmtree(str(directory))
 
 
-def _Check(root, deb):
+@pytest.fixture
+def older_deb(tmp_path):
+  """A package of an older version whose ganeti/http has a module and a
+  subpackage that the current one lacks, as a layout change would leave."""
+  source = tmp_path / "source"
+  for part in ("ganeti/http", "shims/debian", "docs"):
+    shutil.copytree(os.path.join(REPO, part), str(source / part),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+  init = source / "ganeti" / "http" / "__init__.py"
+  init.write_text(init.read_text().replace(
+    'SHIM_VERSION = "%s"' % ganeti.http.SHIM_VERSION,
+    'SHIM_VERSION = "%s~older"' % ganeti.http.SHIM_VERSION))
+  (source / "ganeti" / "http" / "obsolete.py").write_text("")
+  (source / "ganeti" / "http" / "moved").mkdir()
+  (source / "ganeti" / "http" / "moved" / "__init__.py").write_text("")
+  result = subprocess.run(
+    [str(source / "shims" / "debian" / "build-deb"), str(tmp_path / "dist")],
+    check=True, stdout=subprocess.PIPE, universal_newlines=True)
+  return result.stdout.split()[-1]
+
+
+def _Check(root, deb, *older_deb):
   (ganeti_deb,) = glob.glob(root + GANETI_DEBS + "/ganeti-3.0_*.deb")
   return subprocess.run(
-    ["unshare", "--net", "--pid", "--mount", "--fork", "sh", CHECK, root, deb,
-     ganeti_deb], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    ["unshare", "--net", "--uts", "--pid", "--mount", "--fork", "sh", CHECK,
+     root, deb, ganeti_deb] + list(older_deb),
+    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     universal_newlines=True, timeout=600)
 
 
-def test_install_reinstall_trigger_remove_purge(root, built_deb):
-  result = _Check(root, built_deb)
+def test_upgrade_install_reinstall_trigger_remove_purge(root, built_deb,
+                                                        older_deb):
+  result = _Check(root, built_deb, older_deb)
   assert result.returncode == 0, result.stdout
   assert result.stdout.splitlines()[-1] == "PASS", result.stdout
 
