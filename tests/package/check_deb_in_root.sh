@@ -74,7 +74,8 @@ check_ganeti_files() {
 
 check_deployed() {
   VERSION=$(in_root dpkg-query --show --showformat '${Version}' "$SHIM")
-  for file in $(cd "$ROOT$SHIM_TREE" && find . -type f -name '*.py' | sed 's|^\./||'); do
+  for file in $(cd "$ROOT$SHIM_TREE" && find . -type f ! -path '*/__pycache__/*' |
+                sed 's|^\./||'); do
     [ "$(readlink "$ROOT$TREE/$file")" = "$SHIM_TREE/$file" ] ||
       fail "$TREE/$file is not the shim's ($1)"
     [ "$(in_root dpkg-divert --listpackage "$TREE/$file")" = "$SHIM" ] ||

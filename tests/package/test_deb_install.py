@@ -62,7 +62,8 @@ def root(root_tarball, tmp_path):
 @pytest.fixture
 def older_deb(tmp_path):
   """A package of an older version whose ganeti/http has a module and a
-  subpackage that the current one lacks, as a layout change would leave."""
+  subpackage with a data file that the current one lacks, as a layout
+  change would leave."""
   source = tmp_path / "source"
   for part in ("ganeti/http", "shims/debian", "docs"):
     shutil.copytree(os.path.join(REPO, part), str(source / part),
@@ -74,6 +75,7 @@ def older_deb(tmp_path):
   (source / "ganeti" / "http" / "obsolete.py").write_text("")
   (source / "ganeti" / "http" / "moved").mkdir()
   (source / "ganeti" / "http" / "moved" / "__init__.py").write_text("")
+  (source / "ganeti" / "http" / "moved" / "data.txt").write_text("data\n")
   result = subprocess.run(
     [str(source / "shims" / "debian" / "build-deb"), str(tmp_path / "dist")],
     check=True, stdout=subprocess.PIPE, universal_newlines=True)
