@@ -11,7 +11,8 @@
 # the reinstall installs).  OLDER_SHIM_DEB, if given, is installed first
 # and then upgraded to SHIM_DEB.  Run it as root, in network, UTS, PID and mount
 # namespaces of its own (unshare --net --uts --pid --mount --fork): it
-# starts Ganeti's node daemon on 127.0.0.1 and needs no other network.
+# starts Ganeti's node daemon on 127.0.0.1 (daemon-util, with NODED_ARGS
+# set in the root's /etc/default/ganeti) and needs no other network.
 # Prints one line per check; exits non-zero at the first failure.
 set -eu
 
@@ -111,8 +112,9 @@ check_stock() {
   check_ganeti_files "$1"
 }
 
-# Ganeti 3.0's node daemon, in the foreground, on backend $1: its start
-# line names the backend and the shim's version, and it answers an RPC.
+# Ganeti 3.0's node daemon on backend $1, started and stopped by Ganeti's
+# daemon-util (daemonized: umask 077, start-stop-daemon): its start line
+# names the backend and the shim's version, and it answers an RPC.
 check_noded() {
   conffile=$ROOT/etc/ganeti/http-backend.conf
   cp "$conffile" "$WORK/conffile"
@@ -120,15 +122,17 @@ check_noded() {
   ip link set lo up
   grep -q node1 "$ROOT/etc/hosts" || echo "127.0.0.1 node1" >> "$ROOT/etc/hosts"
   hostname node1
-  mkdir -p "$ROOT/run/ganeti" "$ROOT/var/lib/ganeti" "$ROOT/var/log/ganeti"
+  mkdir -p "$ROOT/run/ganeti" "$ROOT/run/lock" "$ROOT/var/lib/ganeti" \
+    "$ROOT/var/log/ganeti"
+  sed -i 's/^NODED_ARGS=""$/NODED_ARGS="-b 127.0.0.1"/' "$ROOT/etc/default/ganeti"
   if [ ! -f "$ROOT/var/lib/ganeti/server.pem" ]; then
     in_root openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=node1 \
       -keyout /var/lib/ganeti/server.pem -out "$INSIDE/cert.pem" 2>/dev/null
     cat "$WORK/cert.pem" >> "$ROOT/var/lib/ganeti/server.pem"
   fi
   : > "$ROOT/var/log/ganeti/node-daemon.log"
-  chroot "$ROOT" /usr/sbin/ganeti-noded -f -b 127.0.0.1 &  # $! is noded
-  noded=$!
+  in_root timeout 60 /usr/lib/ganeti/daemon-util start ganeti-noded ||
+    fail "daemon-util start ganeti-noded on $1: $(tail -5 "$ROOT/var/log/ganeti/node-daemon.log")"
   answer=$(in_root python3 -c '
 import http.client, ssl, time
 context = ssl._create_unverified_context()
@@ -143,8 +147,10 @@ for _ in range(100):
 response = connection.getresponse()
 print(response.status, response.read().decode().strip())' 2>&1)
   lighttpd_user=$(in_root ps -o user= -C lighttpd || true)
-  kill "$noded"
-  wait "$noded" || true
+  in_root timeout 60 /usr/lib/ganeti/daemon-util stop ganeti-noded ||
+    fail "daemon-util stop ganeti-noded on $1"
+  [ -z "$(in_root ps -o pid= -C lighttpd,ganeti-noded || true)" ] ||
+    fail "noded or its lighttpd outlived daemon-util stop on $1"
   cp "$WORK/conffile" "$conffile"
   [ "$answer" = "200 [true, 3000000]" ] ||
     fail "noded on $1 answered: $answer"
