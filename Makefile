@@ -1,11 +1,12 @@
 # Two commands matter: `make demo` and `make test`.  Both first set up what
 # a fresh machine lacks: lighttpd (from Debian) and a .venv with this package.
+# `make deb` builds the Debian package (docs/install.md).
 
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup lighttpd demo test bench
+.PHONY: setup lighttpd demo test bench deb package-tools
 
 setup: lighttpd $(VENV)/.installed
 
@@ -34,8 +35,27 @@ $(VENV)/.installed: setup.py
 	$(PYTHON) -m pip install -q -e '.[test]'
 	touch $@
 
-test: setup
+# tests/package builds the .deb, checks it with lintian and installs it
+# into a Debian 12 root that mmdebstrap makes.
+package-tools:
+	@{ command -v dpkg-deb && command -v lintian && command -v mmdebstrap; } \
+	    >/dev/null 2>&1 || { \
+	  echo "Installing lintian and mmdebstrap (tests/package) with apt-get"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    dpkg lintian mmdebstrap </dev/null; }
+
+test: setup package-tools
 	$(PYTHON) -m pytest -q tests
+
+# dist/ganeti-http-shim_<version>_all.deb (docs/install.md)
+deb:
+	@{ command -v dpkg-deb && command -v python3; } >/dev/null 2>&1 || { \
+	  echo "Installing dpkg and python3 (shims/debian/build-deb) with apt-get"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    dpkg python3 </dev/null; }
+	shims/debian/build-deb dist
 
 demo: setup
 	$(PYTHON) -m shims.demo $(DEMO_ARGS)

@@ -17,6 +17,7 @@ L{ganeti.http.core.pipeline}.
 
 import logging
 
+from ganeti.http import SHIM_VERSION
 from ganeti.http import backends
 from ganeti.http.backends import selection
 from ganeti.http.backends.legacy import request_handler
@@ -78,8 +79,9 @@ class HttpServer(legacy_server.LegacyHttpServer):
   def FromOptions(cls, options):
     """Create the server for L{ServerOptions} on the flagged backend."""
     choice = selection.Choose(options.daemon_name)
-    logging.info("HTTP backend of %s: %s (from %s)", choice.daemon_name,
-                 choice.backend, choice.source)
+    logging.info("HTTP backend of %s: %s (from %s), ganeti-http-shim %s",
+                 choice.daemon_name, choice.backend, choice.source,
+                 SHIM_VERSION)
     server_class = backends.ServerClass(choice.backend)
     if not issubclass(cls, server_class):
       return server_class(options, choice)

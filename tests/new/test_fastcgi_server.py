@@ -482,6 +482,7 @@ def test_backend_attribute_and_log(fastcgi, caplog):
   running = fastcgi(PidHandler())
   assert running.server.backend == "fastcgi"
   assert "HTTP backend of test: fastcgi" in caplog.text
+  assert "ganeti-http-shim %s" % ganeti_http.SHIM_VERSION in caplog.text
 
 
 def test_handler_exception_in_a_worker_keeps_daemon_serving(fastcgi,
