@@ -162,10 +162,6 @@ def TlsIdentity(options):
   return identity
 
 
-def _AddressPair(sock):
-  return (sock.getsockname()[:2], sock.getpeername()[:2])
-
-
 class TransferWatch(object):
   """Per-transfer callbacks: refuses libcurl's resend of a request that
   may have been executed, and tells the pool which sockets carry
@@ -312,6 +308,25 @@ def Pool():
   return _pool
 
 
+def _StillConnection(fd, addresses):
+  """Tell whether C{fd} is still the socket with C{addresses} (libcurl
+  may have closed it, and the number may now be another file's)."""
+  try:
+    duplicate = os.dup(fd)
+  except OSError:
+    return False
+  try:
+    sock = socket.socket(fileno=duplicate)
+  except OSError:
+    os.close(duplicate)
+    return False
+  with sock:
+    try:
+      return (sock.getsockname()[:2], sock.getpeername()[:2]) == addresses
+    except OSError:
+      return False
+
+
 def _AfterForkInChild():
   """Give the child a pool of its own; the parent's connections stay the
   parent's.
@@ -329,13 +344,8 @@ def _AfterForkInChild():
   devnull = os.open(os.devnull, os.O_RDWR)
   try:
     for (fd, addresses) in list(parent.sockets.items()):
-      try:
-        with socket.socket(fileno=os.dup(fd)) as sock:
-          if _AddressPair(sock) != addresses:
-            continue  # closed by libcurl since; the number was reused
-      except OSError:
-        continue
-      os.dup2(devnull, fd)
+      if _StillConnection(fd, addresses):
+        os.dup2(devnull, fd)
   finally:
     os.close(devnull)
 
