@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import math
 import threading
+from io import BytesIO
 
 import pycurl
 
@@ -161,17 +162,34 @@ def _RequestHeaders(req):
   return headers
 
 
-def _SetRequestBody(curl, req):
+def _SetRequestBody(curl, req, guard_resend=False):
   """Set C{req.post_data} as the body; return an
   L{client_bodies.UploadBody} or None.
 
   Like str and bytes bodies, a file goes out as a POST body (whatever
   C{CUSTOMREQUEST} says), so the server sees the same headers either way.
+
+  @param guard_resend: the connection may be a kept one, which libcurl
+    sends the request again on a new connection when it dies before the
+    response, whatever the method.  Unless the method may be repeated
+    (L{client_connections.MayResend}), the body then goes through an
+    L{client_bodies.UploadBody} that refuses to be sent a second time,
+    and a request without a body gets a new connection
   """
-  if not hasattr(req.post_data, "read"):
-    curl.setopt(pycurl.POSTFIELDS, req.post_data)
+  data = req.post_data
+  resendable = not guard_resend or client_connections.MayResend(req.method)
+  if hasattr(data, "read"):
+    start = req.post_data_start
+  elif resendable or not data:
+    curl.setopt(pycurl.POSTFIELDS, data)
+    if not resendable:
+      curl.setopt(pycurl.FRESH_CONNECT, True)
     return None
-  upload = client_bodies.UploadBody(req.post_data, req.post_data_start)
+  else:
+    # pycurl sends a str as ASCII
+    data = BytesIO(data.encode("ascii") if isinstance(data, str) else data)
+    start = 0
+  upload = client_bodies.UploadBody(data, start, resendable=resendable)
   curl.setopt(pycurl.POST, True)
   curl.setopt(pycurl.POSTFIELDSIZE_LARGE, upload.size)
   curl.setopt(pycurl.READFUNCTION, upload.Read)
@@ -179,11 +197,12 @@ def _SetRequestBody(curl, req):
   return upload
 
 
-def _StartRequest(curl, req, config_target=None):
+def _StartRequest(curl, req, config_target=None, guard_resend=False):
   """Configure C{curl} for C{req}.
 
   @param config_target: what C{req.curl_config_fn} gets instead of C{curl}
     (an L{client_connections.OptionRecorder} of it)
+  @param guard_resend: see L{_SetRequestBody}
   @rtype: L{_PendingRequest}
   """
   logging.debug("Starting request %r", req)
@@ -194,7 +213,7 @@ def _StartRequest(curl, req, config_target=None):
   curl.setopt(pycurl.PROXY, "")
   curl.setopt(pycurl.CUSTOMREQUEST, req.method)
   curl.setopt(pycurl.URL, req.url)
-  upload = _SetRequestBody(curl, req)
+  upload = _SetRequestBody(curl, req, guard_resend)
   curl.setopt(pycurl.HTTPHEADER, _RequestHeaders(req))
   if req.read_timeout is None:
     curl.setopt(pycurl.TIMEOUT, 0)
@@ -345,7 +364,8 @@ def _StartRequests(requests, curl_factory, record_options):
     curl = curl_factory()
     if record_options:
       recorder = client_connections.OptionRecorder(curl)
-      pending[curl] = _StartRequest(curl, req, config_target=recorder)
+      pending[curl] = _StartRequest(curl, req, config_target=recorder,
+                                    guard_resend=True)
       identities.add(client_connections.TlsIdentity(recorder.options))
     else:
       pending[curl] = _StartRequest(curl, req)
@@ -383,22 +403,18 @@ def ProcessRequests(requests, lock_monitor_cb=None, _curl=pycurl.Curl,
   else:
     monitor = client_monitor.NoOpRequestMonitor
 
-  explain = {}
   if reuse and len(identities) == 1 and None not in identities:
     pool = client_connections.Pool()
     lease = pool.Checkout(identities.pop(), lambda: _NewMulti(_curl_multi))
     multi = lease.multi
-    for (curl, client) in pending.items():
-      method = client.GetCurrentRequest().method
-      explain[curl] = lease.PrepareTransfer(curl, method, pool.sockets).Explain
+    for curl in pending:
+      lease.PrepareTransfer(curl)
   else:
     lease = None
     multi = _NewMulti(_curl_multi)
 
   try:
     for curl, errmsg in _curl_process(multi, list(pending)):
-      if curl in explain:
-        errmsg = explain[curl](errmsg)
       monitor.acquire(shared=0)
       try:
         pending.pop(curl).Done(errmsg)

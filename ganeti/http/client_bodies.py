@@ -143,16 +143,19 @@ class UploadBody(object):
   """Feeds a request body file to curl's READFUNCTION and SEEKFUNCTION.
 
   Each request reads at its own offset, so several requests may send the
-  same file (Ganeti sends one body to many nodes) and curl may rewind
-  (to retry on a fresh connection, say).
+  same file (Ganeti sends one body to many nodes).  curl may rewind (to
+  send the request again on a new connection) only when the body is
+  C{resendable} or nothing of it went out yet.
 
   @ivar size: bytes from C{start} to the file's end
-  @ivar error: why reading failed, or None
+  @ivar error: why reading failed, or why the request was not sent again;
+    None if neither happened
   """
 
-  def __init__(self, fileobj, start):
+  def __init__(self, fileobj, start, resendable=True):
     self._file = fileobj
     self._start = start
+    self._resendable = resendable
     self.size = max(0, fileobj.seek(0, os.SEEK_END) - start)
     self._sent = 0
     self.error = None
@@ -172,8 +175,17 @@ class UploadBody(object):
     """curl's SEEKFUNCTION: go back to C{offset} of the body."""
     if origin != os.SEEK_SET or not 0 <= offset <= self.size:
       return pycurl.SEEKFUNC_CANTSEEK
+    if not self._resendable and self._sent > 0:
+      self.error = NOT_SENT_AGAIN
+      return pycurl.SEEKFUNC_CANTSEEK
     self._sent = offset
     return pycurl.SEEKFUNC_OK
+
+
+#: The error of a request whose connection died after part of it was sent
+NOT_SENT_AGAIN = ("The connection closed before a response came, and the"
+                  " request was not sent again: the server may have"
+                  " executed it")
 
 
 def ResponseBody(req):

@@ -31,9 +31,12 @@ What this module decides:
     lock callbacks).
   - B{No second execution}: when a reused connection dies before any
     response byte, libcurl sends the request again on a new connection,
-    for any method.  The server may have executed the first copy, so
-    L{TransferWatch} lets the retry go ahead only for GET and HEAD; other
-    requests fail with an error saying so.
+    for any method.  The server may have executed the first copy, so a
+    request other than GET and HEAD (L{MayResend}) gets a body libcurl
+    cannot rewind once part of it went out (the request then fails with
+    C{client_bodies.NOT_SENT_AGAIN}), or a new connection if it has no
+    body.  Only a request that never reached the server is sent again:
+    without its body the server cannot have executed it.
   - B{Fork}: a child process starts with an empty pool and makes the file
     descriptors of its parent's connections point at C{/dev/null}, so
     nothing in the child (not even libcurl closing them at exit) reads
@@ -43,7 +46,7 @@ What this module decides:
 
 import collections
 import os
-import socket
+import stat
 import threading
 import time
 
@@ -162,66 +165,27 @@ def TlsIdentity(options):
   return identity
 
 
-class TransferWatch(object):
-  """Per-transfer callbacks: refuses libcurl's resend of a request that
-  may have been executed, and tells the pool which sockets carry
-  connections (for L{_AfterForkInChild})."""
-
-  def __init__(self, method, sockets):
-    self._resendable = method.upper() in _RESENDABLE_METHODS
-    self._sockets = sockets
-    self._new_fd = None
-    self._attempts = 0
-    self.refused_resend = False
-
-  def Install(self, curl):
-    """Set the callbacks on C{curl}."""
-    curl.setopt(pycurl.SOCKOPTFUNCTION, self._SocketCreated)
-    curl.setopt(pycurl.PREREQFUNCTION, self._BeforeRequest)
-
-  def _SocketCreated(self, fd, _purpose):
-    self._new_fd = fd
-    return pycurl.SOCKOPT_OK
-
-  def _BeforeRequest(self, remote_ip, local_ip, remote_port, local_port):
-    """Called with a connection ready, before each attempt to send."""
-    if self._new_fd is not None:
-      self._sockets[self._new_fd] = ((local_ip, local_port),
-                                     (remote_ip, remote_port))
-      self._new_fd = None
-    self._attempts += 1
-    if self._attempts > 1 and not self._resendable:
-      self.refused_resend = True
-      return pycurl.PREREQFUNC_ABORT
-    return pycurl.PREREQFUNC_OK
-
-  def Explain(self, errmsg):
-    """The transfer's error message, clearer when the resend was refused."""
-    if self.refused_resend:
-      return ("The connection was closed before a response came, and the"
-              " request was not sent again: the server may have executed"
-              " it (%s)" % errmsg)
-    return errmsg
+def MayResend(method):
+  """Tell whether libcurl may send a request of C{method} a second time."""
+  return method.upper() in _RESENDABLE_METHODS
 
 
 class Lease(object):
   """A multi handle checked out of the pool, with its identity's TLS
   session cache."""
 
-  def __init__(self, identity, multi, share):
+  def __init__(self, identity, multi, share, note_socket):
     self.identity = identity
     self.multi = multi
     self._share = share
+    self._note_socket = note_socket
 
-  def PrepareTransfer(self, curl, method, sockets):
-    """Let C{curl} reuse connections and TLS sessions; return its
-    L{TransferWatch}."""
+  def PrepareTransfer(self, curl):
+    """Let C{curl} reuse connections and TLS sessions."""
     curl.setopt(pycurl.SHARE, self._share)
     curl.setopt(pycurl.SSL_SESSIONID_CACHE, True)
     curl.setopt(pycurl.MAXAGE_CONN, MAX_IDLE_AGE)
-    watch = TransferWatch(method, sockets)
-    watch.Install(curl)
-    return watch
+    curl.setopt(pycurl.SOCKOPTFUNCTION, self._note_socket)
 
 
 class ConnectionPool(object):
@@ -233,7 +197,7 @@ class ConnectionPool(object):
     # (identity, multi, last use), least recently used first
     self._idle = collections.deque()
     self._shares = collections.OrderedDict()
-    #: Connection sockets seen: fd -> (local address, peer address)
+    #: The sockets libcurl made: fd -> inode (see L{_AfterForkInChild})
     self.sockets = {}
 
   def Checkout(self, identity, new_multi):
@@ -258,7 +222,12 @@ class ConnectionPool(object):
     if multi is None:
       multi = new_multi()
       multi.setopt(pycurl.M_MAXCONNECTS, MAX_CONNECTIONS_PER_MULTI)
-    return Lease(identity, multi, share)
+    return Lease(identity, multi, share, self._NoteSocket)
+
+  def _NoteSocket(self, fd, _purpose):
+    """curl's SOCKOPTFUNCTION: remember a new connection's socket."""
+    self.sockets[fd] = os.fstat(fd).st_ino
+    return pycurl.SOCKOPT_OK
 
   def Checkin(self, lease):
     """Keep the lease's multi handle for later calls."""
@@ -308,23 +277,14 @@ def Pool():
   return _pool
 
 
-def _StillConnection(fd, addresses):
-  """Tell whether C{fd} is still the socket with C{addresses} (libcurl
-  may have closed it, and the number may now be another file's)."""
+def _StillConnection(fd, inode):
+  """Tell whether C{fd} is still the socket with C{inode} (libcurl may
+  have closed it, and the number may now be another file's)."""
   try:
-    duplicate = os.dup(fd)
+    info = os.fstat(fd)
   except OSError:
     return False
-  try:
-    sock = socket.socket(fileno=duplicate)
-  except OSError:
-    os.close(duplicate)
-    return False
-  with sock:
-    try:
-      return (sock.getsockname()[:2], sock.getpeername()[:2]) == addresses
-    except OSError:
-      return False
+  return stat.S_ISSOCK(info.st_mode) and info.st_ino == inode
 
 
 def _AfterForkInChild():
@@ -343,8 +303,8 @@ def _AfterForkInChild():
   _inherited.append(parent)
   devnull = os.open(os.devnull, os.O_RDWR)
   try:
-    for (fd, addresses) in list(parent.sockets.items()):
-      if _StillConnection(fd, addresses):
+    for (fd, inode) in list(parent.sockets.items()):
+      if _StillConnection(fd, inode):
         os.dup2(devnull, fd)
   finally:
     os.close(devnull)

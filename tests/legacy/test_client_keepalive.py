@@ -9,6 +9,7 @@ timeout does.
 """
 
 import collections
+import io
 import json
 import os
 import random
@@ -26,6 +27,7 @@ import pytest
 
 from ganeti import http
 from ganeti.http import client
+from ganeti.http import client_bodies
 from ganeti.http import client_connections
 from ganeti.http import lighttpd_config
 from ganeti.http import server as http_server
@@ -470,26 +472,36 @@ def hang_up_server(pki):
   server.Close()
 
 
-def _HangUpRequest(server, pki, method, path):
+def _HangUpRequest(server, pki, method, path, body="x"):
   def _Configure(curl):
     curl.setopt(pycurl.CAINFO, pki.cluster.path)
     curl.setopt(pycurl.SSL_VERIFYHOST, 0)
   return client.HttpClientRequest("127.0.0.1", server.port, method, path,
-                                  post_data="x" if method != "GET" else "",
-                                  curl_config_fn=_Configure)
+                                  post_data=body, curl_config_fn=_Configure)
 
 
 class TestNoSecondExecution:
   @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
-  def testNotResentAfterHangUp(self, hang_up_server, pki, method):
+  @pytest.mark.parametrize("body_type", [str, bytes, io.BytesIO])
+  def testNotResentAfterHangUp(self, hang_up_server, pki, method, body_type):
     first = _HangUpRequest(hang_up_server, pki, method, "/first")
     client.ProcessRequests([first])
     assert first.success
-    second = _HangUpRequest(hang_up_server, pki, method, "/second")
+    body = "x" * 100 if body_type is str else body_type(b"x" * 100)
+    second = _HangUpRequest(hang_up_server, pki, method, "/second", body)
     client.ProcessRequests([second])
     assert second.success is False
-    assert "not sent again" in second.error
+    assert second.error == client_bodies.NOT_SENT_AGAIN
     assert hang_up_server.executions == {"/first": 1, "/second": 1}
+
+  def testWithoutBodyOnANewConnection(self, hang_up_server, pki):
+    """A POST without a body has nothing libcurl would have to rewind, so
+    it is not sent on a kept connection at all."""
+    for path in ["/first", "/second", "/third"]:
+      req = _HangUpRequest(hang_up_server, pki, "POST", path, body="")
+      client.ProcessRequests([req])
+      assert (req.success, req.resp_body) == (True, "ok")
+    assert set(hang_up_server.executions.values()) == {1}
 
   def testLibcurlWouldResend(self, hang_up_server, pki, monkeypatch):
     """Without the guard libcurl sends the request again: the reason for
@@ -503,7 +515,7 @@ class TestNoSecondExecution:
 
   def testGetIsResent(self, hang_up_server, pki):
     for path in ["/first", "/second"]:
-      req = _HangUpRequest(hang_up_server, pki, "GET", path)
+      req = _HangUpRequest(hang_up_server, pki, "GET", path, body="")
       client.ProcessRequests([req])
       assert (req.success, req.resp_body) == (True, "ok")
 
