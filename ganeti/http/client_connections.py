@@ -35,8 +35,8 @@ What this module decides:
     request other than GET and HEAD (L{MayResend}) gets a body libcurl
     cannot rewind once part of it went out (the request then fails with
     C{client_bodies.NOT_SENT_AGAIN}), or a new connection if it has no
-    body.  Only a request that never reached the server is sent again:
-    without its body the server cannot have executed it.
+    body.  libcurl then sends again only a request none of whose body
+    went out: without its body the server cannot have executed it.
   - B{Fork}: a child process starts with an empty pool and makes the file
     descriptors of its parent's connections point at C{/dev/null}, so
     nothing in the child (not even libcurl closing them at exit) reads
