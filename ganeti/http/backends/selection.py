@@ -41,6 +41,9 @@ ENV_SPAWNED = "GANETI_HTTP_FASTCGI_SPAWNED"
 ENV_SPAWNED_SENDFILE_DIRS = "GANETI_HTTP_FASTCGI_SENDFILE_DIRS"
 #: Overrides the fastcgi backend's C{processes} setting.
 ENV_PROCESSES = "GANETI_HTTP_FASTCGI_PROCESSES"
+
+#: Whether the client keeps connections (L{ganeti.http.client_connections}).
+ENV_CLIENT_KEEPALIVE = "GANETI_HTTP_CLIENT_KEEPALIVE"
 DEFAULT_CONFIG_FILE = "/etc/ganeti/http-backend.conf"
 CONFIG_SECTION = "backends"
 CONFIG_DEFAULT_KEY = "default"

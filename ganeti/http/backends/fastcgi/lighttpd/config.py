@@ -34,6 +34,15 @@ DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT = 8
 #: lighttpd's own default for server.max-write-idle (seconds), kept.
 DEFAULT_WRITE_IDLE_TIMEOUT = 360
 
+#: server.max-keep-alive-idle for RPC traffic (lighttpd's: 5 s): a job's
+#: RPCs come seconds apart, an idle connection costs the node one fd.  The
+#: client reuses connections idle for less (client_connections.MAX_IDLE_AGE)
+#: so a request never starts on a connection lighttpd is closing.
+DEFAULT_KEEP_ALIVE_IDLE = 30
+#: server.max-keep-alive-requests (lighttpd's: 1000); the last response
+#: says Connection: close.  Higher, as RPCs are small and frequent.
+DEFAULT_KEEP_ALIVE_REQUESTS = 10000
+
 #: Largest idle timeout lighttpd 1.4 takes: it keeps them in an unsigned
 #: short, and larger values wrap (65536 would mean 0 s).
 MAX_IDLE_TIMEOUT = 65535
@@ -104,6 +113,8 @@ class FrontendSettings(object):
       data; also how long lighttpd waits for the backend's next piece of a
       response once it has started
   @ivar keep_alive_idle: seconds an idle keep-alive connection is kept
+  @ivar keep_alive_requests: requests a keep-alive connection serves
+      before lighttpd closes it
   @ivar username: user lighttpd switches to when started as root
   @ivar groupname: group lighttpd switches to when started as root
   @ivar socket_activation: lighttpd inherits the listening socket (fd 3,
@@ -128,7 +139,8 @@ class FrontendSettings(object):
   stream_request_body: bool = False
   read_idle_timeout: int = 60
   write_idle_timeout: int = DEFAULT_WRITE_IDLE_TIMEOUT
-  keep_alive_idle: int = 5
+  keep_alive_idle: int = DEFAULT_KEEP_ALIVE_IDLE
+  keep_alive_requests: int = DEFAULT_KEEP_ALIVE_REQUESTS
   username: Optional[str] = None
   groupname: Optional[str] = None
   socket_activation: bool = False
@@ -171,6 +183,7 @@ class FrontendSettings(object):
     _CheckInt("write_idle_timeout", self.write_idle_timeout, 1,
               MAX_IDLE_TIMEOUT)
     _CheckInt("keep_alive_idle", self.keep_alive_idle, 0, MAX_IDLE_TIMEOUT)
+    _CheckInt("keep_alive_requests", self.keep_alive_requests, 0)
     _CheckInt("graceful_shutdown_timeout", self.graceful_shutdown_timeout, 0)
     for name in ("username", "groupname"):
       if getattr(self, name) is not None and not getattr(self, name):
@@ -319,6 +332,7 @@ def _ServerDirectives(settings):
   yield ("server.max-read-idle", settings.read_idle_timeout)
   yield ("server.max-write-idle", settings.write_idle_timeout)
   yield ("server.max-keep-alive-idle", settings.keep_alive_idle)
+  yield ("server.max-keep-alive-requests", settings.keep_alive_requests)
   yield ("server.feature-flags", {
     "server.graceful-shutdown-timeout": settings.graceful_shutdown_timeout,
     "server.h2proto": settings.http2,
