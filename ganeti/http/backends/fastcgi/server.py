@@ -64,7 +64,7 @@ class FastCgiHttpServer(base.ServerBase):
   backend = backends.FASTCGI
 
   def __init__(self, options, choice):
-    self._SetUpFromOptions(options, pipeline.MAX_REQUEST_BODY_SIZE)
+    self._SetUpFromOptions(options, pipeline.MAX_REQUEST_BODY_SIZE, choice)
     self.settings = fastcgi_settings.Load(choice.daemon_name)
     self._flag_source = choice.source
     self._ssl_params = options.ssl_params
@@ -102,6 +102,12 @@ class FastCgiHttpServer(base.ServerBase):
     """
     self._StartServing()
     self._HoldReaper()
+    self._PublishStatus(
+      self._ssl_params is not None,
+      processes={"lighttpd": [self._supervisor.pid if self._supervisor
+                              else self._spawner],
+                 "workers": self._workers.pids if self._workers else []},
+      state_dir=self._state_dir)
 
   def _StartServing(self):
     if self.spawned:
@@ -244,6 +250,7 @@ class FastCgiHttpServer(base.ServerBase):
     """Stop lighttpd gracefully (requests in progress get
     L{GRACEFUL_STOP_TIMEOUT} seconds to finish), then the backend; close
     the port."""
+    self._WithdrawStatus()
     if self._supervisor is not None:
       self._supervisor.stop(STOP_TIMEOUT)
       self._supervisor = None
