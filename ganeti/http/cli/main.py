@@ -29,11 +29,14 @@ See and set which HTTP backend each Ganeti daemon that serves HTTP
 (%(daemons)s) runs: "legacy" (a threaded Python server) or "fastcgi"
 (lighttpd in front of the daemon).
 
-Where a daemon's backend comes from, first match wins: the variable
-GANETI_HTTP_BACKEND_<DAEMON> (in the daemon's environment, else assigned
-in %(defaults)s), the daemon's key in section [backends] of %(config)s,
-the variable GANETI_HTTP_BACKEND (same places), that section's key
-"default", else legacy.  A daemon reads them when it starts.
+Where a daemon's backend comes from, first match wins:
+  1. the variable GANETI_HTTP_BACKEND_<DAEMON>,
+  2. the daemon's key in section [backends] of %(config)s,
+  3. the variable GANETI_HTTP_BACKEND,
+  4. that section's key "default",
+  5. legacy.
+A variable counts from the daemon's environment, else from an assignment
+in %(defaults)s.  A daemon reads all this when it starts.
 """
 
 _EPILOG = """\
@@ -138,14 +141,15 @@ def _Restart(daemon, dry_run):
 
 
 def _Edit(args, value):
+  """Set (C{value} a backend) or remove (None) the daemon's key; say what
+  the daemons affected are configured for now, and restart them."""
   if args.daemon == selection.CONFIG_DEFAULT_KEY:
-    affected = list(daemons.DAEMONS)
+    (key, affected) = (selection.CONFIG_DEFAULT_KEY, list(daemons.DAEMONS))
   else:
     affected = _Names([args.daemon])
+    key = affected[0].name
   path = selection.ConfigPath()
-  changed = flag_file.SetBackend(path, affected[0].name if len(affected) == 1
-                                 else selection.CONFIG_DEFAULT_KEY, value)
-  key = affected[0].name if len(affected) == 1 else "default"
+  changed = flag_file.SetBackend(path, key, value)
   if value is None:
     print("%s: key %r %s section [%s]" % (path, key,
                                           "removed from" if changed else
