@@ -15,7 +15,6 @@ daemon that serves HTTP:
     (C{lighttpd -tt}, in a new directory only this user can write).
 """
 
-import grp
 import os
 import pwd
 import shutil

@@ -9,7 +9,6 @@ a running process.
 
 import os
 
-import ganeti.http as ganeti_http
 from ganeti.http.backends import selection
 from ganeti.http.backends import status_file
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
@@ -107,8 +106,7 @@ def Collect(daemon, environ=os.environ):
                     (daemon.program, running["pid"]))
   return {"daemon": daemon.name, "program": daemon.program,
           "configured": configured, "running": running,
-          "restart_needed": restart_needed, "problems": problems,
-          "installed_version": ganeti_http.SHIM_VERSION}
+          "restart_needed": restart_needed, "problems": problems}
 
 
 def ShellVariables(environ=os.environ):
