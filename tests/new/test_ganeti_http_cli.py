@@ -30,11 +30,11 @@ from ganeti.http import server
 class Handler(server.HttpServerHandler):
   def HandleRequest(self, request):
     return "ok"
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
 instance = server.HttpServer("127.0.0.1", 0, Handler(), daemon_name="noded")
 instance.Start()
 print(instance.server_address[1], flush=True)
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
 while not stop.wait(0.1):
   pass
 instance.Stop()
