@@ -17,7 +17,9 @@ import sys
 
 import pytest
 
+import ganeti.http as ganeti_http
 from ganeti.http.backends import selection
+from ganeti.http.backends import status_file
 from tests.new.lighttpd_helpers import REPO, WaitFor, scratch_dir  # noqa: F401
 from tests.pki import ClusterPki
 
@@ -204,7 +206,7 @@ def test_status_of_a_running_fastcgi_server_and_of_its_leftovers(
   assert running["address"] == ["127.0.0.1", port] and not running["tls"]
   assert running["source"].startswith("key 'noded' in section [backends]")
   assert entry["configured"]["backend"] == "fastcgi"
-  assert not entry["restart_needed"] and entry["problems"] == []
+  assert entry["restart_needed"] == [] and entry["problems"] == []
   (lighttpd,) = running["lighttpd_pids"]
   with open("/proc/%d/comm" % lighttpd) as handle:
     assert handle.read().strip() == "lighttpd"
@@ -219,7 +221,8 @@ def test_status_of_a_running_fastcgi_server_and_of_its_leftovers(
   assert "running:    fastcgi" in text and "port %d" % port in text
   node.Run("set", "noded", "legacy")
   entry = node.Json("status", "noded")["daemons"][0]
-  assert entry["restart_needed"]
+  assert entry["restart_needed"] == ["it runs fastcgi but is configured for"
+                                     " legacy"]
   assert "restart needed: it runs fastcgi but is configured for legacy" in \
     node.Run("status", "noded").stdout
 
@@ -306,3 +309,25 @@ def test_check_reports_a_missing_certificate_of_noded_only(node):
   lines = node.Run("check", expect=1).stdout.splitlines()
   assert lines == ["noded: its certificate %s does not exist" %
                    node.certificate]
+
+
+def test_status_file_trusted_only_for_its_pid_and_start_time(node):
+  """A status file whose pid runs, but started at another time, is stale;
+  one of an older shim asks for a restart."""
+  status_path = os.path.join(node.run_dir, "ganeti-http-rapi.json")
+  published = dict(status_file.Identity(os.getpid()), backend="legacy",
+                   source="built-in default", address=["127.0.0.1", 5080],
+                   tls=True, shim_version="0.0.1", processes={},
+                   state_dir=None)
+  node.Write(status_path, json.dumps(published))
+  entry = node.Json("status", "rapi")["daemons"][0]
+  assert entry["running"]["pid"] == os.getpid()
+  assert entry["restart_needed"] == [
+    "it runs ganeti-http-shim 0.0.1, %s is installed" %
+    ganeti_http.SHIM_VERSION]
+  published["start_time"] -= 1
+  node.Write(status_path, json.dumps(published))
+  entry = node.Json("status", "rapi")["daemons"][0]
+  assert entry["running"]["running"] is False
+  assert entry["problems"] == ["%s is stale: its process (pid %d) is gone" %
+                               (status_path, os.getpid())]

@@ -203,7 +203,7 @@ running = entry["running"]
 comm = [open("/proc/%d/comm" % pid).read().strip() for pid in running["lighttpd_pids"]]
 print(running["backend"], running["pid"] == int(open("/run/ganeti/ganeti-noded.pid").read()),
       comm, running["address"][1], entry["restart_needed"], entry["problems"])')
-  [ "$running" = "fastcgi True ['lighttpd'] 1811 False []" ] ||
+  [ "$running" = "fastcgi True ['lighttpd'] 1811 [] []" ] ||
     fail "ganeti-http status after the flip: $running"
   ok "ganeti-http set noded fastcgi --restart: status shows noded on fastcgi, its lighttpd, port 1811"
 

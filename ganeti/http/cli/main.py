@@ -90,9 +90,8 @@ def _PrintStatus(entry):
     print("  pids:       daemon %s, lighttpd %s, workers %s" %
           (running["pid"], _Pids(running["lighttpd_pids"]),
            _Pids(running["worker_pids"])))
-  if entry["restart_needed"]:
-    print("  restart needed: it runs %s but is configured for %s" %
-          (running["backend"], configured["backend"]))
+  for reason in entry["restart_needed"]:
+    print("  restart needed: %s" % reason)
   for problem in entry["problems"]:
     print("  problem:    %s" % problem)
 

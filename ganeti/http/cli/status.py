@@ -9,6 +9,7 @@ a running process.
 
 import os
 
+import ganeti.http as ganeti_http
 from ganeti.http.backends import selection
 from ganeti.http.backends import status_file
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
@@ -91,15 +92,23 @@ def Collect(daemon, environ=os.environ):
   C{configured} (C{backend}, C{source}, C{error}), C{running} (whether
   it runs, its C{pid}, the running C{backend}, the C{source} it was chosen
   from, C{address}, C{lighttpd_pids}, C{worker_pids}, C{shim_version}),
-  C{restart_needed} and C{problems} (sentences).
+  C{restart_needed} (why a restart would change what runs) and
+  C{problems}, both lists of sentences.
   """
   problems = []
   configured = _Configured(daemon, environ)
   running = _Running(daemon, problems)
   if configured["error"]:
     problems.append(configured["error"])
-  restart_needed = bool(running["backend"] and configured["backend"] and
-                        running["backend"] != configured["backend"])
+  restart_needed = []
+  if running["backend"] and configured["backend"] and \
+      running["backend"] != configured["backend"]:
+    restart_needed.append("it runs %s but is configured for %s" %
+                          (running["backend"], configured["backend"]))
+  if running["shim_version"] and \
+      running["shim_version"] != ganeti_http.SHIM_VERSION:
+    restart_needed.append("it runs ganeti-http-shim %s, %s is installed" %
+                          (running["shim_version"], ganeti_http.SHIM_VERSION))
   if running["running"] and running["backend"] is None:
     problems.append("%s runs (pid %s) but published no status: a shim"
                     " older than this one, or Ganeti's own HTTP server" %
