@@ -24,10 +24,6 @@ from ganeti.http.core import pipeline
 _CertificatePaths = collections.namedtuple(
   "_CertificatePaths", ["ssl_key_path", "ssl_cert_path", "ssl_chain_path"])
 
-#: The name of the FastCGI socket in the private directory, as the server
-#: makes it (L{fastcgi_server.FastCgiHttpServer}).
-_SOCKET_NAME = "fastcgi.sock"
-
 
 def Frontend(daemon, settings):
   """Who lighttpd runs as for C{daemon}: the frontend account when the
@@ -59,5 +55,6 @@ def Render(daemon, state_dir, address=None, environ=os.environ):
     settings, request_pipeline, daemons.HandlerClass(daemon),
     tuple(address or ("0.0.0.0", daemons.Port(daemon))),
     _CertificatePaths(certificate, certificate, None), daemon.verify_peer,
-    state_dir, os.path.join(state_dir, _SOCKET_NAME), frontend)
+    state_dir, lighttpd_config.StateLayout(state_dir).fastcgi_socket,
+    frontend)
   return (lighttpd_config.render(frontend_settings), settings, frontend)

@@ -123,7 +123,7 @@ class FastCgiHttpServer(base.ServerBase):
     frontend = self.settings.FrontendIdentity()
     state_dirs.RemoveAbandoned(self.settings.runtime_dir)
     self._state_dir = state_dirs.Create(self.settings.runtime_dir)
-    socket_path = os.path.join(self._state_dir, "fastcgi.sock")
+    socket_path = lighttpd_config.StateLayout(self._state_dir).fastcgi_socket
     try:
       self._fastcgi_socket = fastcgi_listener.BindUnixSocket(
         socket_path, owner_uid=frontend.uid, owner_gid=frontend.gid)
