@@ -29,6 +29,6 @@ setup(
     "test": ["pytest", "hypothesis", "cryptography", "pyOpenSSL", "pyparsing", "bitarray", "simplejson", "pyinotify"],
   },
   entry_points={
-    "console_scripts": [],
+    "console_scripts": ["ganeti-http = ganeti.http.cli.main:main"],
   },
 )

@@ -85,8 +85,10 @@ _enabled = None
 def KeepAliveEnabled():
   """Tell whether connections are kept, decided once per process.
 
-  C{GANETI_HTTP_CLIENT_KEEPALIVE} wins, then the key C{keepalive} in section
-  C{[client]} of the backend flag's INI file; the default is on.
+  C{GANETI_HTTP_CLIENT_KEEPALIVE} (from the environment or Ganeti's
+  defaults file, see L{selection.Variable}) wins, then the key
+  C{keepalive} in section C{[client]} of the backend flag's INI file; the
+  default is on.
 
   @raise ValueError: the value is not one of 0/1, no/yes, false/true, off/on
   """
@@ -99,7 +101,7 @@ def KeepAliveEnabled():
 def _ReadSwitch(environ=os.environ):
   path = selection.ConfigPath(environ)
   candidates = [
-    (environ.get(ENV_KEEPALIVE), "environment variable %s" % ENV_KEEPALIVE),
+    selection.Variable(ENV_KEEPALIVE, environ),
     (selection.ReadSection(path, CONFIG_SECTION).get(CONFIG_KEY),
      "key %r in section [%s] of %s" % (CONFIG_KEY, CONFIG_SECTION, path)),
     ]

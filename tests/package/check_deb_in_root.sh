@@ -115,10 +115,9 @@ check_stock() {
 # Ganeti 3.0's node daemon on backend $1, started and stopped by Ganeti's
 # daemon-util (daemonized: umask 077, start-stop-daemon): its start line
 # names the backend and the shim's version, and it answers an RPC.
-check_noded() {
-  conffile=$ROOT/etc/ganeti/http-backend.conf
-  cp "$conffile" "$WORK/conffile"
-  sed -i "s/^# noded = fastcgi\$/noded = $1/" "$conffile"
+# What noded needs to start in this root: a name, loopback, Ganeti's
+# directories, its certificate, 127.0.0.1 as its address.
+prepare_noded() {
   ip link set lo up
   grep -q node1 "$ROOT/etc/hosts" || echo "127.0.0.1 node1" >> "$ROOT/etc/hosts"
   hostname node1
@@ -130,6 +129,13 @@ check_noded() {
       -keyout /var/lib/ganeti/server.pem -out "$INSIDE/cert.pem" 2>/dev/null
     cat "$WORK/cert.pem" >> "$ROOT/var/lib/ganeti/server.pem"
   fi
+}
+
+check_noded() {
+  conffile=$ROOT/etc/ganeti/http-backend.conf
+  cp "$conffile" "$WORK/conffile"
+  sed -i "s/^# noded = fastcgi\$/noded = $1/" "$conffile"
+  prepare_noded
   : > "$ROOT/var/log/ganeti/node-daemon.log"
   in_root timeout 60 /usr/lib/ganeti/daemon-util start ganeti-noded ||
     fail "daemon-util start ganeti-noded on $1: $(tail -5 "$ROOT/var/log/ganeti/node-daemon.log")"
@@ -162,6 +168,74 @@ print(response.status, response.read().decode().strip())' 2>&1)
       fail "lighttpd ran as ${lighttpd_user:-nobody}, not as ganeti-http"
   fi
   ok "Ganeti 3.0's noded on $1 answers an RPC, logs the backend and $SHIM $VERSION${lighttpd_user:+, lighttpd as $lighttpd_user}"
+}
+
+# The operator's command on a noded that daemon-util runs: status, a flip
+# to fastcgi with --restart, check, and back with unset.
+check_ganeti_http() {
+  conffile=$ROOT/etc/ganeti/http-backend.conf
+  cp "$conffile" "$WORK/conffile"
+  prepare_noded
+  in_root timeout 60 /usr/lib/ganeti/daemon-util start ganeti-noded ||
+    fail "daemon-util start ganeti-noded (legacy)"
+  # the status file is written once noded serves
+  for _ in $(seq 100); do
+    [ -f "$ROOT/run/ganeti/ganeti-http-noded.json" ] && break
+    sleep 0.2
+  done
+  in_root ganeti-http status > "$WORK/out" || fail "ganeti-http status: $(cat "$WORK/out")"
+  grep -q "^  running:    legacy (chosen from key 'default' in section \[backends\] of /etc/ganeti/http-backend.conf), ganeti-http-shim $VERSION\$" "$WORK/out" ||
+    fail "ganeti-http status does not show noded running legacy: $(cat "$WORK/out")"
+  ok "ganeti-http status: noded runs legacy"
+
+  in_root timeout 120 ganeti-http set noded fastcgi --restart > "$WORK/out" 2>&1 ||
+    fail "ganeti-http set noded fastcgi --restart: $(cat "$WORK/out")"
+  grep -q "^noded: restarting: /usr/lib/ganeti/daemon-util stop ganeti-noded && /usr/lib/ganeti/daemon-util start ganeti-noded\$" "$WORK/out" ||
+    fail "set --restart did not restart with daemon-util: $(cat "$WORK/out")"
+  for _ in $(seq 100); do
+    grep -q '"fastcgi"' "$ROOT/run/ganeti/ganeti-http-noded.json" 2>/dev/null && break
+    sleep 0.2
+  done
+  running=$(in_root ganeti-http status noded --json | in_root python3 -c '
+import json, sys
+entry = json.load(sys.stdin)["daemons"][0]
+running = entry["running"]
+comm = [open("/proc/%d/comm" % pid).read().strip() for pid in running["lighttpd_pids"]]
+print(running["backend"], running["pid"] == int(open("/run/ganeti/ganeti-noded.pid").read()),
+      comm, running["address"][1], entry["restart_needed"], entry["problems"])')
+  [ "$running" = "fastcgi True ['lighttpd'] 1811 [] []" ] ||
+    fail "ganeti-http status after the flip: $running"
+  ok "ganeti-http set noded fastcgi --restart: status shows noded on fastcgi, its lighttpd, port 1811"
+
+  in_root ganeti-http check > "$WORK/out" 2>&1 || fail "ganeti-http check: $(cat "$WORK/out")"
+  [ "$(cat "$WORK/out")" = "no problem found" ] || fail "ganeti-http check said: $(cat "$WORK/out")"
+  chmod 0777 "$ROOT/run/ganeti-http"
+  if in_root ganeti-http check > "$WORK/out" 2>&1; then
+    fail "ganeti-http check passed a runtime directory anybody can write"
+  fi
+  chmod 0755 "$ROOT/run/ganeti-http"
+  grep -q "^noded: runtime-dir /run/ganeti-http is writable by others" "$WORK/out" ||
+    fail "ganeti-http check did not name the runtime directory: $(cat "$WORK/out")"
+  ok "ganeti-http check: no problem, and a problem once there is one"
+
+  in_root timeout 120 ganeti-http unset noded --restart > "$WORK/out" 2>&1 ||
+    fail "ganeti-http unset noded --restart: $(cat "$WORK/out")"
+  cmp -s "$conffile" "$WORK/conffile" ||
+    fail "the conffile differs after set and unset: $(diff "$WORK/conffile" "$conffile")"
+  for _ in $(seq 100); do
+    grep -q '"legacy"' "$ROOT/run/ganeti/ganeti-http-noded.json" 2>/dev/null && break
+    sleep 0.2
+  done
+  in_root ganeti-http status noded > "$WORK/out" || fail "ganeti-http status"
+  grep -q "^  running:    legacy " "$WORK/out" ||
+    fail "noded not back on legacy after unset --restart: $(cat "$WORK/out")"
+  in_root timeout 60 /usr/lib/ganeti/daemon-util stop ganeti-noded ||
+    fail "daemon-util stop ganeti-noded"
+  [ ! -e "$ROOT/run/ganeti/ganeti-http-noded.json" ] ||
+    fail "noded's status file outlived its stop"
+  [ -z "$(in_root ps -o pid= -C lighttpd,ganeti-noded || true)" ] ||
+    fail "noded or its lighttpd outlived daemon-util stop"
+  ok "ganeti-http unset noded --restart: the conffile byte for byte as before, noded on legacy; status file removed on stop"
 }
 
 # A Ganeti version installed after the shim: a package with its own tree.
@@ -197,6 +271,7 @@ grep -qx 'frontend-user = ganeti-http' "$ROOT/etc/ganeti/http-backend.conf" ||
 ok "account ganeti-http, /run/ganeti-http 0755, conffile"
 check_noded legacy
 check_noded fastcgi
+check_ganeti_http
 
 in_root dpkg -i "$INSIDE/ganeti.deb" || fail "reinstalling ganeti-3.0"
 ok "reinstalled ganeti-3.0"

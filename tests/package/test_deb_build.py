@@ -149,6 +149,19 @@ def test_triggers_tmpfiles_and_scripts(unpacked):
     assert "\nSHIM_TREE=%s\n" % SHIM_TREE in handle.read()
 
 
+def test_ganeti_http_command(unpacked):
+  """/usr/sbin/ganeti-http runs on Ganeti's tree, else the package's copy."""
+  path = unpacked + "/usr/sbin/ganeti-http"
+  assert os.access(path, os.X_OK)
+  with open(path) as handle:
+    text = handle.read()
+  assert text.startswith("#!/usr/bin/python3\n") and "@" not in text
+  compile(text, path, "exec")
+  library = os.path.dirname(ganeti.http.PRIVATE_LIBRARY_DIR)
+  assert '("/usr/share/ganeti/default", "%s")' % library in text
+  assert os.path.isfile(unpacked + library + "/ganeti/http/cli/main.py")
+
+
 def test_lintian_finds_no_error(built_deb):
   result = subprocess.run(["lintian", "--suppress-tags", "no-manual-page",
                            built_deb], stdout=subprocess.PIPE,

@@ -6,9 +6,12 @@ C{address_family}, C{socket}, C{allow_reuse_address}, C{ganeti_handler},
 C{ssl_verify_peer} and C{ssl_verify_callback}; this project adds
 C{backend}, the backend's name.  L{ServerBase} sets up the attributes that
 come from Ganeti's arguments, the request pipeline both backends run
-requests through, and the child reaper Ganeti 3.2's server runs.
+requests through, the child reaper Ganeti 3.2's server runs, and the
+status file C{ganeti-http status} reads (L{status_file}).
 """
 
+from ganeti.http.backends import selection
+from ganeti.http.backends import status_file
 from ganeti.http.core import pipeline
 from ganeti.http.system import child_reaper
 
@@ -17,7 +20,8 @@ class ServerBase(object):
   """The part of a backend's server that does not depend on the backend.
 
   A backend's constructor calls L{_SetUpFromOptions} first; its C{Start}
-  calls L{_HoldReaper} and its C{Stop} L{_ReleaseReaper}.
+  calls L{_HoldReaper} and, once serving, L{_PublishStatus}; its C{Stop}
+  calls L{_WithdrawStatus} first and L{_ReleaseReaper} last.
 
   @cvar backend: the backend's name (see L{ganeti.http.backends})
   @ivar ganeti_handler: the daemon's C{HttpServerHandler}
@@ -26,12 +30,18 @@ class ServerBase(object):
   backend = None
   allow_reuse_address = True
 
-  def _SetUpFromOptions(self, options, max_body_size):
+  def _SetUpFromOptions(self, options, max_body_size, choice=None):
     """Take what every backend needs from L{ServerOptions<ganeti.http.core.
     server_options.ServerOptions>}.
 
     @param max_body_size: largest request body of a buffered handler
+    @param choice: the L{selection.Choice} that selected the backend (None
+        for a server made directly: the program's name, source unknown)
     """
+    self._choice = choice or selection.Choice(
+      options.daemon_name or selection.DefaultDaemonName(), self.backend,
+      "unknown (the server was made directly)")
+    self._status_path = None
     self.ganeti_handler = options.handler
     # Ganeti 3.2's server reaps forgotten children; 3.0's main loop does.
     self._reaps_children = options.mainloop is None
@@ -55,3 +65,14 @@ class ServerBase(object):
     if self._release_reaper is not None:
       self._release_reaper()
       self._release_reaper = None
+
+  def _PublishStatus(self, tls, processes=None, state_dir=None):
+    """Write the status file of this daemon (L{status_file.Publish})."""
+    self._status_path = status_file.Publish(
+      self._choice.daemon_name, self.backend, self._choice.source,
+      self.server_address, tls, processes=processes, state_dir=state_dir)
+
+  def _WithdrawStatus(self):
+    """Remove what L{_PublishStatus} wrote."""
+    status_file.Withdraw(self._status_path)
+    self._status_path = None

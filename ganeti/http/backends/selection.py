@@ -7,13 +7,24 @@ The flag is looked up, first match wins, in:
 
   0. C{GANETI_HTTP_FASTCGI_SPAWNED=1}: lighttpd spawned the daemon as its
      FastCGI application, so it is C{fastcgi};
-  1. the environment variable C{GANETI_HTTP_BACKEND_<DAEMON>} (the daemon's
-     name upper-cased, "-" turned into "_");
+  1. the variable C{GANETI_HTTP_BACKEND_<DAEMON>} (the daemon's name
+     upper-cased, "-" turned into "_");
   2. the daemon's key in section C{[backends]} of the INI file named by
      C{GANETI_HTTP_BACKEND_CONFIG} (default L{DEFAULT_CONFIG_FILE});
-  3. the environment variable C{GANETI_HTTP_BACKEND};
+  3. the variable C{GANETI_HTTP_BACKEND};
   4. the key C{default} of that section;
   5. L{BACKEND_LEGACY}.
+
+A variable (L{Variable}) is looked up in the process's environment first,
+then among the assignments of Ganeti's defaults file L{DEFAULTS_FILE}
+(C{/etc/default/ganeti}).  Ganeti's C{daemon-util} sources that file
+without exporting what it assigns, so a plain C{NAME=value} line there
+would otherwise never reach a daemon; the shim reads the file itself.
+Only the flag's and the settings' variables are read from it (not those
+lighttpd's configuration sets for a daemon it spawns), and only simple
+assignments (C{NAME=value}, optionally quoted, optionally after
+C{export}); a C{GANETI_HTTP_*} assignment that needs a shell to evaluate
+is an error.
 
 Values are compared case-insensitively with surrounding whitespace removed;
 an empty value counts as unset.  A missing file is the same as an empty one,
@@ -24,6 +35,8 @@ first time a lookup reaches it.
 import collections
 import configparser
 import os
+import re
+import shlex
 import sys
 
 from ganeti.http import backends
@@ -41,10 +54,18 @@ ENV_SPAWNED = "GANETI_HTTP_FASTCGI_SPAWNED"
 ENV_SPAWNED_SENDFILE_DIRS = "GANETI_HTTP_FASTCGI_SENDFILE_DIRS"
 #: Overrides the fastcgi backend's C{processes} setting.
 ENV_PROCESSES = "GANETI_HTTP_FASTCGI_PROCESSES"
-
+#: Names another Ganeti defaults file than L{DEFAULTS_FILE} (tests, or a
+#: Ganeti built with another sysconfdir).
+ENV_DEFAULTS_FILE = "GANETI_HTTP_DEFAULTS_FILE"
+#: Names the directory of the status files (L{ganeti.http.backends.
+#: status_file}); default: Ganeti's run directory.
+ENV_STATUS_DIR = "GANETI_HTTP_STATUS_DIR"
 #: Whether the client keeps connections (L{ganeti.http.client_connections}).
 ENV_CLIENT_KEEPALIVE = "GANETI_HTTP_CLIENT_KEEPALIVE"
 DEFAULT_CONFIG_FILE = "/etc/ganeti/http-backend.conf"
+#: Ganeti's defaults file, which daemon-util sources (Ganeti 3.0's
+#: C{$SYSCONFDIR/default/ganeti}).
+DEFAULTS_FILE = "/etc/default/ganeti"
 CONFIG_SECTION = "backends"
 CONFIG_DEFAULT_KEY = "default"
 
@@ -80,9 +101,82 @@ def DefaultDaemonName(program=None):
   return name
 
 
+def _FileVariable(name):
+  """Whether the variable C{name} may be set in L{DEFAULTS_FILE}: the
+  flag's and the settings' variables, not those lighttpd's configuration
+  sets for a daemon it spawns."""
+  return (name.startswith(ENV_PREFIX) or
+          name in (ENV_PROCESSES, ENV_STATUS_DIR, ENV_CLIENT_KEEPALIVE))
+
+
+#: A line of a shell file that assigns a variable of this package.
+_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?(GANETI_HTTP_[A-Za-z0-9_]*)=(.*)$")
+
+
+def DefaultsPath(environ=os.environ):
+  """Return the path of Ganeti's defaults file (L{DEFAULTS_FILE})."""
+  return environ.get(ENV_DEFAULTS_FILE) or DEFAULTS_FILE
+
+
+def ReadDefaultsFile(path):
+  """Return the C{GANETI_HTTP_*} assignments of the shell file C{path} as a
+  dict (a later assignment wins, as in the shell); a missing file gives an
+  empty dict.
+
+  @raise BackendFlagError: the file is unreadable, or an assignment of such
+      a variable is not a plain word (it needs a shell: C{$}, a backquote,
+      several words)
+  """
+  try:
+    with open(path, "r") as handle:
+      lines = handle.read().splitlines()
+  except FileNotFoundError:
+    return {}
+  except (OSError, UnicodeDecodeError) as err:
+    raise BackendFlagError("Cannot read Ganeti's defaults file %s: %s" %
+                           (path, err))
+  found = {}
+  for (number, line) in enumerate(lines, start=1):
+    match = _ASSIGNMENT.match(line)
+    if not match or not _FileVariable(match.group(1)):
+      continue
+    (name, raw) = match.groups()
+    try:
+      words = shlex.split(raw, comments=True)
+    except ValueError as err:
+      words = err
+    if ("$" in raw or "`" in raw or not isinstance(words, list) or
+        len(words) > 1):
+      raise BackendFlagError("%s line %d: %s must be a plain value"
+                             " (NAME=value), not %r" % (path, number, name,
+                                                        raw))
+    found[name] = words[0] if words else ""
+  return found
+
+
+def Variable(name, environ=os.environ):
+  """Return C{(value, source)} of the variable C{name}: from the
+  environment, else from Ganeti's defaults file (see above); C{(None,
+  None)} when neither sets it.
+
+  @raise BackendFlagError: see L{ReadDefaultsFile}
+  """
+  if environ.get(name):
+    return (environ[name], "environment variable %s" % name)
+  if _FileVariable(name):
+    path = DefaultsPath(environ)
+    value = ReadDefaultsFile(path).get(name)
+    if value:
+      return (value, "%s in %s" % (name, path))
+  return (None, None)
+
+
 def ConfigPath(environ=os.environ):
-  """Return the path of the INI file that holds the flag and its settings."""
-  return environ.get(ENV_CONFIG_FILE) or DEFAULT_CONFIG_FILE
+  """Return the path of the INI file that holds the flag and its settings.
+
+  @raise BackendFlagError: see L{ReadDefaultsFile}
+  """
+  return Variable(ENV_CONFIG_FILE, environ)[0] or DEFAULT_CONFIG_FILE
 
 
 def ReadConfig(path):
@@ -138,9 +232,7 @@ def _Candidates(daemon_name, environ):
   if SpawnedByLighttpd(environ):
     yield (BACKEND_FASTCGI, "environment variable %s (spawned by lighttpd)"
            % ENV_SPAWNED)
-  daemon_variable = DaemonVariable(daemon_name)
-  yield (environ.get(daemon_variable),
-         "environment variable %s" % daemon_variable)
+  yield Variable(DaemonVariable(daemon_name), environ)
 
   path = ConfigPath(environ)
   section = ReadSection(path, CONFIG_SECTION)
@@ -149,7 +241,7 @@ def _Candidates(daemon_name, environ):
   yield (section.get(daemon_key),
          "key %r in section [%s] of %s" % (daemon_key, CONFIG_SECTION, path))
 
-  yield (environ.get(ENV_PREFIX), "environment variable %s" % ENV_PREFIX)
+  yield Variable(ENV_PREFIX, environ)
 
   yield (section.get(CONFIG_DEFAULT_KEY),
          "key %r in section [%s] of %s" % (CONFIG_DEFAULT_KEY, CONFIG_SECTION,

@@ -64,7 +64,7 @@ class FastCgiHttpServer(base.ServerBase):
   backend = backends.FASTCGI
 
   def __init__(self, options, choice):
-    self._SetUpFromOptions(options, pipeline.MAX_REQUEST_BODY_SIZE)
+    self._SetUpFromOptions(options, pipeline.MAX_REQUEST_BODY_SIZE, choice)
     self.settings = fastcgi_settings.Load(choice.daemon_name)
     self._flag_source = choice.source
     self._ssl_params = options.ssl_params
@@ -102,6 +102,12 @@ class FastCgiHttpServer(base.ServerBase):
     """
     self._StartServing()
     self._HoldReaper()
+    self._PublishStatus(
+      self._ssl_params is not None,
+      processes={"lighttpd": [self._supervisor.pid if self._supervisor
+                              else self._spawner],
+                 "workers": self._workers.pids if self._workers else []},
+      state_dir=self._state_dir)
 
   def _StartServing(self):
     if self.spawned:
@@ -117,13 +123,15 @@ class FastCgiHttpServer(base.ServerBase):
     frontend = self.settings.FrontendIdentity()
     state_dirs.RemoveAbandoned(self.settings.runtime_dir)
     self._state_dir = state_dirs.Create(self.settings.runtime_dir)
-    socket_path = os.path.join(self._state_dir, "fastcgi.sock")
+    socket_path = lighttpd_config.StateLayout(self._state_dir).fastcgi_socket
     try:
       self._fastcgi_socket = fastcgi_listener.BindUnixSocket(
         socket_path, owner_uid=frontend.uid, owner_gid=frontend.gid)
       self._StartBackend()
-      config = lighttpd_config.render(self._FrontendSettings(socket_path,
-                                                             frontend))
+      config = lighttpd_config.render(FrontendSettings(
+        self.settings, self.pipeline, self.ganeti_handler, self.server_address,
+        self._ssl_params, self.ssl_verify_peer, self._state_dir, socket_path,
+        frontend))
       self._supervisor = lighttpd_supervisor.LighttpdSupervisor(
         config, self._state_dir, listen_socket=self.socket,
         lighttpd_binary=self._lighttpd, user=frontend.user,
@@ -157,34 +165,6 @@ class FastCgiHttpServer(base.ServerBase):
         "The fastcgi HTTP backend was selected by %s, but lighttpd is not"
         " usable (%s); install lighttpd and lighttpd-mod-openssl or select"
         " the legacy backend" % (self._flag_source, err))
-
-  def _FrontendSettings(self, socket_path, frontend):
-    ssl_params = self._ssl_params
-    # A handler reading its body as a stream gets it from lighttpd as it
-    # arrives (chunked uploads then need Content-Length: 411 otherwise);
-    # other handlers get it after lighttpd has received all of it, which
-    # the body size limit keeps small.
-    streaming = pipeline.StreamsRequestBody(self.ganeti_handler)
-    max_request_body = self.pipeline.BodyLimit(self.ganeti_handler) or 0
-    return lighttpd_config.FrontendSettings(
-      bind_address=self.server_address[0],
-      port=self.server_address[1],
-      fastcgi_socket=socket_path,
-      state_dir=self._state_dir,
-      ssl_cert_path=ssl_params and ssl_params.ssl_cert_path,
-      ssl_key_path=ssl_params and ssl_params.ssl_key_path,
-      ssl_chain_path=ssl_params and ssl_params.ssl_chain_path,
-      # Without TLS there is no certificate to ask for (Ganeti's node
-      # daemon passes ssl_verify_peer=True with --no-ssl too).
-      ssl_verify_peer=self.ssl_verify_peer and ssl_params is not None,
-      max_request_body=max_request_body,
-      stream_request_body=streaming,
-      graceful_shutdown_timeout=GRACEFUL_STOP_TIMEOUT,
-      write_idle_timeout=self.settings.write_idle_timeout,
-      sendfile_dirs=self.settings.sendfile_dirs,
-      username=frontend.user,
-      groupname=frontend.group,
-      socket_activation=True)
 
   def _StartBackend(self):
     # max_clients requests at once in all, split over the processes: fewer
@@ -244,6 +224,7 @@ class FastCgiHttpServer(base.ServerBase):
     """Stop lighttpd gracefully (requests in progress get
     L{GRACEFUL_STOP_TIMEOUT} seconds to finish), then the backend; close
     the port."""
+    self._WithdrawStatus()
     if self._supervisor is not None:
       self._supervisor.stop(STOP_TIMEOUT)
       self._supervisor = None
@@ -254,6 +235,45 @@ class FastCgiHttpServer(base.ServerBase):
   def server_close(self):
     """Close the listening TCP socket."""
     self.socket.close()
+
+
+def FrontendSettings(settings, request_pipeline, handler, address,
+                     ssl_params, verify_peer, state_dir, socket_path,
+                     frontend):
+  """lighttpd's L{lighttpd_config.FrontendSettings} for a daemon's server
+  (also what C{ganeti-http config} shows before the daemon starts).
+
+  @param settings: the daemon's L{fastcgi_settings.FastCgiSettings}
+  @param request_pipeline: the server's L{pipeline.RequestPipeline}
+  @param handler: the daemon's C{HttpServerHandler}
+  @param address: C{(host, port)} the server is bound to
+  @param frontend: L{fastcgi_settings.FrontendAccount} lighttpd runs as
+  """
+  # A handler reading its body as a stream gets it from lighttpd as it
+  # arrives (chunked uploads then need Content-Length: 411 otherwise);
+  # other handlers get it after lighttpd has received all of it, which
+  # the body size limit keeps small.
+  streaming = pipeline.StreamsRequestBody(handler)
+  max_request_body = request_pipeline.BodyLimit(handler) or 0
+  return lighttpd_config.FrontendSettings(
+    bind_address=address[0],
+    port=address[1],
+    fastcgi_socket=socket_path,
+    state_dir=state_dir,
+    ssl_cert_path=ssl_params and ssl_params.ssl_cert_path,
+    ssl_key_path=ssl_params and ssl_params.ssl_key_path,
+    ssl_chain_path=ssl_params and ssl_params.ssl_chain_path,
+    # Without TLS there is no certificate to ask for (Ganeti's node
+    # daemon passes ssl_verify_peer=True with --no-ssl too).
+    ssl_verify_peer=verify_peer and ssl_params is not None,
+    max_request_body=max_request_body,
+    stream_request_body=streaming,
+    graceful_shutdown_timeout=GRACEFUL_STOP_TIMEOUT,
+    write_idle_timeout=settings.write_idle_timeout,
+    sendfile_dirs=settings.sendfile_dirs,
+    username=frontend.user,
+    groupname=frontend.group,
+    socket_activation=True)
 
 
 def _SpawnerWatch(spawner):

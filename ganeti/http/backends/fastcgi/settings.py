@@ -32,8 +32,8 @@ keys win).  Keys:
   65535, lighttpd's limit).  A daemon that lighttpd spawned has lighttpd's
   own setting instead (C{shims.lighttpd_config --write-idle-timeout}).
 
-The environment variable C{GANETI_HTTP_FASTCGI_PROCESSES} overrides
-C{processes}.  C{GANETI_HTTP_FASTCGI_SPAWNED=1}, which the system-service
+The variable C{GANETI_HTTP_FASTCGI_PROCESSES} (in the environment or in
+Ganeti's defaults file, see L{selection.Variable}) overrides C{processes}.  C{GANETI_HTTP_FASTCGI_SPAWNED=1}, which the system-service
 configuration of lighttpd sets (L{lighttpd_config.render_system_config}),
 says that lighttpd spawned the daemon with the FastCGI socket as its
 standard input.
@@ -138,10 +138,10 @@ def Load(daemon_name, environ=os.environ):
     for (key, value) in config.get(section, {}).items():
       values[key] = value
       sources[key] = "key %r in section [%s] of %s" % (key, section, path)
-  if environ.get(selection.ENV_PROCESSES):
-    values["processes"] = environ[selection.ENV_PROCESSES]
-    sources["processes"] = ("environment variable %s" %
-                            selection.ENV_PROCESSES)
+  (processes, source) = selection.Variable(selection.ENV_PROCESSES, environ)
+  if processes:
+    values["processes"] = processes
+    sources["processes"] = source
   numbers = {}
   for (key, default) in (("processes", 1),
                          ("write-idle-timeout",

@@ -88,14 +88,14 @@ class LegacyHttpServer(base.ServerBase, http.server.HTTPServer):
   @param options: L{ServerOptions<ganeti.http.core.server_options.
       ServerOptions>}
   @param choice: the L{selection.Choice<ganeti.http.backends.selection.
-      Choice>} that selected this backend (the legacy backend needs
-      nothing from it)
+      Choice>} that selected this backend (for the status file)
   """
   backend = backends.LEGACY
   request_queue_size = 128
 
-  def __init__(self, options, choice=None):  # pylint: disable=unused-argument
-    self._SetUpFromOptions(options, GanetiRequestHandler.MAX_REQUEST_BODY_SIZE)
+  def __init__(self, options, choice=None):
+    self._SetUpFromOptions(options, GanetiRequestHandler.MAX_REQUEST_BODY_SIZE,
+                           choice)
     http.server.HTTPServer.__init__(
       self, (options.local_address, options.port), GanetiRequestHandler)
     if options.ssl_params is None:
@@ -128,9 +128,11 @@ class LegacyHttpServer(base.ServerBase, http.server.HTTPServer):
                                           name="HTTPServer", daemon=True)
     self._serve_thread.start()
     self._HoldReaper()
+    self._PublishStatus(self._ssl_context is not None)
 
   def Stop(self):
     """Stop accepting, let requests in progress finish, close the socket."""
+    self._WithdrawStatus()
     self._stopping.set()
     if self._serve_thread is not None:
       self.shutdown()

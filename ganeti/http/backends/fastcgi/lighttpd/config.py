@@ -85,6 +85,11 @@ class StateLayout(object):
     """An empty directory: lighttpd never serves files."""
     return self._Path("empty-docroot")
 
+  @property
+  def fastcgi_socket(self):
+    """The daemon's FastCGI socket (made by the daemon, not lighttpd)."""
+    return self._Path("fastcgi.sock")
+
 
 @dataclasses.dataclass(frozen=True)
 class FrontendSettings(object):
