@@ -29,6 +29,8 @@ _LINE_LIMIT = 1024
 #: overrides, zero-width characters) and line and paragraph separators.
 _ESCAPED_CATEGORIES = frozenset(["Cc", "Cf", "Zl", "Zp", "Cs"])
 
+_SHORT_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\r": "\\r"}
+
 
 def ReadFrom(dir_fd, name, offset=0):
   """The bytes of regular file C{name} in directory C{dir_fd} from
@@ -52,7 +54,7 @@ def ReadFrom(dir_fd, name, offset=0):
 def Quote(data):
   """The last lines of C{data} (bytes), each cut to a readable length,
   escaped and marked (see the module's description); "" for no text."""
-  lines = data.strip().split(b"\n")[-_LINES:]
+  lines = data.strip(b"\n").split(b"\n")[-_LINES:]
   if lines == [b""]:
     return ""
   return "\n".join(
@@ -68,8 +70,8 @@ def _Escape(line):
     code = ord(char)
     if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8
       pieces.append("\\x%02x" % (code - 0xDC00))
-    elif char == "\\":
-      pieces.append("\\\\")
+    elif char in _SHORT_ESCAPES:
+      pieces.append(_SHORT_ESCAPES[char])
     elif unicodedata.category(char) in _ESCAPED_CATEGORIES:
       pieces.append("\\x%02x" % code if code < 0x100 else
                     "\\u%04x" % code if code < 0x10000 else "\\U%08x" % code)
