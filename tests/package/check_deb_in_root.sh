@@ -194,7 +194,7 @@ grep -qx 'frontend-user = ganeti-http' "$ROOT/etc/ganeti/http-backend.conf" ||
   fail "the conffile does not name ganeti-http as the frontend user"
 [ "$(stat -c %a:%U "$ROOT/run/ganeti-http")" = 755:root ] ||
   fail "/run/ganeti-http is not 0755 root"
-[ "$(stat -c %a:%U:%G "$ROOT/run/ganeti-http/gnt-rapi")" = 700:gnt-rapi:gnt-rapi ] ||
+[ "$(in_root stat -c %a:%U:%G /run/ganeti-http/gnt-rapi)" = 700:gnt-rapi:gnt-rapi ] ||
   fail "/run/ganeti-http/gnt-rapi is not 0700 gnt-rapi:gnt-rapi"
 ok "account ganeti-http, /run/ganeti-http 0755, /run/ganeti-http/gnt-rapi 0700, conffile"
 check_noded legacy
