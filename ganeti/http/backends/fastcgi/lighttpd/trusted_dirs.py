@@ -93,19 +93,16 @@ def OpenTrusted(path, create_mode=None):
       if name == ".":
         continue
       here = walked + "/" + name
-      try:
-        info = os.stat(name, dir_fd=descriptor, follow_symlinks=False)
-      except FileNotFoundError:
-        if pending or create_mode is None:
-          raise UntrustedPathError("%s does not exist" % here, here)
-        os.mkdir(name, 0o700, dir_fd=descriptor)
-        info = None
+      info = _MakeIfMissing(descriptor, name, here,
+                            None if pending else create_mode)
       if info is not None and stat.S_ISLNK(info.st_mode):
         links += 1
-        if info.st_uid not in _TrustedOwners() or links > _MAX_LINKS:
+        if info.st_uid not in _TrustedOwners():
           raise UntrustedPathError(
             "%s is a symbolic link of uid %d, neither root nor this daemon's"
             " user" % (here, info.st_uid), here)
+        if links > _MAX_LINKS:
+          raise UntrustedPathError("%s: too many symbolic links" % path, path)
         target = os.readlink(name, dir_fd=descriptor)
         pending[:0] = [part for part in target.split("/") if part]
         if target.startswith("/"):
@@ -124,6 +121,24 @@ def OpenTrusted(path, create_mode=None):
     os.close(descriptor)
     raise
   return descriptor
+
+
+def _MakeIfMissing(dir_fd, name, path, create_mode):
+  """C{lstat} of C{name} in C{dir_fd}; None if this call made it (only
+  with a C{create_mode}).
+
+  @raise UntrustedPathError: it is missing and not to be made
+  """
+  try:
+    return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+  except FileNotFoundError:
+    if create_mode is None:
+      raise UntrustedPathError("%s does not exist" % path, path)
+  try:
+    os.mkdir(name, 0o700, dir_fd=dir_fd)
+    return None
+  except FileExistsError:  # made meanwhile by another process: check it
+    return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def CreateFile(dir_fd, name, mode, owner=None, flags=os.O_WRONLY):
