@@ -337,11 +337,14 @@ def test_start_fails_when_lighttpd_exits(supervise, scratch_dir, fcgi_app):
     settings = Settings(scratch_dir, fcgi_app.socket_path, port=port)
     supervisor = supervise(lighttpd_config.render(settings),
                            settings.state_dir, address=("127.0.0.1", port))
+    descriptors = len(os.listdir("/proc/self/fd"))
     with pytest.raises(LighttpdError) as info:
       supervisor.start()
     assert "Address already in use" in str(info.value)
     assert "exited with status" in str(info.value)
     assert ProcessesMentioning(settings.state_dir) == []
+    # the state directory's descriptor too
+    assert len(os.listdir("/proc/self/fd")) == descriptors
   finally:
     occupier.close()
 

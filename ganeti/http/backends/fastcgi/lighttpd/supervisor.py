@@ -214,8 +214,12 @@ class LighttpdSupervisor(object):
     if self._monitor is not None:
       raise RuntimeError("lighttpd is already supervised")
     self._stopping.clear()
-    self.check()
-    self._Launch()
+    try:
+      self.check()
+      self._Launch()
+    except BaseException:
+      self._CloseStateDir()
+      raise
     self._monitor = threading.Thread(target=self._Monitor,
                                      name="lighttpd-supervisor", daemon=True)
     self._monitor.start()
@@ -248,6 +252,9 @@ class LighttpdSupervisor(object):
     if instance is not None:
       instance.lifeline.Cut()
     self._instance = None
+    self._CloseStateDir()
+
+  def _CloseStateDir(self):
     if self._state_dir is not None:
       self._state_dir.Close()
       self._state_dir = None
