@@ -25,7 +25,7 @@ from tests.new.lighttpd_helpers import (REPO, Alive, ListeningSocket,
 _ = (fcgi_app, scratch_dir, supervise)  # fixtures
 
 #: Restart quickly in tests.
-_FAST = {"backoff_initial": 0.1, "backoff_max": 0.4}
+_FAST = {"backoff_initial": 0.1, "backoff_max": 0.4, "report_interval": 0}
 
 
 def _Plain(supervise, scratch_dir, fcgi_app, **kwargs):
@@ -226,7 +226,7 @@ def test_lighttpd_killed_again_and_again_is_restarted_at_once(
   """A lighttpd that had answered is restarted without waiting, however
   often it is killed (any process of a shared frontend account can)."""
   (supervisor, port) = _Plain(supervise, scratch_dir, fcgi_app,
-                              backoff_initial=30.0)
+                              backoff_initial=30.0, report_interval=0)
   supervisor.start()
   for _ in range(3):
     pid = supervisor.pid
@@ -238,6 +238,29 @@ def test_lighttpd_killed_again_and_again_is_restarted_at_once(
              for message in messages) == 3
   assert not any("Restarting lighttpd failed" in message
                  for message in messages)
+
+
+def test_exits_are_reported_at_most_once_per_interval(
+    supervise, scratch_dir, fcgi_app, caplog):
+  """A kill loop must not fill the daemon's log: between two reports the
+  exits are counted."""
+  caplog.set_level(logging.DEBUG)  # "restarted" of unreported exits
+  (supervisor, _) = _Plain(supervise, scratch_dir, fcgi_app,
+                           report_interval=5.0)
+  supervisor.start()
+  started = time.monotonic()
+  for _ in range(3):
+    pid = supervisor.pid
+    os.kill(pid, signal.SIGKILL)
+    _WaitRestarted(supervisor, pid, caplog)
+  time.sleep(max(0, started + 5.0 - time.monotonic()))
+  pid = supervisor.pid
+  os.kill(pid, signal.SIGKILL)
+  _WaitRestarted(supervisor, pid, caplog)
+  reports = [record.getMessage() for record in caplog.records
+             if "; restarting it at once" in record.getMessage()]
+  assert len(reports) == 2
+  assert "(2 more exits since the last report)" in reports[1]
 
 
 def _Answers(port):

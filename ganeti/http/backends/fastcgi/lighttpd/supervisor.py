@@ -110,12 +110,14 @@ class LighttpdSupervisor(object):
       fails to start lighttpd (the first attempt comes at once)
   @param backoff_max: longest wait between attempts (the wait doubles
       after each failed one)
+  @param report_interval: seconds between two reports of lighttpd's exit
+      in the log (the exits in between are counted)
   """
 
   def __init__(self, config_text, state_dir, listen_socket=None,
                lighttpd_binary=None, module_dir=None, user=None, group=None,
                address=None, start_timeout=10.0, backoff_initial=0.5,
-               backoff_max=10.0):
+               backoff_max=10.0, report_interval=60.0):
     if listen_socket is None and address is None:
       raise ValueError("Either listen_socket or address is needed")
     self._config_text = config_text
@@ -134,6 +136,7 @@ class LighttpdSupervisor(object):
     self._start_timeout = start_timeout
     self._backoff_initial = backoff_initial
     self._backoff_max = backoff_max
+    self._report_interval = report_interval
     self._lock = threading.Lock()
     self._stopping = threading.Event()
     self._instance = None
@@ -323,16 +326,31 @@ class LighttpdSupervisor(object):
 
   def _Monitor(self):
     """Wait for lighttpd to exit; unless stopping, restart it: at once,
-    since it had answered, then with back-off while attempts fail."""
+    since it had answered, then with back-off while attempts fail.
+
+    Exits are reported at most once per C{report_interval}, with the count
+    of those in between: a kill loop must not fill the daemon's log.
+    """
+    (last_report, unreported) = (None, 0)
     while True:
       instance = self._instance
       instance.process.wait()
       if self._stopping.is_set():
         return
       instance.lifeline.Cut()
-      logging.error("lighttpd (pid %d) exited with status %s; restarting it"
-                    " at once. Its last output:\n%s", instance.process.pid,
-                    instance.process.returncode, self._Output(instance))
+      now = time.monotonic()
+      report = (last_report is None or
+                now - last_report >= self._report_interval)
+      if report:
+        logging.error("lighttpd (pid %d) exited with status %s%s; restarting"
+                      " it at once. Its last output:\n%s",
+                      instance.process.pid, instance.process.returncode,
+                      " (%d more exits since the last report)" %
+                      unreported if unreported else "",
+                      self._Output(instance))
+        (last_report, unreported) = (now, 0)
+      else:
+        unreported += 1
       (wait, delay) = (0, self._backoff_initial)
       while True:
         if self._stopping.wait(wait):
@@ -346,5 +364,5 @@ class LighttpdSupervisor(object):
           (wait, delay) = (delay, min(delay * 2, self._backoff_max))
           logging.error("Restarting lighttpd failed; next try in %.1f s: %s",
                         wait, err)
-      logging.info("lighttpd restarted (pid %d)", self._instance.process.pid)
-
+      logging.log(logging.INFO if report else logging.DEBUG,
+                  "lighttpd restarted (pid %d)", self._instance.process.pid)
