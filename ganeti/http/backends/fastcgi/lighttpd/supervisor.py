@@ -20,11 +20,13 @@ Privileges: lighttpd started as root reads its certificate and key, opens
 its pid file and binds before switching to C{server.username}; it opens its
 error log and upload files after.  With C{user}/C{group} given (and this
 process root) the state directory is prepared accordingly: see
-L{state_dirs.PrepareForLighttpd}.  How one lighttpd process is started,
-handed the socket and tied to the daemon: L{process<lighttpd_process>}.  The supervisor works in the state
+L{state_dirs.PrepareForLighttpd}.  The supervisor works in the state
 directory through a descriptor of it and checks, before each run of
 lighttpd, that the directory's path still leads there (L{state_dirs.
 StateDir}); what lighttpd wrote is quoted escaped (L{output}).
+
+How one lighttpd process is started, handed the listening socket and tied
+to the daemon's life: L{process<lighttpd_process>}.
 """
 
 import logging
