@@ -43,7 +43,8 @@ while time.monotonic() < end:
       with open("/proc/%s/cmdline" % pid, "rb") as handle:
         command = handle.read()
       if command.startswith(b"lighttpd") or b"/lighttpd\\0" in command:
-        if mark.encode() in command and os.stat("/proc/" + pid).st_uid == os.getuid():
+        mine = os.stat("/proc/" + pid).st_uid == os.getuid()
+        if mine and mark.encode() in command:
           os.kill(int(pid), signal.SIGKILL)
           kills += 1
     except (OSError, ValueError):

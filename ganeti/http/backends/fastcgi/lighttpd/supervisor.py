@@ -192,7 +192,8 @@ class LighttpdSupervisor(object):
     self._CheckStateDir()
     result = subprocess.run(self._Command() + ["-tt"], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=lighttpd_process.ChildEnvironment(), timeout=60, check=False)
+                            env=lighttpd_process.ChildEnvironment(),
+                            timeout=60, check=False)
     warnings = output.Quote(result.stdout)
     if result.returncode != 0:
       raise LighttpdError("lighttpd rejected its configuration %s" %
