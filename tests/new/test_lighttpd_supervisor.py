@@ -25,7 +25,7 @@ from tests.new.lighttpd_helpers import (REPO, Alive, ListeningSocket,
 _ = (fcgi_app, scratch_dir, supervise)  # fixtures
 
 #: Restart quickly in tests.
-_FAST = {"backoff_initial": 0.1, "backoff_max": 0.4}
+_FAST = {"backoff_initial": 0.1, "backoff_max": 0.4, "report_interval": 0}
 
 
 def _Plain(supervise, scratch_dir, fcgi_app, **kwargs):
@@ -115,13 +115,13 @@ def _OpenPipes():
 def test_failed_restarts_leak_no_descriptor(supervise, scratch_dir, fcgi_app,
                                             caplog):
   """Each restart that fails before lighttpd runs (here: its output file
-  cannot be opened) closes everything it opened."""
+  cannot be made) closes everything it opened."""
   (supervisor, _) = _Plain(supervise, scratch_dir, fcgi_app, **_FAST)
   supervisor.start()
   stderr_path = os.path.join(os.path.dirname(supervisor.config_path),
                              "lighttpd.stderr")
   os.unlink(stderr_path)
-  os.symlink("/dev/null", stderr_path)  # refused: O_NOFOLLOW
+  os.mkdir(stderr_path)  # cannot be removed by unlink()
 
   def _Failures():
     return sum("Restarting lighttpd failed" in record.getMessage()
@@ -131,7 +131,7 @@ def test_failed_restarts_leak_no_descriptor(supervise, scratch_dir, fcgi_app,
   pipes = _OpenPipes()  # the killed lighttpd's lifeline is gone by now
   WaitFor(lambda: _Failures() >= 4)
   assert _OpenPipes() == pipes
-  os.unlink(stderr_path)
+  os.rmdir(stderr_path)
 
 
 @pytest.mark.parametrize("activated", [False, True])
@@ -175,15 +175,22 @@ def test_huge_error_log_is_quoted_in_part(supervise, scratch_dir, fcgi_app,
 
 
 def test_clients_wait_while_lighttpd_restarts(supervise, scratch_dir,
-                                              fcgi_app, listener):
+                                              fcgi_app, listener, caplog):
   # With the daemon holding the socket, a client arriving while lighttpd is
   # down is queued in the backlog and served by the next lighttpd.
+  # Here the first restart fails, so the next one comes a second later.
   supervisor = _Activated(supervise, scratch_dir, fcgi_app, listener,
                           backoff_initial=1.0)
   supervisor.start()
   first = supervisor.pid
+  stderr_path = os.path.join(os.path.dirname(supervisor.config_path),
+                             "lighttpd.stderr")
+  os.unlink(stderr_path)
+  os.mkdir(stderr_path)
   os.kill(first, signal.SIGKILL)
-  WaitFor(lambda: not Alive(first))
+  WaitFor(lambda: any("Restarting lighttpd failed" in record.getMessage()
+                      for record in caplog.records))
+  os.rmdir(stderr_path)
   started = time.monotonic()
   assert Request("127.0.0.1", listener.getsockname()[1])[::2] == (
     200, b"hello\n")
@@ -210,34 +217,50 @@ def test_restart_backs_off_while_lighttpd_keeps_failing(
   WaitFor(lambda: _Answers(port))
   delays = [float(message.split("next try in ")[1].split(" s")[0])
             for message in _Failures()[:3]]
-  assert delays == [0.2, 0.4, 0.4]  # doubling, capped at backoff_max
+  assert delays == [0.1, 0.2, 0.4]  # doubling, capped at backoff_max
   assert "server.document-root is not set" in _Failures()[0]
 
 
-def test_back_off_resets_after_a_stable_run(supervise, scratch_dir, fcgi_app,
-                                           caplog):
+def test_lighttpd_killed_again_and_again_is_restarted_at_once(
+    supervise, scratch_dir, fcgi_app, caplog):
+  """A lighttpd that had answered is restarted without waiting, however
+  often it is killed (any process of a shared frontend account can)."""
   (supervisor, port) = _Plain(supervise, scratch_dir, fcgi_app,
-                              stable_period=30.0, **_FAST)
+                              backoff_initial=30.0, report_interval=0)
   supervisor.start()
-
-  def _Delays():
-    return [float(record.getMessage().split("restarting in ")[1].split()[0])
-            for record in caplog.records
-            if "; restarting in " in record.getMessage()]
-
-  def _KillAndWait():
+  for _ in range(3):
     pid = supervisor.pid
-    count = len(_Delays())
     os.kill(pid, signal.SIGKILL)
-    WaitFor(lambda: len(_Delays()) > count)
-    # until the supervisor itself saw the new lighttpd answer
     _WaitRestarted(supervisor, pid, caplog)
     assert _Answers(port)
-  _KillAndWait()
-  _KillAndWait()  # crashed again at once: the wait doubled
-  supervisor._instance.started -= 31  # as if it had run for the period
-  _KillAndWait()  # after a stable run: back to the first wait
-  assert _Delays() == [0.1, 0.2, 0.1]
+  messages = [record.getMessage() for record in caplog.records]
+  assert sum("; restarting it at once" in message
+             for message in messages) == 3
+  assert not any("Restarting lighttpd failed" in message
+                 for message in messages)
+
+
+def test_exits_are_reported_at_most_once_per_interval(
+    supervise, scratch_dir, fcgi_app, caplog):
+  """A kill loop must not fill the daemon's log: between two reports the
+  exits are counted."""
+  caplog.set_level(logging.DEBUG)  # "restarted" of unreported exits
+  (supervisor, _) = _Plain(supervise, scratch_dir, fcgi_app,
+                           report_interval=5.0)
+  supervisor.start()
+  started = time.monotonic()
+  for _ in range(3):
+    pid = supervisor.pid
+    os.kill(pid, signal.SIGKILL)
+    _WaitRestarted(supervisor, pid, caplog)
+  time.sleep(max(0, started + 5.0 - time.monotonic()))
+  pid = supervisor.pid
+  os.kill(pid, signal.SIGKILL)
+  _WaitRestarted(supervisor, pid, caplog)
+  reports = [record.getMessage() for record in caplog.records
+             if "; restarting it at once" in record.getMessage()]
+  assert len(reports) == 2
+  assert "(2 more exits since the last report)" in reports[1]
 
 
 def _Answers(port):
@@ -337,11 +360,14 @@ def test_start_fails_when_lighttpd_exits(supervise, scratch_dir, fcgi_app):
     settings = Settings(scratch_dir, fcgi_app.socket_path, port=port)
     supervisor = supervise(lighttpd_config.render(settings),
                            settings.state_dir, address=("127.0.0.1", port))
+    descriptors = len(os.listdir("/proc/self/fd"))
     with pytest.raises(LighttpdError) as info:
       supervisor.start()
     assert "Address already in use" in str(info.value)
     assert "exited with status" in str(info.value)
     assert ProcessesMentioning(settings.state_dir) == []
+    # the state directory's descriptor too
+    assert len(os.listdir("/proc/self/fd")) == descriptors
   finally:
     occupier.close()
 
@@ -366,13 +392,12 @@ def test_start_fails_when_lighttpd_does_not_answer(supervise, scratch_dir,
 _DAEMON = """
 import os, signal, socket, sys, time
 sys.path.insert(0, %(repo)r)
-from ganeti.http.backends.fastcgi.lighttpd import (
-  supervisor as lighttpd_supervisor)
+from ganeti.http.backends.fastcgi.lighttpd import process as lighttpd_process
 from ganeti.http.backends.fastcgi.lighttpd.supervisor import LighttpdSupervisor
 if %(die_while_starting)r:
   def _Die(pid):
     os.kill(os.getpid(), signal.SIGKILL)
-  lighttpd_supervisor._Lifeline = _Die
+  lighttpd_process.Lifeline = _Die
 listener = socket.socket()
 listener.bind(("127.0.0.1", %(port)d))
 listener.listen(16)

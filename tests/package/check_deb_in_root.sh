@@ -214,7 +214,7 @@ print(running["backend"], running["pid"] == int(open("/run/ganeti/ganeti-noded.p
     fail "ganeti-http check passed a runtime directory anybody can write"
   fi
   chmod 0755 "$ROOT/run/ganeti-http"
-  grep -q "^noded: runtime-dir /run/ganeti-http is writable by others" "$WORK/out" ||
+  grep -q "^noded: .*/run/ganeti-http is writable by other accounts" "$WORK/out" ||
     fail "ganeti-http check did not name the runtime directory: $(cat "$WORK/out")"
   ok "ganeti-http check: no problem, and a problem once there is one"
 
@@ -268,9 +268,18 @@ grep -qx 'frontend-user = ganeti-http' "$ROOT/etc/ganeti/http-backend.conf" ||
   fail "the conffile does not name ganeti-http as the frontend user"
 [ "$(stat -c %a:%U "$ROOT/run/ganeti-http")" = 755:root ] ||
   fail "/run/ganeti-http is not 0755 root"
-ok "account ganeti-http, /run/ganeti-http 0755, conffile"
+[ "$(in_root stat -c %a:%U:%G /run/ganeti-http/gnt-rapi)" = 700:gnt-rapi:gnt-rapi ] ||
+  fail "/run/ganeti-http/gnt-rapi is not 0700 gnt-rapi:gnt-rapi"
+ok "account ganeti-http, /run/ganeti-http 0755, /run/ganeti-http/gnt-rapi 0700, conffile"
 check_noded legacy
+# As after a reboot on a host without systemd-tmpfiles: noded (root, umask
+# 077 from Ganeti's daemonization) makes /run/ganeti-http again, 0755, so
+# that lighttpd's account reaches its state directory.
+rm -r "$ROOT/run/ganeti-http"
 check_noded fastcgi
+[ "$(stat -c %a:%U "$ROOT/run/ganeti-http")" = 755:root ] ||
+  fail "noded made /run/ganeti-http $(stat -c %a:%U "$ROOT/run/ganeti-http"), not 0755 root"
+ok "noded on fastcgi remade a missing /run/ganeti-http 0755 under umask 077"
 check_ganeti_http
 
 in_root dpkg -i "$INSIDE/ganeti.deb" || fail "reinstalling ganeti-3.0"

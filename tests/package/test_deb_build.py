@@ -136,7 +136,9 @@ def test_triggers_tmpfiles_and_scripts(unpacked):
   with open(unpacked + "/usr/lib/tmpfiles.d/ganeti-http-shim.conf") as handle:
     lines = [line.split() for line in handle
              if line.strip() and not line.startswith("#")]
-  assert lines == [["d", "/run/ganeti-http", "0755", "root", "root", "-"]]
+  assert lines == [["d", "/run/ganeti-http", "0755", "root", "root", "-"],
+                   ["d", "/run/ganeti-http/gnt-rapi", "0700", "gnt-rapi",
+                    "gnt-rapi", "-"]]
   for script in ("DEBIAN/postinst", "DEBIAN/prerm", "DEBIAN/postrm",
                  "usr/sbin/ganeti-http-shim"):
     path = os.path.join(unpacked, script)

@@ -23,6 +23,7 @@ import tempfile
 
 from ganeti.http.backends import selection
 from ganeti.http.backends.fastcgi.lighttpd import supervisor
+from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
 from ganeti.http.cli import daemons
 from ganeti.http.cli import preview
 
@@ -107,17 +108,19 @@ def _CheckCertificate(daemon, environ):
     yield "its certificate %s: %s" % (path, reason)
 
 
-def _CheckRuntimeDir(settings):
+def _CheckRuntimeDir(daemon, settings):
+  """The runtime directory, by the rules the daemon applies at its start
+  (L{trusted_dirs.OpenTrusted}), for the daemon's user."""
   path = settings.runtime_dir
   if path is None:
     return
-  info = os.stat(path)
-  if info.st_uid != 0:
-    yield "runtime-dir %s belongs to uid %d, not root" % (path, info.st_uid)
-  if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
-    yield ("runtime-dir %s is writable by others (mode %04o): they could"
-           " replace a daemon's private directory" %
-           (path, stat.S_IMODE(info.st_mode)))
+  try:
+    os.close(trusted_dirs.OpenTrusted(
+      path, uid=pwd.getpwnam(daemon.user).pw_uid))
+  except trusted_dirs.UntrustedPathError as err:
+    yield "runtime-dir: %s" % err
+  except OSError as err:
+    yield "runtime-dir %s: %s" % (path, err)
 
 
 def _CheckLighttpd(daemon, environ):
@@ -130,7 +133,7 @@ def _CheckLighttpd(daemon, environ):
   try:
     (config, settings, frontend) = preview.Render(
       daemon, os.path.join(private, "state"), environ=environ)
-    yield from _CheckRuntimeDir(settings)
+    yield from _CheckRuntimeDir(daemon, settings)
     binary = settings.lighttpd or supervisor.FindLighttpd()
     checker = supervisor.LighttpdSupervisor(
       config, os.path.join(private, "state"), lighttpd_binary=binary,

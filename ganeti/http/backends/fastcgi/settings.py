@@ -23,8 +23,12 @@ keys win).  Keys:
   L{lighttpd_config.render_system_config}), so that it never asks lighttpd
   for what lighttpd was not configured to do;
 - C{runtime-dir}: where each server's private directory (FastCGI socket,
-  lighttpd config and log) is created (default C{/run/ganeti-http} for
-  root, the system's temporary directory otherwise);
+  lighttpd config and log) is created (default L{ROOT_RUNTIME_DIR} for
+  root, C{/run/ganeti-http/<user>} for another user, such as RAPI's
+  C{gnt-rapi}: the Debian package's tmpfiles.d entry makes those at boot).
+  Only root and the daemon's user may be able to change it or any
+  directory above it (L{trusted_dirs}); it is made if missing, mode 0755
+  for root (lighttpd's account passes through it), 0700 otherwise;
 - C{write-idle-timeout}: seconds lighttpd waits for a client to take
   response data and, once a response has started, for the handler's next
   piece of it (a streaming method's next feedback message): longer and
@@ -45,6 +49,7 @@ import pwd
 
 from ganeti.http.backends import selection
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
 
 DEFAULT_FRONTEND_USER = "www-data"
 ROOT_RUNTIME_DIR = "/run/ganeti-http"
@@ -152,11 +157,8 @@ def Load(daemon_name, environ=os.environ):
       raise SettingsError(
         "%s of the fastcgi backend must be a number, not %r (from %s)"
         % (key, values[key], sources[key]))
-  runtime_dir = values.get("runtime-dir")
-  if runtime_dir is None and os.geteuid() == 0:
-    runtime_dir = ROOT_RUNTIME_DIR
-  if runtime_dir is not None:
-    os.makedirs(runtime_dir, mode=0o755, exist_ok=True)
+  runtime_dir = values.get("runtime-dir") or DefaultRuntimeDir()
+  _CheckRuntimeDir(runtime_dir, sources.get("runtime-dir"), path)
   return FastCgiSettings(
     processes=numbers["processes"],
     write_idle_timeout=numbers["write-idle-timeout"],
@@ -169,6 +171,45 @@ def Load(daemon_name, environ=os.environ):
       if selection.SpawnedByLighttpd(environ)
       else values.get("sendfile-dirs", "")),
     sources=sources)
+
+
+def DefaultRuntimeDir():
+  """The runtime directory of a daemon running as this process's user."""
+  uid = os.geteuid()
+  if uid == 0:
+    return ROOT_RUNTIME_DIR
+  try:
+    user = pwd.getpwuid(uid).pw_name
+  except KeyError:
+    user = str(uid)
+  return os.path.join(ROOT_RUNTIME_DIR, user)
+
+
+def _CheckRuntimeDir(path, source, config_path):
+  """Make C{path} if missing (its mode set explicitly: Ganeti daemonizes
+  with umask 077) and make sure only root and this user can change it.
+
+  @param source: where the path came from, None for the default
+  @param config_path: the settings' file, named in the hint
+  @raise SettingsError: it cannot be made or is not safe
+  """
+  try:
+    os.close(trusted_dirs.OpenTrusted(
+      path, create_mode=0o755 if os.geteuid() == 0 else 0o700))
+  except (trusted_dirs.UntrustedPathError, OSError) as err:
+    if source is None and os.geteuid() != 0:
+      hint = (" The ganeti-http-shim package makes it at boot for Ganeti's"
+              " daemon users (systemd-tmpfiles --create"
+              " ganeti-http-shim.conf); for another user make it with"
+              " 'install -d -m 0700 -o %s %s', or set runtime-dir in the"
+              " section [fastcgi:<daemon>] of %s." %
+              (os.path.basename(path), path, config_path))
+    else:
+      hint = ""
+    raise SettingsError(
+      "The fastcgi backend's runtime directory %s (%s) cannot be used: %s.%s"
+      % (path, source or "the default for uid %d" % os.geteuid(), err,
+         hint))
 
 
 def _PathList(value):

@@ -2,80 +2,111 @@
 
 Each server keeps its FastCGI socket, lighttpd's configuration, pid file
 and logs in a directory of its own, C{ganeti-http-XXXXXXXX} under the
-runtime directory (C{/run/ganeti-http} for root), and removes it when it
-stops.  A daemon killed without stopping leaves its directory behind (its
-lighttpd is ended by the lifeline), so each directory names the process
-that made it in an C{owner} file (pid and start time), and the next server
-started with the same runtime directory removes those whose owner has
-exited.  L{PrepareForLighttpd} lays out such a directory for lighttpd, with
-the owners and modes its privilege switch needs.
+runtime directory (see L{settings<ganeti.http.backends.fastcgi.settings>}),
+and removes it when it stops.  A daemon killed without stopping leaves its
+directory behind (its lighttpd is ended by the lifeline), so each directory
+names the process that made it in an C{owner} file (pid and start time),
+and the next server started with the same runtime directory removes those
+whose owner has exited.  L{PrepareForLighttpd} lays out such a directory
+for lighttpd, with the owners and modes its privilege switch needs.
+
+Everything here goes through directory descriptors of directories that
+only root and the daemon's user can change (L{trusted_dirs}): root runs
+lighttpd on the configuration written here.
 """
 
-import errno
+import binascii
 import grp
 import logging
 import os
 import pwd
-import shutil
-import stat
-import tempfile
 
+from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
 from ganeti.http.system import process_identity
 
 PREFIX = "ganeti-http-"
 _OWNER_FILE = "owner"
+_CONFIG_TEMPORARY = "lighttpd.conf.new"
 
 
 def Create(runtime_dir):
-  """Make a new private directory in C{runtime_dir} (None: the system's
-  temporary directory), owned by this process; return its path."""
-  path = tempfile.mkdtemp(prefix=PREFIX, dir=runtime_dir)
+  """Make a new private directory in C{runtime_dir}, mode 0700, owned by
+  this process; return its path.
+
+  @raise trusted_dirs.UntrustedPathError: another account could change
+      C{runtime_dir}
+  """
+  runtime_fd = trusted_dirs.OpenTrusted(runtime_dir)
   try:
-    start_time = process_identity.ParentAndStartTime(os.getpid())[1]
-    with open(os.path.join(path, _OWNER_FILE), "x") as handle:
-      handle.write("%d %d\n" % (os.getpid(), start_time))
-  except BaseException:
-    shutil.rmtree(path, ignore_errors=True)
-    raise
-  return path
+    while True:
+      name = PREFIX + binascii.hexlify(os.urandom(4)).decode()
+      try:
+        os.mkdir(name, 0o700, dir_fd=runtime_fd)
+        break
+      except FileExistsError:
+        continue
+    try:
+      directory = trusted_dirs.OpenExisting(runtime_fd, name,
+                                            trusted_dirs.DIR_FLAGS, 0o700)
+      try:
+        owner = trusted_dirs.CreateFile(directory, _OWNER_FILE, 0o600)
+        start_time = process_identity.ParentAndStartTime(os.getpid())[1]
+        with os.fdopen(owner, "w") as handle:
+          handle.write("%d %d\n" % (os.getpid(), start_time))
+      finally:
+        os.close(directory)
+    except BaseException:
+      trusted_dirs.RemoveTree(runtime_fd, name)
+      raise
+  finally:
+    os.close(runtime_fd)
+  return os.path.join(runtime_dir, name)
 
 
 def RemoveAbandoned(runtime_dir):
-  """Remove the directories in C{runtime_dir} (None: the system's
-  temporary directory) that belong to this user and whose owner process
-  has exited; log and return their paths.
+  """Remove the directories in C{runtime_dir} that belong to this user and
+  whose owner process has exited; log and return their paths.
 
   Directories without an owner file (one being created, or not made by
   L{Create}) are left alone.
+
+  @raise trusted_dirs.UntrustedPathError: another account could change
+      C{runtime_dir}
   """
-  if runtime_dir is None:
-    runtime_dir = tempfile.gettempdir()
+  runtime_fd = trusted_dirs.OpenTrusted(runtime_dir)
   removed = []
-  for name in sorted(os.listdir(runtime_dir)):
-    path = os.path.join(runtime_dir, name)
-    owner = _Owner(path) if name.startswith(PREFIX) else None
-    if owner is None or process_identity.IsRunning(*owner):
-      continue
-    shutil.rmtree(path, ignore_errors=True)
-    if os.path.lexists(path):
-      logging.warning("Could not remove %s, left behind by pid %d",
-                      path, owner[0])
-      continue
-    logging.info("Removed %s, left behind by pid %d, which exited without"
-                 " stopping its HTTP server", path, owner[0])
-    removed.append(path)
+  try:
+    for name in sorted(os.listdir(runtime_fd)):
+      path = os.path.join(runtime_dir, name)
+      owner = _Owner(runtime_fd, name) if name.startswith(PREFIX) else None
+      if owner is None or process_identity.IsRunning(*owner):
+        continue
+      try:
+        trusted_dirs.RemoveTree(runtime_fd, name)
+      except (OSError, RecursionError) as err:
+        logging.warning("Could not remove %s, left behind by pid %d: %s",
+                        path, owner[0], err)
+        continue
+      logging.info("Removed %s, left behind by pid %d, which exited without"
+                   " stopping its HTTP server", path, owner[0])
+      removed.append(path)
+  finally:
+    os.close(runtime_fd)
   return removed
 
 
-def _Owner(path):
-  """C{(pid, start time)} from the owner file of C{path}, if C{path} is a
+def _Owner(runtime_fd, name):
+  """C{(pid, start time)} from the owner file of C{name}, if it is a
   directory of this user with one; else None."""
   try:
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-      return None
-    descriptor = os.open(os.path.join(path, _OWNER_FILE),
-                         os.O_RDONLY | os.O_NOFOLLOW)
+    directory = os.open(name, trusted_dirs.DIR_FLAGS, dir_fd=runtime_fd)
+    try:
+      if os.fstat(directory).st_uid != os.geteuid():
+        return None
+      descriptor = os.open(_OWNER_FILE, os.O_RDONLY | os.O_NOFOLLOW |
+                           os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory)
+    finally:
+      os.close(directory)
     with os.fdopen(descriptor) as handle:
       (pid, start_time) = handle.read(100).split()
     return (int(pid), int(start_time))
@@ -83,10 +114,49 @@ def _Owner(path):
     return None
 
 
-def PrepareForLighttpd(layout, owner, config_text):
-  """Create lighttpd's state directory (see L{StateLayout<config.StateLayout>})
-  and its files, and write the configuration C{config_text}.
+class StateDir(object):
+  """A state directory, held open for as long as it is used.
 
+  @ivar path: its path, which lighttpd is given
+  @ivar fd: its descriptor, through which this process works in it
+  """
+
+  def __init__(self, path):
+    """Open (and make, mode 0700, if missing) directory C{path}.
+
+    @raise trusted_dirs.UntrustedPathError: another account could change
+        it or a directory above it
+    """
+    self.path = path
+    self.fd = trusted_dirs.OpenTrusted(path, create_mode=0o700)
+
+  def CheckPath(self):
+    """Make sure its path still leads to this directory (run before
+    anything opens it by path, as lighttpd does).
+
+    @raise trusted_dirs.UntrustedPathError: it does not
+    """
+    held = os.fstat(self.fd)
+    try:
+      found = os.stat(self.path)
+    except OSError:
+      found = None
+    if found is None or (found.st_dev, found.st_ino) != (held.st_dev,
+                                                         held.st_ino):
+      raise trusted_dirs.UntrustedPathError(
+        "%s is no longer the state directory this process made: someone"
+        " replaced it" % self.path, self.path)
+
+  def Close(self):
+    """Close its descriptor."""
+    os.close(self.fd)
+
+
+def PrepareForLighttpd(state_dir, layout, owner, config_text):
+  """Lay out lighttpd's state directory (see L{StateLayout<config.
+  StateLayout>}) and write the configuration C{config_text}.
+
+  @param state_dir: the L{StateDir}
   @param owner: C{(uid, gid)} lighttpd switches to (L{ResolveOwner}), or
       None
 
@@ -99,24 +169,33 @@ def PrepareForLighttpd(layout, owner, config_text):
     - the configuration (read before the switch) stays root's, 0600;
     - the error log and upload directory, used after the switch, are
       lighttpd's user's, 0600/0700.
-  """
-  if owner is None:
-    (uid, gid, dir_mode) = (None, None, 0o700)
-  else:
-    (uid, gid) = owner
-    dir_mode = 0o710
-  os.makedirs(layout.state_dir, exist_ok=True)
-  for directory in (layout.state_dir, layout.document_root):
-    _MakeDir(directory, dir_mode, None if gid is None else os.getuid(), gid)
-  _MakeDir(layout.upload_dir, 0o700, uid, gid)
-  _TouchFile(layout.error_log, uid, gid)
 
-  temporary = layout.config + ".new"
-  with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
-                    os.O_NOFOLLOW, 0o600), "w") as handle:
-    os.fchmod(handle.fileno(), 0o600)
+  Every mode is set explicitly, whatever the umask.  The configuration is
+  written to a new file (C{O_EXCL}) and renamed into place within the
+  directory, so it never is a file someone else could have opened.
+  """
+  directory = state_dir.fd
+  if owner is None:
+    (dir_owner, dir_mode) = (None, 0o700)
+  else:
+    (dir_owner, dir_mode) = ((os.getuid(), owner[1]), 0o710)
+  os.fchmod(directory, dir_mode)
+  if dir_owner is not None:
+    os.fchown(directory, *dir_owner)
+  trusted_dirs.MakeDir(directory, _Name(layout.document_root), dir_mode,
+                       dir_owner)
+  trusted_dirs.MakeDir(directory, _Name(layout.upload_dir), 0o700, owner)
+  _TouchErrorLog(directory, _Name(layout.error_log), owner)
+
+  try:
+    os.unlink(_CONFIG_TEMPORARY, dir_fd=directory)
+  except FileNotFoundError:
+    pass
+  descriptor = trusted_dirs.CreateFile(directory, _CONFIG_TEMPORARY, 0o600)
+  with os.fdopen(descriptor, "w") as handle:
     handle.write(config_text)
-  os.replace(temporary, layout.config)
+  os.rename(_CONFIG_TEMPORARY, _Name(layout.config), src_dir_fd=directory,
+            dst_dir_fd=directory)
 
 
 def ResolveOwner(user, group):
@@ -133,27 +212,19 @@ def ResolveOwner(user, group):
   return (uid, gid)
 
 
-def _MakeDir(path, mode, uid, gid):
-  """Create directory C{path} if needed and set its mode and owner."""
+def _Name(path):
+  """The name of C{path}, one of the state directory's entries."""
+  return os.path.basename(path)
+
+
+def _TouchErrorLog(directory, name, owner):
+  """Make the error log if missing (lighttpd appends to an existing one);
+  mode 0600, owned by C{owner}."""
+  flags = os.O_WRONLY | os.O_APPEND
   try:
-    os.mkdir(path, mode)
+    descriptor = trusted_dirs.CreateFile(directory, name, 0o600, owner, flags)
   except FileExistsError:
-    pass
-  if os.path.islink(path):
-    raise OSError(errno.ELOOP, "Refusing a symlink in the state directory",
-                  path)
-  os.chmod(path, mode)
-  if uid is not None:
-    os.chown(path, uid, gid)
-
-
-def _TouchFile(path, uid, gid):
-  """Create file C{path} if needed, mode 0600, owned by C{uid}/C{gid}."""
-  descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND |
-                       os.O_NOFOLLOW, 0o600)
-  try:
-    os.fchmod(descriptor, 0o600)
-    if uid is not None:
-      os.fchown(descriptor, uid, gid)
-  finally:
-    os.close(descriptor)
+    descriptor = trusted_dirs.OpenExisting(directory, name,
+                                           flags | os.O_NONBLOCK, 0o600,
+                                           owner)
+  os.close(descriptor)

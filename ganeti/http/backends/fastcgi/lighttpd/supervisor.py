@@ -7,45 +7,40 @@ L{LighttpdSupervisor} owns one lighttpd process at a time:
   - C{start()} spawns C{lighttpd -D} (foreground), handing it the daemon's
     listening socket if there is one, and returns once lighttpd accepts
     connections;
-  - a monitor thread restarts lighttpd with exponential back-off if it dies;
+  - a monitor thread restarts lighttpd if it dies: at once if it had
+    started and answered (it was killed or crashed: every moment without it
+    is a moment of refused service, and with a shared frontend account any
+    process of that account can kill it), with exponential back-off
+    between attempts that fail to start it;
   - C{stop()} sends SIGINT (lighttpd's graceful shutdown: stop accepting,
     finish requests in flight; SIGTERM would drop them), SIGKILL after a
     timeout, and reaps everything it started.
-
-Socket activation: lighttpd reads an inherited listening socket from fd 3
-when C{LISTEN_FDS=1} and C{LISTEN_PID} is its own pid.  A small C{sh}
-wrapper moves the socket, passed as standard input, to fd 3, sets
-C{LISTEN_PID=$$} and execs lighttpd, so the pid matches.  The daemon keeps
-its own copy of the socket: while lighttpd restarts, clients queue in the
-listen backlog instead of being refused.
-
-Orphans: lighttpd runs in its own session, so terminal signals meant for the
-daemon do not reach it.  If the daemon dies without calling C{stop()}, a
-lifeline process ends lighttpd: a C{sh} reading a pipe whose only writer is
-the daemon, which gets end-of-file when the daemon is gone and then sends
-lighttpd SIGTERM.  (C{PR_SET_PDEATHSIG} does not work here: the kernel
-clears it when lighttpd drops privileges.)  Children the daemon forks
-without exec inherit the pipe's write end and so keep lighttpd alive while
-they run.
 
 Privileges: lighttpd started as root reads its certificate and key, opens
 its pid file and binds before switching to C{server.username}; it opens its
 error log and upload files after.  With C{user}/C{group} given (and this
 process root) the state directory is prepared accordingly: see
-L{state_dirs.PrepareForLighttpd}.
+L{state_dirs.PrepareForLighttpd}.  The supervisor works in the state
+directory through a descriptor of it and checks, before each run of
+lighttpd, that the directory's path still leads there (L{state_dirs.
+StateDir}); what lighttpd wrote is quoted escaped (L{output}).
+
+How one lighttpd process is started, handed the listening socket and tied
+to the daemon's life: L{process<lighttpd_process>}.
 """
 
 import logging
 import os
 import shutil
 import signal
-import socket
-import stat
 import subprocess
 import threading
 import time
 
+from ganeti.http.backends.fastcgi.lighttpd import output
+from ganeti.http.backends.fastcgi.lighttpd import process as lighttpd_process
 from ganeti.http.backends.fastcgi.lighttpd import state_dirs
+from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
 from ganeti.http.backends.fastcgi.lighttpd.config import StateLayout
 
 DEFAULT_MODULE_DIR = "/usr/lib/lighttpd"
@@ -53,31 +48,9 @@ DEFAULT_MODULE_DIR = "/usr/lib/lighttpd"
 #: Where lighttpd usually lives when C{/usr/sbin} is not on C{PATH}.
 _FALLBACK_BINARY = "/usr/sbin/lighttpd"
 
-#: Waits for a line from the gate, exiting at end-of-file instead; see
-#: L{LighttpdSupervisor._Spawn}.  The gate comes in as standard output
-#: (lighttpd's own then goes to /dev/null): C{sh} redirects descriptors 0-9
-#: only, and standard input may carry the listening socket.
-_GATE = 'read -r _go <&1 || exit 1; exec >/dev/null; '
+#: Where lighttpd's standard error goes, in its state directory.
+_STDERR_NAME = "lighttpd.stderr"
 
-#: Moves the listening socket from stdin to fd 3 and execs lighttpd with
-#: C{LISTEN_PID} set to its own pid ($$ survives exec).
-_ACTIVATION_WRAPPER = ('exec 3<&0 </dev/null; LISTEN_PID=$$ LISTEN_FDS=1'
-                       ' exec "$@"')
-
-#: Reads its stdin until end-of-file, then ends the process given as $1.
-_LIFELINE_SCRIPT = 'read -r _ignored; kill -TERM "$1" 2>/dev/null'
-
-_SOCKET_ACTIVATION_ENV = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
-
-#: Lines of lighttpd's output quoted in errors and log messages, the most
-#: read of each file for them, and the longest line quoted whole (bytes).
-#: lighttpd's user owns its error log and could make it as large as it
-#: likes: only its end is read.
-_OUTPUT_LINES = 30
-_OUTPUT_READ_LIMIT = 64 * 1024
-_OUTPUT_LINE_LIMIT = 1024
-
-_PROBE_TIMEOUT = 0.2
 _POLL_INTERVAL = 0.05
 
 
@@ -108,87 +81,6 @@ def FindLighttpd():
   return binary
 
 
-def _Tail(text, lines=_OUTPUT_LINES):
-  """The last C{lines} lines of C{text}, each cut to a readable length."""
-  return "\n".join(
-    line if len(line) <= _OUTPUT_LINE_LIMIT
-    else line[:_OUTPUT_LINE_LIMIT] + " [...]"
-    for line in text.strip().splitlines()[-lines:])
-
-
-def _ReadFrom(path, offset=0):
-  """Return the text of regular file C{path} from C{offset} on, at most its
-  last L{_OUTPUT_READ_LIMIT} bytes ("" if unreadable); symbolic links are
-  not followed."""
-  try:
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(descriptor, "rb") as handle:
-      info = os.fstat(handle.fileno())
-      if not stat.S_ISREG(info.st_mode):
-        return ""
-      handle.seek(max(offset, info.st_size - _OUTPUT_READ_LIMIT))
-      return handle.read(_OUTPUT_READ_LIMIT).decode("utf-8", "replace")
-  except OSError:
-    return ""
-
-
-def _ProbeAddress(sockaddr):
-  """Return where to connect to reach a server listening on C{sockaddr}."""
-  (host, port) = sockaddr[:2]
-  if host in ("", "0.0.0.0"):
-    host = "127.0.0.1"
-  elif host == "::":
-    host = "::1"
-  return (host, port)
-
-
-def _Answers(address):
-  """Whether someone accepts and serves connections on C{address}.
-
-  A successful connect is not enough: with socket activation the daemon's
-  own listening socket completes connections into its backlog whether or
-  not lighttpd runs.  So the probe half-closes its connection and waits
-  for the server's side: lighttpd closes (plain HTTP) or sends a TLS alert,
-  without logging anything, once it has accepted the connection.
-  """
-  try:
-    probe = socket.create_connection(address, timeout=_PROBE_TIMEOUT)
-  except OSError:
-    return False
-  try:
-    probe.shutdown(socket.SHUT_WR)
-    probe.recv(1)
-    return True
-  except ConnectionResetError:
-    return True
-  except OSError:
-    return False
-  finally:
-    probe.close()
-
-
-class _Lifeline(object):
-  """Ends a lighttpd process when this process dies without stopping it."""
-
-  def __init__(self, pid):
-    self._process = subprocess.Popen(
-      ["/bin/sh", "-c", _LIFELINE_SCRIPT, "ganeti-lighttpd-lifeline",
-       str(pid)],
-      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-      stderr=subprocess.DEVNULL, start_new_session=True)
-
-  @property
-  def pid(self):
-    """The lifeline's pid."""
-    return self._process.pid
-
-  def Cut(self):
-    """Stop watching: kill the lifeline (it then sends nothing) and reap it."""
-    self._process.kill()
-    self._process.wait()
-    self._process.stdin.close()
-
-
 class _Instance(object):
   """One running lighttpd with its lifeline."""
 
@@ -196,7 +88,6 @@ class _Instance(object):
     self.process = process
     self.lifeline = lifeline
     self.log_offset = log_offset
-    self.started = time.monotonic()
 
 
 class LighttpdSupervisor(object):
@@ -217,21 +108,23 @@ class LighttpdSupervisor(object):
   @param address: C{(host, port)} lighttpd listens on, to see when it
       answers; needed without C{listen_socket}
   @param start_timeout: seconds lighttpd may take to answer
-  @param backoff_initial: seconds before the first restart after a crash
-  @param backoff_max: longest wait between restarts (the wait doubles
-      after each failed or short-lived run)
-  @param stable_period: seconds of running after which a crash counts as
-      the first again
+  @param backoff_initial: seconds before the second attempt when a restart
+      fails to start lighttpd (the first attempt comes at once)
+  @param backoff_max: longest wait between attempts (the wait doubles
+      after each failed one)
+  @param report_interval: seconds between two reports of lighttpd's exit
+      in the log (the exits in between are counted)
   """
 
   def __init__(self, config_text, state_dir, listen_socket=None,
                lighttpd_binary=None, module_dir=None, user=None, group=None,
                address=None, start_timeout=10.0, backoff_initial=0.5,
-               backoff_max=10.0, stable_period=30.0):
+               backoff_max=10.0, report_interval=60.0):
     if listen_socket is None and address is None:
       raise ValueError("Either listen_socket or address is needed")
     self._config_text = config_text
     self._layout = StateLayout(state_dir)
+    self._state_dir = None  # a state_dirs.StateDir from check() to stop()
     self._listen_socket = listen_socket
     self._binary = lighttpd_binary or FindLighttpd()
     if not os.access(self._binary, os.X_OK):
@@ -241,11 +134,11 @@ class LighttpdSupervisor(object):
     self._owner = state_dirs.ResolveOwner(user, group)
     if listen_socket is not None:
       address = listen_socket.getsockname()
-    self._address = _ProbeAddress(address)
+    self._address = lighttpd_process.ProbeAddress(address)
     self._start_timeout = start_timeout
     self._backoff_initial = backoff_initial
     self._backoff_max = backoff_max
-    self._stable_period = stable_period
+    self._report_interval = report_interval
     self._lock = threading.Lock()
     self._stopping = threading.Event()
     self._instance = None
@@ -255,10 +148,6 @@ class LighttpdSupervisor(object):
   def config_path(self):
     """Where the configuration is written."""
     return self._layout.config
-
-  @property
-  def _stderr_path(self):
-    return os.path.join(self._layout.state_dir, "lighttpd.stderr")
 
   @property
   def pid(self):
@@ -290,21 +179,37 @@ class LighttpdSupervisor(object):
     """Write the configuration and have lighttpd check it (C{-tt}).
 
     @return: lighttpd's output (warnings), usually empty
-    @raise LighttpdError: lighttpd rejects the configuration
+    @raise LighttpdError: lighttpd rejects the configuration, or the
+        state directory is not one only root and this user can change
     """
-    state_dirs.PrepareForLighttpd(self._layout, self._owner,
-                                  self._config_text)
+    try:
+      if self._state_dir is None:
+        self._state_dir = state_dirs.StateDir(self._layout.state_dir)
+      state_dirs.PrepareForLighttpd(self._state_dir, self._layout,
+                                    self._owner, self._config_text)
+    except trusted_dirs.UntrustedPathError as err:
+      raise LighttpdError("Refusing to run lighttpd: %s" % err)
+    self._CheckStateDir()
     result = subprocess.run(self._Command() + ["-tt"], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=_ChildEnvironment(), timeout=60, check=False)
-    output = result.stdout.decode("utf-8", "replace").strip()
+                            env=lighttpd_process.ChildEnvironment(),
+                            timeout=60, check=False)
+    warnings = output.Quote(result.stdout)
     if result.returncode != 0:
       raise LighttpdError("lighttpd rejected its configuration %s" %
-                          self._layout.config, output)
-    if output:
-      logging.warning("lighttpd warns about %s: %s", self._layout.config,
-                      output)
-    return output
+                          self._layout.config, warnings)
+    if warnings:
+      logging.warning("lighttpd warns about %s:\n%s", self._layout.config,
+                      warnings)
+    return warnings
+
+  def _CheckStateDir(self):
+    """Make sure lighttpd, which opens its files by path, finds them in
+    the directory this process prepared."""
+    try:
+      self._state_dir.CheckPath()
+    except trusted_dirs.UntrustedPathError as err:
+      raise LighttpdError("Refusing to run lighttpd: %s" % err)
 
   def start(self):
     """Check the configuration, start lighttpd and wait until it answers.
@@ -315,8 +220,12 @@ class LighttpdSupervisor(object):
     if self._monitor is not None:
       raise RuntimeError("lighttpd is already supervised")
     self._stopping.clear()
-    self.check()
-    self._Launch()
+    try:
+      self.check()
+      self._Launch()
+    except BaseException:
+      self._CloseStateDir()
+      raise
     self._monitor = threading.Thread(target=self._Monitor,
                                      name="lighttpd-supervisor", daemon=True)
     self._monitor.start()
@@ -349,55 +258,40 @@ class LighttpdSupervisor(object):
     if instance is not None:
       instance.lifeline.Cut()
     self._instance = None
+    self._CloseStateDir()
+
+  def _CloseStateDir(self):
+    if self._state_dir is not None:
+      self._state_dir.Close()
+      self._state_dir = None
 
   def _Spawn(self):
-    """Start lighttpd and its lifeline; return the L{_Instance}.
-
-    The lifeline needs lighttpd's pid, so lighttpd's process comes first,
-    but it waits in a C{sh} for a line on a pipe (the gate) before it execs
-    lighttpd, and gets that line once the lifeline runs.  Should this
-    process die in between, the gate reaches end-of-file and lighttpd never
-    starts: there is no moment with a lighttpd and no lifeline.
-    """
+    """Start lighttpd (C{-D}) and its lifeline; return the L{_Instance}."""
+    directory = self._state_dir.fd
     try:
-      log_offset = os.stat(self._layout.error_log).st_size
+      log_offset = os.stat(os.path.basename(self._layout.error_log),
+                           dir_fd=directory, follow_symlinks=False).st_size
     except OSError:
       log_offset = 0
-    if self._listen_socket is None:
-      (script, stdin) = (_GATE + 'exec "$@"', subprocess.DEVNULL)
-    else:
-      (script, stdin) = (_GATE + _ACTIVATION_WRAPPER,
-                         self._listen_socket.fileno())
-    command = (["/bin/sh", "-c", script, "lighttpd"] + self._Command() +
-               ["-D"])
-    (gate, opener) = os.pipe()
+    self._CheckStateDir()
     try:
-      try:
-        with open(os.open(self._stderr_path, os.O_WRONLY | os.O_CREAT |
-                          os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as stderr:
-          process = subprocess.Popen(command, stdin=stdin, stdout=gate,
-                                     stderr=stderr, env=_ChildEnvironment(),
-                                     start_new_session=True)
-      finally:
-        os.close(gate)
-      lifeline = None
-      try:
-        lifeline = _Lifeline(process.pid)
-        os.write(opener, b"go\n")
-      except BaseException:
-        process.kill()
-        process.wait()
-        if lifeline is not None:
-          lifeline.Cut()
-        raise
-    finally:
-      os.close(opener)
+      os.unlink(_STDERR_NAME, dir_fd=directory)
+    except FileNotFoundError:
+      pass
+    with os.fdopen(trusted_dirs.CreateFile(directory, _STDERR_NAME, 0o600),
+                   "wb") as stderr:
+      (process, lifeline) = lighttpd_process.Spawn(
+        self._Command() + ["-D"], self._listen_socket, stderr)
     return _Instance(process, lifeline, log_offset)
 
   def _Output(self, instance):
-    """What lighttpd printed and logged since C{instance} started."""
-    return _Tail(_ReadFrom(self._stderr_path) + "\n" +
-                 _ReadFrom(self._layout.error_log, instance.log_offset))
+    """What lighttpd printed and logged since C{instance} started, quoted
+    (L{output.Quote}): lighttpd's account can write both files."""
+    directory = self._state_dir.fd
+    return output.Quote(
+      output.ReadFrom(directory, _STDERR_NAME) + b"\n" +
+      output.ReadFrom(directory, os.path.basename(self._layout.error_log),
+                      instance.log_offset))
 
   def _Launch(self):
     """Spawn lighttpd and wait until it answers.
@@ -424,7 +318,7 @@ class LighttpdSupervisor(object):
       if process.poll() is not None:
         raise LighttpdError("lighttpd exited with status %s while starting" %
                             process.returncode, self._Output(instance))
-      if _Answers(self._address):
+      if lighttpd_process.Answers(self._address):
         return
       if time.monotonic() > deadline:
         raise LighttpdError("lighttpd did not answer on %s port %s within"
@@ -434,36 +328,44 @@ class LighttpdSupervisor(object):
       time.sleep(_POLL_INTERVAL)
 
   def _Monitor(self):
-    """Wait for lighttpd to exit; unless stopping, restart it with back-off."""
-    delay = self._backoff_initial
+    """Wait for lighttpd to exit; unless stopping, restart it: at once,
+    since it had answered, then with back-off while attempts fail.
+
+    Exits are reported at most once per C{report_interval}, with the count
+    of those in between: a kill loop must not fill the daemon's log.
+    """
+    (last_report, unreported) = (None, 0)
     while True:
       instance = self._instance
       instance.process.wait()
       if self._stopping.is_set():
         return
       instance.lifeline.Cut()
-      if time.monotonic() - instance.started >= self._stable_period:
-        delay = self._backoff_initial
-      logging.error("lighttpd (pid %d) exited with status %s; restarting in"
-                    " %.1f s. Its last output:\n%s", instance.process.pid,
-                    instance.process.returncode, delay,
-                    self._Output(instance))
+      now = time.monotonic()
+      report = (last_report is None or
+                now - last_report >= self._report_interval)
+      if report:
+        logging.error("lighttpd (pid %d) exited with status %s%s; restarting"
+                      " it at once. Its last output:\n%s",
+                      instance.process.pid, instance.process.returncode,
+                      " (%d more exits since the last report)" %
+                      unreported if unreported else "",
+                      self._Output(instance))
+        (last_report, unreported) = (now, 0)
+      else:
+        unreported += 1
+      (wait, delay) = (0, self._backoff_initial)
       while True:
-        if self._stopping.wait(delay):
+        if self._stopping.wait(wait):
           return
-        delay = min(delay * 2, self._backoff_max)
         try:
           self._Launch()
           break
         except (LighttpdError, OSError) as err:
           if self._stopping.is_set():
             return
+          (wait, delay) = (delay, min(delay * 2, self._backoff_max))
           logging.error("Restarting lighttpd failed; next try in %.1f s: %s",
-                        delay, err)
-      logging.info("lighttpd restarted (pid %d)", self._instance.process.pid)
-
-
-def _ChildEnvironment():
-  """This process's environment without its own socket-activation variables."""
-  return dict((key, value) for (key, value) in os.environ.items()
-              if key not in _SOCKET_ACTIVATION_ENV)
+                        wait, err)
+      logging.log(logging.INFO if report else logging.DEBUG,
+                  "lighttpd restarted (pid %d)", self._instance.process.pid)
