@@ -32,6 +32,12 @@ VALID_REQUEST_TIMEOUT = 30
 #: Much less than lighttpd's own 60 s read timeout.
 CLOSED_WITHIN = 30
 
+#: Seconds a keep-alive connection waits between two requests: longer than
+#: the read timeout (and lighttpd's one-second clock), shorter than
+#: keep_alive_idle.
+_KEPT_IDLE = lighttpd_config.DEFAULT_READ_IDLE_TIMEOUT + 3
+assert _KEPT_IDLE < lighttpd_config.DEFAULT_KEEP_ALIVE_IDLE
+
 
 class AnswerHandler(http_server.HttpServerHandler):
   """Answers "ok"; C{/slow} waits until C{release} is set."""
@@ -173,11 +179,17 @@ def _Closed(sock, deadline):
 
 def test_unfinished_handshakes_and_heads_closed_early(fastcgi, pki):
   """A connection silent in the TLS handshake or in its first request head
-  is closed long before lighttpd's default minute, while a request the
-  handler takes longer than that to answer is still answered."""
+  is closed long before lighttpd's default minute; a keep-alive connection
+  silent as long between two requests is not, and a request the handler
+  takes that long to answer is still answered."""
   handler = AnswerHandler()
   tls = _ServeWithClientCertificates(fastcgi, pki, handler)
   plain = fastcgi(AnswerHandler())
+  kept = tls.Connection(client_cert=pki.node, timeout=VALID_REQUEST_TIMEOUT)
+  kept.request("GET", "/")
+  assert kept.getresponse().read() == b"ok"
+  kept_socket = kept.sock
+  kept_since = time.monotonic()
   silent = socket.create_connection(("127.0.0.1", tls.port))
   in_handshake = socket.create_connection(("127.0.0.1", tls.port))
   in_handshake.sendall(_ClientHello())
@@ -191,9 +203,15 @@ def test_unfinished_handshakes_and_heads_closed_early(fastcgi, pki):
     deadline = time.monotonic() + CLOSED_WITHIN
     closed = [_Closed(sock, deadline)
               for sock in (silent, in_handshake, in_head)]
+    # Idle longer than any of them, but less than keep_alive_idle
+    time.sleep(max(0, kept_since + _KEPT_IDLE - time.monotonic()))
+    kept.request("GET", "/")
+    assert kept.getresponse().read() == b"ok"
+    assert kept.sock is kept_socket
   finally:
     handler.release.set()
     slow_request.join()
+    kept.close()
     for sock in (silent, in_handshake, in_head):
       sock.close()
   assert closed == [True, True, True]
