@@ -227,7 +227,7 @@ def test_rendered_limits():
   assert "server.max-connections = 10000" in lines
   assert ("server.max-read-idle = %d" %
           lighttpd_config.DEFAULT_READ_IDLE_TIMEOUT) in lines
-  assert lighttpd_config.MaxConnections(lighttpd_config.MAX_FDS) == 16384
+  assert lighttpd_limits.MaxConnections(lighttpd_limits.MAX_FDS) == 16384
   default = lighttpd_config.render(lighttpd_config.FrontendSettings(
     bind_address="127.0.0.1", port=1811, fastcgi_socket="/run/x.sock",
     state_dir="/run/x"))
@@ -236,7 +236,7 @@ def test_rendered_limits():
   with pytest.raises(ValueError):
     lighttpd_config.FrontendSettings(
       bind_address="127.0.0.1", port=1811, fastcgi_socket="/run/x.sock",
-      state_dir="/run/x", max_fds=lighttpd_config.MAX_FDS + 1)
+      state_dir="/run/x", max_fds=lighttpd_limits.MAX_FDS + 1)
 
 
 def test_reachable_max_fds_within_the_hard_limit():
@@ -244,6 +244,6 @@ def test_reachable_max_fds_within_the_hard_limit():
   the hard limit unless this process may raise it."""
   hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
   reachable = lighttpd_limits.ReachableMaxFds()
-  assert reachable <= lighttpd_config.MAX_FDS
-  if reachable < lighttpd_config.MAX_FDS:
+  assert reachable <= lighttpd_limits.MAX_FDS
+  if reachable < lighttpd_limits.MAX_FDS:
     assert reachable == hard

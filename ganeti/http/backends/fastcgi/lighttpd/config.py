@@ -23,6 +23,7 @@ from typing import Optional, Tuple, Union
 
 from ganeti import http
 from ganeti.http.backends import selection
+from ganeti.http.backends.fastcgi.lighttpd import limits
 from ganeti.http.core import tls
 
 #: Longest Unix socket path, in bytes (C{sun_path} minus its NUL).
@@ -52,26 +53,6 @@ MAX_IDLE_TIMEOUT = 65535
 #: lighttpd's own 60 s let idle connections from one address hold all its
 #: connections (docs/lighttpd.md, "Limits").
 DEFAULT_READ_IDLE_TIMEOUT = 10
-
-#: The most file descriptors lighttpd 1.4 takes (server.max-fds is an
-#: unsigned short too); L{limits} says how many lighttpd can really raise
-#: its RLIMIT_NOFILE to.
-MAX_FDS = 65535
-
-#: Fewer than this and lighttpd takes 32 anyway (server.c's sanity check).
-_MIN_FDS = 32
-
-#: Most client connections lighttpd accepts at once: room for 10,000 idle
-#: ones from one address and the cluster's own clients, at about 43 KiB of
-#: lighttpd's memory each with TLS (docs/lighttpd.md, "Limits").
-MAX_CONNECTIONS = 16384
-
-
-def MaxConnections(max_fds):
-  """lighttpd's connection limit with C{max_fds} file descriptors: at most
-  half of them (lighttpd allows no more; its default is a third), as a
-  connection being served holds a second descriptor, to the backend."""
-  return min(max_fds // 2, MAX_CONNECTIONS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,9 +130,9 @@ class FrontendSettings(object):
   @ivar keep_alive_requests: requests a keep-alive connection serves
       before lighttpd closes it
   @ivar max_fds: file descriptors lighttpd raises its limit to and uses
-      (L{limits.ReachableMaxFds}), of which L{MaxConnections} for client
-      connections; None leaves lighttpd's default (its soft limit, at
-      most 4096, a third of them for connections)
+      (L{limits.ReachableMaxFds}), of which L{limits.MaxConnections} for
+      client connections; None leaves lighttpd's default (its soft limit,
+      at most 4096, a third of them for connections)
   @ivar username: user lighttpd switches to when started as root
   @ivar groupname: group lighttpd switches to when started as root
   @ivar socket_activation: lighttpd inherits the listening socket (fd 3,
@@ -223,7 +204,7 @@ class FrontendSettings(object):
     _CheckInt("keep_alive_idle", self.keep_alive_idle, 0, MAX_IDLE_TIMEOUT)
     _CheckInt("keep_alive_requests", self.keep_alive_requests, 0)
     if self.max_fds is not None:
-      _CheckInt("max_fds", self.max_fds, _MIN_FDS, MAX_FDS)
+      _CheckInt("max_fds", self.max_fds, limits.MIN_FDS, limits.MAX_FDS)
     _CheckInt("graceful_shutdown_timeout", self.graceful_shutdown_timeout, 0)
     for name in ("username", "groupname"):
       if getattr(self, name) is not None and not getattr(self, name):
@@ -373,7 +354,7 @@ def _ServerDirectives(settings):
     # Idle connections from one address must not take every connection a
     # valid client needs (docs/lighttpd.md, "Limits").
     yield ("server.max-fds", settings.max_fds)
-    yield ("server.max-connections", MaxConnections(settings.max_fds))
+    yield ("server.max-connections", limits.MaxConnections(settings.max_fds))
   yield ("server.max-read-idle", settings.read_idle_timeout)
   yield ("server.max-write-idle", settings.write_idle_timeout)
   yield ("server.max-keep-alive-idle", settings.keep_alive_idle)
