@@ -75,8 +75,9 @@ def RaiseFdLimit(wanted):
   resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-def _ClientHello():
-  """The bytes of a TLS ClientHello (the same for every connection)."""
+def ClientHello():
+  """The bytes of a TLS ClientHello, as a client sends it first (the same
+  for every connection; tests use it too)."""
   context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
   context.check_hostname = False
   context.verify_mode = ssl.CERT_NONE
@@ -95,7 +96,7 @@ def _Payload(mode):
   if mode == "tcp":
     return (b"", b"")
   if mode == "tls-hello":
-    return (_ClientHello(), b"")
+    return (ClientHello(), b"")
   # Stays below lighttpd's 8 KiB header limit for over an hour of trickling
   return (_HEAD_START, _HEAD_FILLER * 500)
 

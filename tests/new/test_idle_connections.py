@@ -10,12 +10,12 @@ or their first request head.
 
 import resource
 import socket
-import ssl
 import threading
 import time
 
 import pytest
 
+from bench.idle_flood import ClientHello
 from ganeti.http import server as http_server
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 from ganeti.http.backends.fastcgi.lighttpd import limits as lighttpd_limits
@@ -79,26 +79,13 @@ def _ServeWithClientCertificates(fastcgi, pki, handler):
                  ssl_verify_callback=lambda digest: digest == pki.node.digest)
 
 
-def _ClientHello():
-  """The bytes of a TLS ClientHello."""
-  context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-  context.check_hostname = False
-  context.verify_mode = ssl.CERT_NONE
-  (incoming, outgoing) = (ssl.MemoryBIO(), ssl.MemoryBIO())
-  try:
-    context.wrap_bio(incoming, outgoing).do_handshake()
-  except ssl.SSLWantReadError:
-    pass
-  return outgoing.read()
-
-
 class TricklingConnections(object):
   """Connections from 127.0.0.1 that send a ClientHello one byte a second:
   never idle long enough for a read timeout, never done with the
   handshake."""
 
   def __init__(self, port, count):
-    self._hello = _ClientHello()
+    self._hello = ClientHello()
     self._sockets = []
     self._stop = threading.Event()
     for _ in range(count):
@@ -192,7 +179,7 @@ def test_unfinished_handshakes_and_heads_closed_early(fastcgi, pki):
   kept_since = time.monotonic()
   silent = socket.create_connection(("127.0.0.1", tls.port))
   in_handshake = socket.create_connection(("127.0.0.1", tls.port))
-  in_handshake.sendall(_ClientHello())
+  in_handshake.sendall(ClientHello())
   in_head = socket.create_connection(("127.0.0.1", plain.port))
   in_head.sendall(b"GET / HTTP/1.1\r\nHost: node1\r\n")
   slow = {}
