@@ -35,6 +35,7 @@ from ganeti.http.backends.fastcgi import settings as fastcgi_settings
 from ganeti.http.backends.fastcgi import workers
 from ganeti.http.backends.fastcgi import wsgi_application
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import limits as lighttpd_limits
 from ganeti.http.backends.fastcgi.lighttpd import state_dirs
 from ganeti.http.backends.fastcgi.lighttpd import (
   supervisor as lighttpd_supervisor)
@@ -270,6 +271,7 @@ def FrontendSettings(settings, request_pipeline, handler, address,
     stream_request_body=streaming,
     graceful_shutdown_timeout=GRACEFUL_STOP_TIMEOUT,
     write_idle_timeout=settings.write_idle_timeout,
+    max_fds=lighttpd_limits.ReachableMaxFds(),
     sendfile_dirs=settings.sendfile_dirs,
     username=frontend.user,
     groupname=frontend.group,

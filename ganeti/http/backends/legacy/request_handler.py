@@ -74,7 +74,10 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
   @cvar MAX_REQUEST_BODY_SIZE: body size limit in bytes (413 above it)
   """
   timeout = 10
-  request_head_timeout = 30
+  # A worker waits this long at most for an unauthenticated client (each
+  # stage): the same 10 s as lighttpd's server.max-read-idle, but a
+  # deadline, as trickled bytes would reset a timeout (issue 14).
+  request_head_timeout = 10
   # The stdlib's default, HTTP/0.9, has it answer an unparsable request
   # line with an error page and no status line.
   default_request_version = ganeti_http.HTTP_1_0
