@@ -28,6 +28,7 @@ import string
 
 from ganeti import http as ganeti_http
 from ganeti.http.core import request_body
+from ganeti.http.core import request_log
 from ganeti.http.core import response_body
 
 
@@ -310,13 +311,15 @@ class RequestPipeline(object):
     except ganeti_http.HttpException as err:
       error = err
       logging.log(logging.WARNING if StatusOf(err) >= 500 else logging.INFO,
-                  "%s %s: %s %s", incoming.method, incoming.path, err.code,
-                  err.message)
+                  "%s %s: %s %s", request_log.Escaped(incoming.method),
+                  request_log.Escaped(incoming.path), err.code,
+                  request_log.Escaped(err.message))
     except let_through:
       raise
     except Exception as err:  # pylint: disable=broad-except
-      logging.exception("Error while handling %s %s", incoming.method,
-                        incoming.path)
+      logging.exception("Error while handling %s %s",
+                        request_log.Escaped(incoming.method),
+                        request_log.Escaped(incoming.path))
       error = ganeti_http.HttpInternalServerError(str(err))
     return ErrorResponse(handler, error)
 

@@ -21,6 +21,7 @@ import urllib.parse
 from ganeti import http as ganeti_http
 from ganeti.http.backends.fastcgi import flup_gateway
 from ganeti.http.core import pipeline
+from ganeti.http.core import request_log
 from ganeti.http.core import response_body
 
 # CGI variables that carry request headers without the HTTP_ prefix.
@@ -118,9 +119,10 @@ class WsgiApplication(object):
                                 for path in sendfile_dirs)
 
   def __call__(self, environ, start_response):
+    target = _RequestTarget(environ)
     incoming = pipeline.IncomingRequest(
       method=environ["REQUEST_METHOD"],
-      path=_RequestTarget(environ),
+      path=target,
       headers=HeadersFromEnviron(environ),
       read_body=environ["wsgi.input"].read,
       sock=_DETACHED_CLIENT_SOCKET,
@@ -128,6 +130,13 @@ class WsgiApplication(object):
       peer_certificate=(PeerCertificateFromEnviron(environ)
                         if self._tls else None))
     response = self._pipeline.Run(self._current_handler(), incoming)
+    # The client's address as lighttpd saw it (the FastCGI peer is
+    # lighttpd itself).
+    request_log.LogRequest(
+      environ.get("REMOTE_ADDR", "-"), environ.get("REMOTE_PORT", "-"),
+      request_log.RequestLine(incoming.method, target,
+                              environ.get("SERVER_PROTOCOL", "-")),
+      response.status)
     body = response.body
     headers = response.headers
     after_connection = environ.get(flup_gateway.AFTER_CONNECTION_KEY)

@@ -19,6 +19,7 @@ import time
 from ganeti import http as ganeti_http
 from ganeti.http.core import pipeline
 from ganeti.http.core import request_body
+from ganeti.http.core import request_log
 from ganeti.http.core import response_body
 
 #: A control character in a request target, raw or percent-encoded
@@ -280,12 +281,14 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
       if chunked:
         self.wfile.write(b"0\r\n\r\n")
     except response_body.StreamAborted as err:
-      logging.error("Aborting response to %s %s: %s", self.command,
-                    self.path, err)
+      logging.error("Aborting response to %s %s: %s",
+                    request_log.Escaped(self.command),
+                    request_log.Escaped(self.path), err)
       self._Abort()
     except OSError as err:  # ssl.SSLError and socket.timeout included
       logging.info("Client %s went away during the response to %s %s: %s",
-                   self.address_string(), self.command, self.path, err)
+                   self.address_string(), request_log.Escaped(self.command),
+                   request_log.Escaped(self.path), err)
       self._Abort()
     finally:
       stream.close()
@@ -296,8 +299,23 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
     # The stdlib still flushes wfile after the request: into nothing.
     self.wfile = io.BytesIO()
 
+  def log_request(self, code="-", size="-"):
+    """Log the answer in Ganeti 3.0's format (L{request_log}); the
+    stdlib calls this when the status line is sent."""
+    if self.command:
+      line = request_log.RequestLine(self.command, self.path,
+                                     self.request_version)
+    else:  # the request line could not be parsed: log it as it came
+      line = getattr(self, "requestline", "")
+    request_log.LogRequest(self.client_address[0], self.client_address[1],
+                           line, int(code))
+
   def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-    logging.info("%s - %s", self.address_string(), format % args)
+    """The stdlib's other messages (errors, timeouts), with what the
+    client sent escaped (the stdlib's own method does that, but logs to
+    stderr)."""
+    logging.info("%s - %s", self.address_string(),
+                 request_log.Escaped(format % args))
 
   _aborted = False
 
