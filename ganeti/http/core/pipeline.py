@@ -51,7 +51,9 @@ DEFAULT_ERROR_MESSAGE = """\
 SUPPORTED_METHODS = frozenset([ganeti_http.HTTP_GET, ganeti_http.HTTP_POST,
                                ganeti_http.HTTP_PUT, ganeti_http.HTTP_DELETE])
 
-#: Largest request body accepted (Ganeti's limit), in bytes.
+#: Largest request body of a buffered handler on Ganeti's development
+#: branch, in bytes (its C{GanetiRequestHandler.MAX_REQUEST_BODY_SIZE});
+#: Ganeti 3.0 and 3.1 have no limit.
 MAX_REQUEST_BODY_SIZE = 10 * 1024 * 1024
 
 #: Status code -> (short text, long text), the texts of http.server's pages.
@@ -290,12 +292,19 @@ class RequestPipeline(object):
   """Runs requests through a Ganeti handler.
 
   @ivar certificate_policy: a L{ClientCertificatePolicy}
-  @ivar max_body_size: the body size limit in bytes
+  @ivar max_body_size: the body size limit in bytes, where there is one
+      (see L{BodyLimit})
+  @ivar development_branch: whether the server serves Ganeti's development
+      branch (L{server_options.ServerOptions<ganeti.http.core.
+      server_options.ServerOptions>}' attribute of that name), rather than
+      3.0 or 3.1
   """
 
-  def __init__(self, certificate_policy, max_body_size=MAX_REQUEST_BODY_SIZE):
+  def __init__(self, certificate_policy, max_body_size=MAX_REQUEST_BODY_SIZE,
+               development_branch=True):
     self.certificate_policy = certificate_policy
     self.max_body_size = max_body_size
+    self.development_branch = development_branch
 
   def Run(self, handler, incoming, let_through=()):
     """Answer one request; never raises, but for C{let_through}.
@@ -352,11 +361,16 @@ class RequestPipeline(object):
   def BodyLimit(self, handler):
     """The largest request body C{handler} accepts, in bytes, or None.
 
-    Buffered handlers get this server's size limit; streaming ones their
-    own C{REQUEST_BODY_LIMIT}, if any.
+    Streaming handlers get their own C{REQUEST_BODY_LIMIT}, if any.
+    Buffered ones get the limit of the Ganeti they belong to: Ganeti 3.0
+    and 3.1 read a body of any size (an 11 MiB POST is served); the
+    development branch's server answers 413 above its 10 MiB, this
+    server's C{max_body_size}.
     """
     if StreamsRequestBody(handler):
       return getattr(handler, "REQUEST_BODY_LIMIT", None)
+    if not self.development_branch:
+      return None
     return self.max_body_size
 
   def _OpenBody(self, handler, incoming):
