@@ -346,6 +346,11 @@ class RequestPipeline(object):
       req.request_body_stream = body
     else:
       req.request_body = body.read()
+      if ganeti_http.HTTP_CONTENT_LENGTH not in req.request_headers:
+        # lighttpd tells the length of every body it buffered, of none
+        # and of a chunked one too: the handler sees it on both backends.
+        req.request_headers[ganeti_http.HTTP_CONTENT_LENGTH] = str(
+          len(req.request_body))
     handler.PreHandleRequest(req)
     result = response_body.FromHandlerResult(handler.HandleRequest(req))
     try:

@@ -12,48 +12,16 @@ C{SSL_CLIENT_CERT}; and the certificate is used only when lighttpd reports
 C{SSL_CLIENT_VERIFY=SUCCESS} on a server that we configured for TLS.
 """
 
-import functools
 import logging
 import os
 import ssl
 import urllib.parse
 
-from ganeti import http as ganeti_http
 from ganeti.http.backends.fastcgi import flup_gateway
 from ganeti.http.core import pipeline
+from ganeti.http.core import request_fields
 from ganeti.http.core import request_log
 from ganeti.http.core import response_body
-
-# CGI variables that carry request headers without the HTTP_ prefix.
-_UNPREFIXED_HEADERS = {
-  "CONTENT_TYPE": ganeti_http.HTTP_CONTENT_TYPE,
-  "CONTENT_LENGTH": ganeti_http.HTTP_CONTENT_LENGTH,
-}
-
-# What the HTTP_ form of those would be: lighttpd turns a client header
-# "Content_Length" (underscore) into HTTP_CONTENT_LENGTH, which must not
-# become a second Content-Length.
-_ALIASES_OF_UNPREFIXED = frozenset("HTTP_" + variable
-                                   for variable in _UNPREFIXED_HEADERS)
-
-
-@functools.lru_cache(maxsize=256)
-def _HeaderName(variable):
-  """C{HTTP_X_FORWARDED_FOR} -> C{X-Forwarded-For} (remembered: the same
-  few names come with every request)."""
-  return "-".join(part.capitalize() for part in variable[5:].split("_"))
-
-
-def HeadersFromEnviron(environ):
-  """Rebuild the request headers from a CGI environment."""
-  pairs = []
-  for (variable, value) in environ.items():
-    if variable.startswith("HTTP_"):
-      if variable not in _ALIASES_OF_UNPREFIXED:
-        pairs.append((_HeaderName(variable), value))
-    elif variable in _UNPREFIXED_HEADERS:
-      pairs.append((_UNPREFIXED_HEADERS[variable], value))
-  return pipeline.HeadersFromPairs(sorted(pairs, key=lambda pair: pair[0]))
 
 
 def PeerCertificateFromEnviron(environ):
@@ -123,7 +91,7 @@ class WsgiApplication(object):
     incoming = pipeline.IncomingRequest(
       method=environ["REQUEST_METHOD"],
       path=target,
-      headers=HeadersFromEnviron(environ),
+      headers=request_fields.HeadersFromCgiVariables(environ),
       read_body=environ["wsgi.input"].read,
       sock=_DETACHED_CLIENT_SOCKET,
       tls=self._tls,
