@@ -24,10 +24,10 @@ import http
 import http.client
 import logging
 import re
-import string
 
 from ganeti import http as ganeti_http
 from ganeti.http.core import request_body
+from ganeti.http.core import request_fields
 from ganeti.http.core import request_log
 from ganeti.http.core import response_body
 
@@ -388,13 +388,6 @@ class RequestPipeline(object):
     return request_body.RequestBodyStream(incoming.read_body, length, limit)
 
 
-#: Characters of a header name (RFC 9110's "token").
-_TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits +
-                              "!#$%&'*+-.^_`|~")
-
-#: Control characters a header value may not hold (all but the tab).
-_FORBIDDEN_IN_VALUE = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
-
 #: Response headers a handler may not set (lower case): they frame the
 #: response or manage the connection, or lighttpd takes them as
 #: instructions (the fastcgi backend would act on them or drop them, the
@@ -405,13 +398,6 @@ _RESERVED_RESPONSE_HEADERS = frozenset([
   "x-lighttpd-send-tempfile"])
 
 
-def IsValidField(name, value):
-  """Whether a header field is well formed: its name a token, its value
-  free of control characters but the tab (RFC 9110)."""
-  return bool(name and _TOKEN_CHARACTERS.issuperset(name)
-              and not _FORBIDDEN_IN_VALUE.search(value))
-
-
 def _HeaderProblem(name, value):
   """Why a response header cannot be sent, or None if it can.
 
@@ -420,7 +406,7 @@ def _HeaderProblem(name, value):
   mangled by clients and lighttpd, and HTTP/1.1 header text is Latin-1;
   all would otherwise fail differently on each backend.
   """
-  if not IsValidField(name, value):
+  if not request_fields.IsValidField(name, value):
     return "invalid response header %r: %r" % (name, value)
   if name.lower() in _RESERVED_RESPONSE_HEADERS:
     return "response header %r, which only the server may set" % name

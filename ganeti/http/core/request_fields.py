@@ -18,6 +18,7 @@ sees the same headers on both.
 import functools
 import http.client
 import re
+import string
 
 from ganeti import http as ganeti_http
 
@@ -44,6 +45,21 @@ _ALIASES_OF_UNPREFIXED = frozenset("HTTP_" + variable
                                    for variable in _UNPREFIXED_HEADERS)
 
 _NOT_ALPHANUMERIC = re.compile("[^A-Za-z0-9]")
+
+#: Characters of a header name (RFC 9110's "token").
+_TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits +
+                              "!#$%&'*+-.^_`|~")
+
+#: Control characters a header value may not hold (all but the tab).
+_FORBIDDEN_IN_VALUE = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def IsValidField(name, value):
+  """Whether a header field (of a request or a response) is well formed:
+  its name a token, its value free of control characters but the tab
+  (RFC 9110)."""
+  return bool(name and _TOKEN_CHARACTERS.issuperset(name)
+              and not _FORBIDDEN_IN_VALUE.search(value))
 
 
 def CgiVariable(name):

@@ -230,7 +230,7 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
                 lambda match: " " * len(match.group()), value).rstrip(" \t"))
               for (name, value) in headers.items()]
     for (name, value) in fields:
-      if not pipeline.IsValidField(name, value):
+      if not request_fields.IsValidField(name, value):
         raise ganeti_http.HttpBadRequest("Malformed header field %r" % name)
     self.handler_headers = request_fields.AsLighttpdPassesThem(fields)
     if (self.request_version == ganeti_http.HTTP_1_1 and
