@@ -634,3 +634,24 @@ def test_unsafe_header_of_an_http_exception_is_dropped(serve):
   assert status == 401
   assert headers["X-Fine"] == "yes"
   assert "Set-Cookie" not in headers and "WWW-Authenticate" not in headers
+
+
+def test_released_signature_means_no_body_limit(backend, monkeypatch,
+                                                tmp_path):
+  """A server made the 3.0/3.1 way reads a body over 10 MiB (Ganeti 3.0
+  and 3.1 have no cap; the development branch's 10 MiB is for servers made
+  its way: L{test_oversized_body_announced_gives_413})."""
+  monkeypatch.setenv("GANETI_HTTP_BACKEND", backend)
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(tmp_path / "none"))
+  handler = RecordingHandler()
+  server = http_server.HttpServer(object(), "127.0.0.1", 0, 5, handler,
+                                  daemon_name="test")
+  server.Start()
+  try:
+    from tests.conftest import RunningServer
+    running = RunningServer(server, "127.0.0.1", False)
+    body = b"y" * (11 * 1024 * 1024)
+    assert running.Request("POST", "/big", body=body)[0] == 200
+    assert handler.seen[-1].request_body == body
+  finally:
+    server.Stop()

@@ -52,7 +52,8 @@ class ServerBase(object):
     self.pipeline = pipeline.RequestPipeline(
       pipeline.ClientCertificatePolicy(options.ssl_verify_peer,
                                        options.ssl_verify_callback),
-      max_body_size=max_body_size)
+      max_body_size=max_body_size,
+      development_branch=options.development_branch)
 
   def _HoldReaper(self):
     """Reap the daemon's forgotten children from now on (L{child_reaper}),
