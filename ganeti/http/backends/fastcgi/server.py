@@ -213,7 +213,8 @@ class FastCgiHttpServer(base.ServerBase):
 
     if self.settings.processes > 1:
       self._workers = workers.ForkedWorkers(_MakeListener,
-                                            self.settings.processes)
+                                            self.settings.processes,
+                                            keep=[self._fastcgi_socket])
       self._workers.Start()
     else:
       self._listener = _MakeListener()

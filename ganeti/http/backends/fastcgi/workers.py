@@ -15,6 +15,7 @@ import time
 
 from ganeti.http.backends.fastcgi import listener as fastcgi_listener
 from ganeti.http.system import child_reaper
+from ganeti.http.system import descriptors
 
 #: glibc's mallopt() parameter number for the arena limit, and the limit
 #: set in forked worker processes (see _LimitMallocArenas).
@@ -34,15 +35,19 @@ class ForkedWorkers(object):
   Children accept on the same inherited listening socket; a child whose
   parent died stops accepting and exits.  The parent restarts children that
   die (L{Reap}) and stops them with SIGTERM, which lets each finish the
-  requests it is serving.
+  requests it is serving.  A child keeps, of the daemon's descriptors, only
+  C{keep} and what L{descriptors.ReleaseInherited} keeps.
 
   @param make_listener: C{make_listener()} returns the listener a child runs
   @param count: number of processes
+  @param keep: the sockets a child needs: the listening socket
+      C{make_listener} uses
   """
 
-  def __init__(self, make_listener, count):
+  def __init__(self, make_listener, count, keep=()):
     self._make_listener = make_listener
     self._count = count
+    self._keep = [sock.fileno() for sock in keep]
     self._pids = set()
     self._forked_at = {}  # pid -> time.monotonic() of its fork
     # Children that keep dying young are forked again after a growing
@@ -82,6 +87,9 @@ class ForkedWorkers(object):
       return pid
     status = 1
     try:
+      # Ganeti's daemonization pipe among them: its starting parent waits
+      # until every copy is closed.
+      descriptors.ReleaseInherited(self._keep)
       _LimitMallocArenas()
       if memory_locked:
         _LockMemory()
