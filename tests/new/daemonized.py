@@ -12,8 +12,9 @@ STATE_DIR/daemon.json, logs to STATE_DIR/daemon.log, and on SIGTERM stops
 the server (Ganeti's main loop ends, then the daemon calls C{Stop()}) and
 exits.  The backend is what the environment selects.
 
-Handler: C{/slow} answers once the file STATE_DIR/release exists (at most
-after 60 s), anything else at once; the body is the answering pid.
+Handler: C{/slow} writes its pid to STATE_DIR/entered, then answers once
+the file STATE_DIR/release exists (at most after 60 s); anything else
+answers at once.  The body is the answering pid.
 """
 
 import json
@@ -31,10 +32,16 @@ WAIT = 20.0
 class _SlowHandler(object):
   """Made in the daemon, after the import of Ganeti's http.server."""
 
-  def __init__(self, base, release):
+  def __init__(self, base, state_dir):
+    release = os.path.join(state_dir, "release")
+    entered = os.path.join(state_dir, "entered")
+
     class Handler(base):
       def HandleRequest(self, req):  # pylint: disable=no-self-argument
         if req.request_path == "/slow":
+          with open(entered + ".part", "w") as marker:
+            marker.write("%d" % os.getpid())
+          os.rename(entered + ".part", entered)
           deadline = time.monotonic() + 60
           while not os.path.exists(release) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -54,8 +61,7 @@ def _Daemon(state_dir, port, wpipe):
   stop = threading.Event()
   signal.signal(signal.SIGTERM, lambda *_: stop.set())
   from ganeti.http import server as http_server
-  handler = _SlowHandler(http_server.HttpServerHandler,
-                         os.path.join(state_dir, "release")).handler
+  handler = _SlowHandler(http_server.HttpServerHandler, state_dir).handler
   server = http_server.HttpServer("127.0.0.1", port, handler,
                                   daemon_name="test")
   server.Start()

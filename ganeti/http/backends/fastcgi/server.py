@@ -40,11 +40,17 @@ from ganeti.http.backends.fastcgi.lighttpd import (
   supervisor as lighttpd_supervisor)
 from ganeti.http.core import pipeline
 
-#: Seconds L{FastCgiHttpServer.Stop} lets requests in progress finish
-#: (lighttpd's graceful shutdown; Ganeti's RPCs can take that long) ...
-GRACEFUL_STOP_TIMEOUT = 25
-#: ... and waits for lighttpd, then for the backend, before killing them.
-STOP_TIMEOUT = GRACEFUL_STOP_TIMEOUT + 5
+#: Seconds lighttpd lets requests in flight finish after the daemon's
+#: stop: 0, no limit (a Ganeti RPC may take hours; Ganeti 3.0's
+#: per-connection children finish theirs however long it takes).
+GRACEFUL_STOP_TIMEOUT = 0
+#: Seconds L{FastCgiHttpServer.Stop} waits for lighttpd, then for the
+#: backend, before killing them, when requests run in the daemon's own
+#: threads ...
+STOP_TIMEOUT = 30
+#: ... and, when they run in other processes, before leaving those to
+#: finish on their own.
+RELEASE_WAIT = 0.5
 
 #: How often a spawned backend checks that lighttpd is still there (s).
 _SPAWNER_POLL_INTERVAL = 1.0
@@ -223,12 +229,15 @@ class FastCgiHttpServer(base.ServerBase):
                                                daemon=True)
       self._listener_thread.start()
 
-  def _StopBackend(self):
+  def _StopBackend(self, release=False):
     if self._spawner_watch is not None:
       self._spawner_watch.set()
       self._spawner_watch = None
     if self._workers is not None:
-      self._workers.Stop(STOP_TIMEOUT)
+      if release:
+        self._workers.Stop(RELEASE_WAIT, kill=False)
+      else:
+        self._workers.Stop(STOP_TIMEOUT)
       self._workers = None
     if self._listener is not None:
       self._listener.Stop()
@@ -242,13 +251,23 @@ class FastCgiHttpServer(base.ServerBase):
       self._state_dir = None
 
   def Stop(self):
-    """Stop lighttpd gracefully (requests in progress get
-    L{GRACEFUL_STOP_TIMEOUT} seconds to finish), then the backend; close
-    the port."""
+    """Stop accepting and close the port; let the requests in flight
+    finish.
+
+    When they run in worker processes, lighttpd (stopped gracefully) and
+    the workers finish them on their own after L{RELEASE_WAIT} seconds, so
+    that the daemon exits at once and a new one can start meanwhile, as
+    Ganeti 3.0's per-connection children allowed.  When they run in this
+    process's threads, Stop waits for them (L{STOP_TIMEOUT}).
+    """
+    release = self._workers is not None
     if self._supervisor is not None:
-      self._supervisor.stop(STOP_TIMEOUT)
+      if release:
+        self._supervisor.Release(RELEASE_WAIT)
+      else:
+        self._supervisor.stop(STOP_TIMEOUT)
       self._supervisor = None
-    self._StopBackend()
+    self._StopBackend(release=release)
     self.server_close()
     self._ReleaseReaper()
 

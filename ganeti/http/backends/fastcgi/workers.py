@@ -162,8 +162,12 @@ class ForkedWorkers(object):
     """Process ids of the running children."""
     return frozenset(self._pids)
 
-  def Stop(self, timeout):
-    """SIGTERM every child, wait up to C{timeout} seconds, then SIGKILL."""
+  def Stop(self, timeout, kill=True):
+    """SIGTERM every child (it stops accepting and finishes the requests
+    it serves), wait up to C{timeout} seconds for them to exit; then
+    SIGKILL those left, or with C{kill} false leave them to finish on
+    their own: they exit when done (see L{listener.FastCgiListener.Serve})
+    and whoever is their parent then reaps them."""
     self._stopping.set()
     if self._monitor is not None:
       self._monitor.join()
@@ -175,6 +179,10 @@ class ForkedWorkers(object):
     for pid in pids:
       _Signal(pid, signal.SIGTERM)
     _WaitForChildren(pids, timeout)
+    if pids and not kill:
+      logging.info("FastCGI worker(s) %s still serving requests; they exit"
+                   " once those are answered", ", ".join(map(str, pids)))
+      return
     for pid in pids:
       _Signal(pid, signal.SIGKILL)
     _WaitForChildren(pids, None)
