@@ -4,7 +4,7 @@
 
 The starting process makes a pipe and forks; the daemon (the child) starts
 a new session, points 0-2 at /dev/null, makes and starts an C{HttpServer}
-(Ganeti's C{prepare_fn}), then closes the pipe's write end; the starting
+with 3.0's signature (Ganeti's C{prepare_fn}), then closes the pipe's write end; the starting
 process waits for end-of-file on the read end, at most C{WAIT} seconds,
 and exits 0 on end-of-file, 1 otherwise (C{daemon-util start} waiting for
 C{utils.Daemonize}).  The daemon writes C{{"pid": ..., "port": ...}} to
@@ -62,7 +62,9 @@ def _Daemon(state_dir, port, wpipe):
   signal.signal(signal.SIGTERM, lambda *_: stop.set())
   from ganeti.http import server as http_server
   handler = _SlowHandler(http_server.HttpServerHandler, state_dir).handler
-  server = http_server.HttpServer("127.0.0.1", port, handler,
+  # As Ganeti 3.0's daemons call it: main loop, address, port,
+  # max_clients, handler.
+  server = http_server.HttpServer(object(), "127.0.0.1", port, 20, handler,
                                   daemon_name="test")
   server.Start()
   with open(os.path.join(state_dir, "daemon.json"), "w") as info:

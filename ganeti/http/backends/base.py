@@ -22,6 +22,9 @@ class ServerBase(object):
   @cvar backend: the backend's name (see L{ganeti.http.backends})
   @ivar ganeti_handler: the daemon's C{HttpServerHandler}
   @ivar pipeline: the L{pipeline.RequestPipeline} requests go through
+  @ivar per_connection_processes: whether each connection is served in a
+      child process of its own (L{ganeti.http.system.connection_children}), as Ganeti 3.0
+      and 3.1's server does: true for a server made with their signature
   """
   backend = None
   allow_reuse_address = True
@@ -35,6 +38,9 @@ class ServerBase(object):
     self.ganeti_handler = options.handler
     # Ganeti 3.2's server reaps forgotten children; 3.0's main loop does.
     self._reaps_children = options.mainloop is None
+    # Ganeti 3.0/3.1's server serves each connection in a child process of
+    # its own, 3.2's in a thread.
+    self.per_connection_processes = options.mainloop is not None
     self._release_reaper = None
     self.ssl_verify_peer = options.ssl_verify_peer
     self.ssl_verify_callback = options.ssl_verify_callback

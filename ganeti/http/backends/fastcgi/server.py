@@ -39,6 +39,7 @@ from ganeti.http.backends.fastcgi.lighttpd import state_dirs
 from ganeti.http.backends.fastcgi.lighttpd import (
   supervisor as lighttpd_supervisor)
 from ganeti.http.core import pipeline
+from ganeti.http.system import connection_children
 
 #: Seconds lighttpd lets requests in flight finish after the daemon's
 #: stop: 0, no limit (a Ganeti RPC may take hours; Ganeti 3.0's
@@ -94,6 +95,7 @@ class FastCgiHttpServer(base.ServerBase):
     self._listener = None
     self._listener_thread = None
     self._workers = None
+    self._children = None
     self._supervisor = None
     self._spawner = None
     self._spawner_watch = None
@@ -194,8 +196,14 @@ class FastCgiHttpServer(base.ServerBase):
 
   def _StartBackend(self):
     # max_clients requests at once in all, split over the processes: fewer
-    # threads per process also means less contention for its GIL.
+    # threads per process also means less contention for its GIL.  A
+    # single process serves each connection in a child of its own where
+    # Ganeti's server did (3.0/3.1), with one thread to accept them.
     threads = -(-self._max_clients // self.settings.processes)
+    if self.settings.processes == 1 and self.per_connection_processes:
+      self._children = connection_children.ConnectionChildren(
+        self._max_clients)
+      threads = 1
     gateway = flup_gateway.FlupGateway(
       wsgi_application.WsgiApplication(
         self.pipeline, lambda: self.ganeti_handler,
@@ -215,7 +223,8 @@ class FastCgiHttpServer(base.ServerBase):
 
     def _MakeListener():
       return fastcgi_listener.FastCgiListener(
-        gateway, self._fastcgi_socket, threads, check)
+        gateway, self._fastcgi_socket, threads, check,
+        children=self._children)
 
     if self.settings.processes > 1:
       self._workers = workers.ForkedWorkers(_MakeListener,
@@ -243,6 +252,9 @@ class FastCgiHttpServer(base.ServerBase):
       self._listener.Stop()
       self._listener_thread.join(STOP_TIMEOUT)
       self._listener = self._listener_thread = None
+    if self._children is not None:
+      self._children.Release()
+      self._children = None
     if self._fastcgi_socket is not None:
       self._fastcgi_socket.close()
       self._fastcgi_socket = None
@@ -254,13 +266,14 @@ class FastCgiHttpServer(base.ServerBase):
     """Stop accepting and close the port; let the requests in flight
     finish.
 
-    When they run in worker processes, lighttpd (stopped gracefully) and
-    the workers finish them on their own after L{RELEASE_WAIT} seconds, so
+    When they run in other processes (workers, or a child per connection
+    as in Ganeti 3.0/3.1), lighttpd (stopped gracefully) and those
+    processes finish them on their own after L{RELEASE_WAIT} seconds, so
     that the daemon exits at once and a new one can start meanwhile, as
     Ganeti 3.0's per-connection children allowed.  When they run in this
     process's threads, Stop waits for them (L{STOP_TIMEOUT}).
     """
-    release = self._workers is not None
+    release = self._workers is not None or self._children is not None
     if self._supervisor is not None:
       if release:
         self._supervisor.Release(RELEASE_WAIT)
