@@ -1,6 +1,7 @@
 """A restart of a daemon started as Ganeti 3.0 starts its daemons, while
 it serves a request: Ganeti 3.0 served each connection in a child process,
-so a stop returned at once and the request still got its answer."""
+so a stop returned at once and the request still got its answer.  And the
+SIGTERM that stops it reaches Ganeti 3.0's main loop from any thread."""
 
 import http.client
 import json
@@ -12,6 +13,7 @@ import threading
 
 import pytest
 
+from tests.legacy.test_real_ganeti_handlers import ganeti_tree  # pylint: disable=unused-import
 from tests.new.daemonized import WAIT
 from tests.new.lighttpd_helpers import REPO, Alive, WaitFor
 
@@ -81,3 +83,59 @@ def test_restart_during_a_request_loses_nothing(tmp_path, backend,
       os.kill(new_pid, signal.SIGTERM)
       WaitFor(lambda: not Alive(new_pid), timeout=60)
   assert slow and slow[0][0] == 200, slow
+
+
+# Ganeti 3.0's own main loop (its users looked up by name, which a test
+# machine lacks: skipped) with a server of ours.  After Start() the main
+# thread blocks SIGTERM, so the kernel must hand it to one of our threads,
+# as it may in a real daemon whenever the main thread has another signal
+# pending.
+_MAINLOOP_DAEMON = """
+import json, signal
+from ganeti import daemon, runtime
+from ganeti.http import server as http_server
+
+class Handler(http_server.HttpServerHandler):
+  def HandleRequest(self, req):
+    return "[1]"
+
+runtime.GetEnts = lambda: None
+mainloop = daemon.Mainloop()
+server = http_server.HttpServer(mainloop, "127.0.0.1", 0, 20, Handler(),
+                                daemon_name="test")
+server.Start()
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+print(json.dumps(server.server_address[1]), flush=True)
+try:
+  mainloop.Run()
+finally:
+  server.Stop()
+print("stopped", flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["legacy", "fastcgi"])
+def test_sigterm_in_another_thread_stops_ganetis_main_loop(
+    ganeti_tree, tmp_path, backend):
+  env = dict(os.environ, GANETI_HTTP_BACKEND=backend,
+             GANETI_HTTP_BACKEND_CONFIG=str(tmp_path / "none"),
+             PYTHONPATH=ganeti_tree)
+  with open(str(tmp_path / "stderr"), "w") as stderr:
+    daemon = subprocess.Popen([sys.executable, "-c", _MAINLOOP_DAEMON],
+                              stdout=subprocess.PIPE, stderr=stderr, env=env,
+                              universal_newlines=True, cwd=str(tmp_path))
+  try:
+    line = daemon.stdout.readline()
+    assert line, (tmp_path / "stderr").read_text()
+    port = json.loads(line)
+    results = []
+    _Get(port, "/", results)
+    assert results[0][0] == 200
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(20) == 0
+    assert daemon.stdout.read() == "stopped\n"
+  finally:
+    if daemon.poll() is None:
+      daemon.kill()
+      daemon.wait()
+    daemon.stdout.close()

@@ -11,13 +11,15 @@ requests through, and the child reaper Ganeti 3.2's server runs.
 
 from ganeti.http.core import pipeline
 from ganeti.http.system import child_reaper
+from ganeti.http.system import signal_wakeup
 
 
 class ServerBase(object):
   """The part of a backend's server that does not depend on the backend.
 
   A backend's constructor calls L{_SetUpFromOptions} first; its C{Start}
-  calls L{_HoldReaper} and its C{Stop} L{_ReleaseReaper}.
+  calls L{_HoldReaper} and L{_WakeMainLoopOnSignals}, its C{Stop}
+  L{_ReleaseReaper}.
 
   @cvar backend: the backend's name (see L{ganeti.http.backends})
   @ivar ganeti_handler: the daemon's C{HttpServerHandler}
@@ -55,6 +57,12 @@ class ServerBase(object):
     if the server was made with Ganeti 3.2's signature, as 3.2's does."""
     if self._reaps_children and self._release_reaper is None:
       self._release_reaper = child_reaper.Hold()
+
+  def _WakeMainLoopOnSignals(self):
+    """With Ganeti 3.0/3.1's signature, have signals that land in our
+    threads wake their main loop (L{signal_wakeup})."""
+    if self.per_connection_processes:
+      signal_wakeup.Install()
 
   def _ReleaseReaper(self):
     """Undo L{_HoldReaper}."""

@@ -110,6 +110,7 @@ class FastCgiHttpServer(base.ServerBase):
     """
     self._StartServing()
     self._HoldReaper()
+    self._WakeMainLoopOnSignals()
 
   def _StartServing(self):
     if self.spawned:

@@ -139,6 +139,7 @@ class LegacyHttpServer(base.ServerBase, http.server.HTTPServer):
                                           name="HTTPServer", daemon=True)
     self._serve_thread.start()
     self._HoldReaper()
+    self._WakeMainLoopOnSignals()
 
   def Stop(self):
     """Stop accepting, close the socket, let requests in progress finish:
