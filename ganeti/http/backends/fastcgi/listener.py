@@ -30,11 +30,16 @@ class FastCgiListener(object):
   @param max_threads: connections served at once; more wait in the backlog
   @param peer_check: a L{peer_check.PeerCheck} every connection must pass,
       or None
+  @param children: a L{ConnectionChildren<ganeti.http.system.
+      connection_children.ConnectionChildren>} to serve each connection in
+      a child process of its own, or None to serve it in the thread
   """
 
-  def __init__(self, gateway, listen_socket, max_threads, peer_check=None):
+  def __init__(self, gateway, listen_socket, max_threads, peer_check=None,
+               children=None):
     self._gateway = gateway
     self._peer_check = peer_check
+    self._children = children
     self._socket = listen_socket
     # Several processes may wait on this socket: when another one wins the
     # race for a connection, accept() here must not block (that would also
@@ -61,16 +66,25 @@ class FastCgiListener(object):
     while not self._stopping.is_set() and should_continue():
       connection = self._Accept()
       if connection is None:
+        if self._children is not None:
+          self._children.Collect()
         continue
       try:
         if self._peer_check is None or self._peer_check.Allows(connection):
-          self._gateway.ServeConnection(connection)
+          self._Serve(connection)
       except BaseException:  # pylint: disable=broad-except
         # Even SystemExit from a handler: the thread must keep serving (as
         # the legacy backend's threads do).
         logging.exception("Error on a FastCGI connection")
       finally:
         connection.close()
+
+  def _Serve(self, connection):
+    if self._children is None:
+      self._gateway.ServeConnection(connection)
+    else:
+      self._children.Serve(
+        connection, lambda: self._gateway.ServeConnection(connection))
 
   def _Accept(self):
     """A new connection, or None after a while without one."""
