@@ -111,9 +111,7 @@ def _CheckCertificate(daemon, environ):
 def _CheckRuntimeDir(daemon, settings):
   """The runtime directory, by the rules the daemon applies at its start
   (L{trusted_dirs.OpenTrusted}), for the daemon's user."""
-  path = settings.runtime_dir
-  if path is None:
-    return
+  path = preview.RuntimeDir(daemon, settings)
   try:
     os.close(trusted_dirs.OpenTrusted(
       path, uid=pwd.getpwnam(daemon.user).pw_uid))
