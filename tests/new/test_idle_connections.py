@@ -19,7 +19,7 @@ from bench.idle_flood import ClientHello
 from ganeti.http import server as http_server
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 from ganeti.http.backends.fastcgi.lighttpd import limits as lighttpd_limits
-from tests.conftest import RunningServer, SslParams
+from tests.conftest import SslParams
 
 #: Connections held from 127.0.0.1: more than lighttpd's default limit
 #: (1365 connections for its default 4096 file descriptors) plus the
@@ -50,26 +50,6 @@ class AnswerHandler(http_server.HttpServerHandler):
     if req.request_path == "/slow":
       self.release.wait(CLOSED_WITHIN + 10)
     return "ok"
-
-
-@pytest.fixture
-def fastcgi(monkeypatch, tmp_path):
-  """Start C{HttpServer}s on the fastcgi backend; stop them afterwards."""
-  monkeypatch.setenv("GANETI_HTTP_BACKEND", "fastcgi")
-  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(tmp_path / "none"))
-  started = []
-
-  def _Start(handler, **kwargs):
-    server = http_server.HttpServer("127.0.0.1", 0, handler,
-                                    daemon_name="test", **kwargs)
-    started.append(server)
-    server.Start()
-    return RunningServer(server, "127.0.0.1",
-                         kwargs.get("ssl_params") is not None)
-
-  yield _Start
-  for server in started:
-    server.Stop()
 
 
 def _ServeWithClientCertificates(fastcgi, pki, handler):

@@ -123,7 +123,12 @@ def InheritedFastCgiSocket():
 
   @raise OSError: fd 0 is not a listening socket
   """
-  sock = socket.socket(fileno=os.dup(0))
+  descriptor = os.dup(0)
+  try:
+    sock = socket.socket(fileno=descriptor)
+  except OSError:  # not a socket at all
+    os.close(descriptor)
+    raise
   if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
     sock.close()
     raise OSError("Standard input is not a listening socket; was this"
@@ -144,14 +149,18 @@ def BindUnixSocket(path, owner_uid=None, owner_gid=None, mode=0o600):
   if os.path.exists(path):
     os.unlink(path)
   sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-  old_umask = os.umask(0o077)
   try:
-    sock.bind(path)
-  finally:
-    os.umask(old_umask)
-  if owner_uid is not None or owner_gid is not None:
-    os.chown(path, -1 if owner_uid is None else owner_uid,
-             -1 if owner_gid is None else owner_gid)
-  os.chmod(path, mode)
-  sock.listen(socket.SOMAXCONN)
+    old_umask = os.umask(0o077)
+    try:
+      sock.bind(path)
+    finally:
+      os.umask(old_umask)
+    if owner_uid is not None or owner_gid is not None:
+      os.chown(path, -1 if owner_uid is None else owner_uid,
+               -1 if owner_gid is None else owner_gid)
+    os.chmod(path, mode)
+    sock.listen(socket.SOMAXCONN)
+  except BaseException:
+    sock.close()
+    raise
   return sock
