@@ -36,6 +36,7 @@ OS_NAME = "testbed"
 RAPI_USER = "testbed"
 RAPI_PASSWORD = "testbed-secret"
 HTTP_DAEMONS = ("ganeti-noded", "ganeti-rapi")
+NODED_PORT = 1811
 
 #: C{gnt-cluster verify} errors this environment causes whatever the HTTP
 #: layer: no ssh server on the node (the cluster is made with
@@ -324,7 +325,7 @@ class Scenario(object):
     job_id = self.gnt.SubmitJob("gnt-debug delay --submit --no-master -n %s"
                                 " 10" % NODE_NAME)
     self.gnt.WaitJobRunning(job_id)
-    time.sleep(1)  # the job runs; let its RPC reach noded
+    self._WaitNodedConnection()
     started = time.monotonic()
     self.gnt.DaemonUtil("stop", "ganeti-noded")
     stop_seconds = time.monotonic() - started
@@ -336,6 +337,16 @@ class Scenario(object):
                                                     status))
     self.gnt.WaitJob(job_id)
     self._CheckClusterWorks()
+
+  def _WaitNodedConnection(self, timeout=30):
+    """Wait until a client has a connection to noded's port (the RPC)."""
+    deadline = time.monotonic() + timeout
+    while not self.gnt.Run("ss -Htn state established '( dport = :%d )'"
+                           % NODED_PORT).strip():
+      if time.monotonic() > deadline:
+        raise CheckFailed("no connection to noded's port %d" % NODED_PORT)
+      time.sleep(0.1)
+    time.sleep(0.5)  # margin for noded to accept it and read the request
 
   def CheckDaemonRestarts(self):
     """Stop and start every running Ganeti daemon with daemon-util."""
