@@ -21,10 +21,12 @@ SUITE = "bookworm"
 
 #: What the root holds besides minbase: Ganeti (the C{ganeti} package
 #: brings the gnt-* commands and the init script, C{ganeti-3.0} alone does
-#: not), what this project's package depends on, and the tools the
+#: not), what this project's package depends on, systemd (never started:
+#: for systemd-tmpfiles, which a Debian 12 boot runs) and the tools the
 #: scenario uses inside the node.
 PACKAGES = (
   "ganeti",
+  "systemd",
   "lighttpd",
   "lighttpd-mod-openssl",
   "python3-pycurl",

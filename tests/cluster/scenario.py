@@ -400,7 +400,8 @@ class Scenario(object):
     self._CheckClusterWorks()
 
   def CheckReboot(self):
-    """stop-all, every process gone, /run emptied, init script start."""
+    """stop-all, every process gone, /run emptied, boot-time tmpfiles.d,
+    init script start."""
     daemons = self.gnt.RunningDaemons()
     self.gnt.DaemonUtil("stop-all")
     left = [line for line in self.gnt.Run(
@@ -409,8 +410,10 @@ class Scenario(object):
                                                         line.strip())]
     if left:
       raise CheckFailed("stop-all left processes: %s" % "; ".join(left))
-    self.gnt.Run("find /run -mindepth 1 -maxdepth 1 -exec rm -rf {} + &&"
-                 " mkdir -m 1777 /run/lock")
+    self.gnt.Run("find /run -mindepth 1 -maxdepth 1 -exec rm -rf {} +")
+    # What a Debian 12 boot does before the init scripts run
+    # (systemd-tmpfiles-setup.service); its status is not the package's.
+    self.node.Run("systemd-tmpfiles --create --boot", check=False)
     positions = self.gnt.LogPositions()
     output = self.gnt.Run("/etc/init.d/ganeti start",
                           timeout=ganeti_commands.DAEMON_UTIL_TIMEOUT * 3)
