@@ -355,8 +355,11 @@ class Scenario(object):
       raise CheckFailed("running daemons: %s" % daemons)
     positions = self.gnt.LogPositions()
     for daemon in daemons:
-      self.gnt.RestartDaemons(daemon)
-      self._CheckClusterWorks()
+      try:
+        self.gnt.RestartDaemons(daemon)
+        self._CheckClusterWorks()
+      except CheckFailed as err:
+        raise CheckFailed("after restarting %s: %s" % (daemon, err))
     self._CheckBackendSince(positions)
 
   def CheckReadmeSettings(self):
