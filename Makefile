@@ -6,7 +6,12 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup lighttpd demo test bench deb package-tools
+.PHONY: setup lighttpd test-tools demo test testbed bench deb
+
+# This project's Debian package: tests/package checks it and the cluster
+# test bed (tests/cluster) installs it into its legacy and fastcgi nodes.
+SHIM_VERSION := $(shell sed -n 's/^SHIM_VERSION = "\(.*\)"$$/\1/p' ganeti/http/__init__.py)
+DEB ?= dist/ganeti-http-shim_$(SHIM_VERSION)_all.deb
 
 setup: lighttpd $(VENV)/.installed
 
@@ -35,18 +40,24 @@ $(VENV)/.installed: setup.py
 	$(PYTHON) -m pip install -q -e '.[test]'
 	touch $@
 
-# tests/package builds the .deb, checks it with lintian and installs it
-# into a Debian 12 root that mmdebstrap makes.
-package-tools:
-	@{ command -v dpkg-deb && command -v lintian && command -v mmdebstrap; } \
-	    >/dev/null 2>&1 || { \
-	  echo "Installing lintian and mmdebstrap (tests/package) with apt-get"; \
+# tests/package and the cluster test bed (tests/cluster) build Debian 12
+# roots with mmdebstrap and run them in namespaces (ip from iproute2;
+# unshare and nsenter are in util-linux); lintian checks the .deb.
+test-tools:
+	@{ command -v dpkg-deb && command -v lintian && command -v mmdebstrap \
+	    && { [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; }; } >/dev/null 2>&1 || { \
+	  echo "Installing lintian, mmdebstrap and iproute2 (tests/package," \
+	    "tests/cluster) with apt-get"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	    dpkg lintian mmdebstrap </dev/null; }
+	    dpkg lintian mmdebstrap iproute2 </dev/null; }
 
-test: setup package-tools
-	$(PYTHON) -m pytest -q tests
+test: setup test-tools deb
+	GANETI_HTTP_DEB=$(abspath $(DEB)) $(PYTHON) -m pytest -q tests
+
+# Only the cluster test bed (docs/testbed.md).
+testbed: setup test-tools deb
+	GANETI_HTTP_DEB=$(abspath $(DEB)) $(PYTHON) -m pytest -q tests/cluster
 
 # dist/ganeti-http-shim_<version>_all.deb (docs/install.md)
 deb:

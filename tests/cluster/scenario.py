@@ -1,0 +1,462 @@
+"""The checks the test bed runs on one node, for one column of the table.
+
+A column is how the node's HTTP layer is set up: C{stock} (Debian's
+Ganeti 3.0 as packaged), C{legacy} or C{fastcgi} (this project's Debian
+package installed with C{dpkg -i} and every daemon flipped to that backend
+in C{/etc/ganeti/http-backend.conf} before the cluster is initialised).
+Every check is what an operator does with Ganeti's own commands; the outcome
+of each is C{"pass"}, C{"n/a"} (the check is about the package and the
+column has none), or C{"FAIL: "} and the reason.
+"""
+
+import json
+import re
+import subprocess
+import time
+
+from tests.cluster import ganeti_commands
+from tests.cluster.ganeti_commands import CheckFailed, Tail
+
+COLUMNS = ("stock", "legacy", "fastcgi")
+
+PASS = "pass"
+NOT_APPLICABLE = "n/a"
+NOT_RUN = "not run"
+FAIL_PREFIX = "FAIL: "
+
+NODE_NAME = "node1.example.com"
+NODE_ADDRESS = "192.0.2.11"
+CLUSTER_NAME = "cluster.example.com"
+CLUSTER_ADDRESS = "192.0.2.10"
+
+PACKAGE = "ganeti-http-shim"
+BACKEND_CONFIG = "/etc/ganeti/http-backend.conf"
+GANETI_DEB = "/var/cache/apt/archives/ganeti-3.0_*.deb"
+OS_NAME = "testbed"
+RAPI_USER = "testbed"
+RAPI_PASSWORD = "testbed-secret"
+HTTP_DAEMONS = ("ganeti-noded", "ganeti-rapi")
+NODED_PORT = 1811
+
+#: C{gnt-cluster verify} errors this environment causes whatever the HTTP
+#: layer: no ssh server on the node (the cluster is made with
+#: --no-ssh-init), the master IP that verify cannot reach inside the
+#: namespace, and a kernel without magic SysRq (no /proc/sysrq-trigger).
+KNOWN_VERIFY_ERRORS = (
+  re.compile(r"ERROR: node \S+: ssh communication with node '\S+': "
+             r"ssh problem: ssh: connect to host \S+ port 22: "
+             r"Connection refused"),
+  re.compile(r"ERROR: node \S+: the master node cannot reach the master IP"
+             r" \(not configured\?\)$"),
+  re.compile(r"ERROR: node \S+: node setup error: The procfs filesystem "
+             r"doesn't seem to be mounted under /proc, missing required "
+             r"directory /proc/sys and the file /proc/sysrq-trigger$"),
+)
+
+#: The README's example [fastcgi] settings (see README.md).
+README_FASTCGI_SETTINGS = (
+  ("processes", "2"),
+  ("sendfile-dirs", "/srv/ganeti/export"),
+  ("write-idle-timeout", "3600"),
+)
+
+
+class Scenario(object):
+  """The checks, in order, on one started L{node.Node}."""
+
+  def __init__(self, node, column, deb_path=None):
+    """@param deb_path: this project's .deb (needed unless C{stock})"""
+    if column not in COLUMNS:
+      raise ValueError("unknown column %r" % column)
+    if column != "stock" and not deb_path:
+      raise ValueError("column %s needs the package's .deb" % column)
+    self.node = node
+    self.column = column
+    self.deb_path = deb_path
+    self.gnt = ganeti_commands.GanetiCommands(
+      node, "%s:%s" % (RAPI_USER, RAPI_PASSWORD))
+    self._instance_count = 0
+
+  @property
+  def _packaged(self):
+    return self.column != "stock"
+
+  def Checks(self):
+    """(title, method) of every check, in the order they run."""
+    return [
+      ("package installed (dpkg -i)", self.CheckInstallPackage),
+      ("gnt-cluster init", self.CheckClusterInit),
+      ("HTTP backend in use", self.CheckBackendInUse),
+      ("gnt-cluster verify", self.CheckClusterVerify),
+      ("gnt-node list/info", self.CheckNodeInfo),
+      ("instance add (and start)", self.CheckInstanceAdd),
+      ("instance shutdown", self.CheckInstanceShutdown),
+      ("instance startup", self.CheckInstanceStartup),
+      ("instance reboot", self.CheckInstanceReboot),
+      ("instance remove", self.CheckInstanceRemove),
+      ("RAPI authentication", self.CheckRapiAuthentication),
+      ("RAPI job", self.CheckRapiJob),
+      ("gnt-debug delay RPC", self.CheckDelayRpc),
+      ("noded and RAPI log each request", self.CheckRequestLogLines),
+      ("noded stopped during a delay RPC", self.CheckStopDuringRpc),
+      ("each daemon restarted (daemon-util)", self.CheckDaemonRestarts),
+      ("README example settings", self.CheckReadmeSettings),
+      ("ganeti-3.0 reinstalled", self.CheckGanetiReinstall),
+      ("reboot (stop-all, /run wiped, init script)", self.CheckReboot),
+      ("package removed (stock restored)", self.CheckPackageRemoval),
+      ("every job succeeded", self.CheckJobsSucceeded),
+    ]
+
+  def Run(self):
+    """Run every check; return a list of C{(title, outcome)}.
+
+    After a failed C{gnt-cluster init} the later checks are not run.
+    """
+    outcomes = []
+    cluster_up = True
+    for (title, check) in self.Checks():
+      if not cluster_up:
+        outcomes.append((title, NOT_RUN))
+        continue
+      outcomes.append((title, _Outcome(check)))
+      if check == self.CheckClusterInit and outcomes[-1][1] != PASS:
+        cluster_up = False
+    return outcomes
+
+  # What several checks share
+
+  def _CheckClusterWorks(self):
+    """The short proof that RPC and RAPI work: used after each disruption."""
+    self.gnt.Run("gnt-node list --no-headers -o name,master_candidate")
+    self.gnt.Run("gnt-debug delay --no-master -n %s 0.1" % NODE_NAME)
+    (status, body) = self.gnt.Rapi("GET", "/2/info")
+    if status != 200:
+      raise CheckFailed("RAPI GET /2/info answered %d: %s" % (status, body))
+
+  def _CheckBackendSince(self, positions):
+    """Each HTTP daemon started on the column's backend since C{positions}
+    (from L{GanetiCommands.LogPositions}); without the package, no daemon
+    may log the package's line."""
+    packaged = self._packaged and self.gnt.PackageInstalled(PACKAGE)
+    for (daemon, since) in positions.items():
+      lines = self.gnt.BackendLines(daemon, since)
+      if not packaged and lines:
+        raise CheckFailed("%s runs the package (%s) without it installed"
+                          % (daemon, lines))
+      if packaged and lines[-1:] != [self.column]:
+        raise CheckFailed("%s started on %s, not %s"
+                          % (daemon, lines or "Ganeti's HTTP", self.column))
+
+  def _RestartHttpDaemonsOnBackend(self):
+    """Restart noded and rapi; check they run the expected backend."""
+    positions = self.gnt.LogPositions()
+    self.gnt.RestartDaemons(*HTTP_DAEMONS)
+    self._CheckBackendSince(positions)
+
+  def _InstanceName(self):
+    return "instance%d.example.com" % self._instance_count
+
+  def _ExpectInstanceState(self, expected):
+    state = self.gnt.Run("gnt-instance list --no-headers -o status %s"
+                         % self._InstanceName()).strip()
+    if state != expected:
+      raise CheckFailed("instance is %s, not %s" % (state, expected))
+
+  # The checks
+
+  def CheckInstallPackage(self):
+    """Install the package as an operator would; flip every daemon."""
+    if not self._packaged:
+      return NOT_APPLICABLE
+    self.node.CopyFile(self.deb_path, "/tmp/%s.deb" % PACKAGE)
+    self.gnt.Run("dpkg -i /tmp/%s.deb" % PACKAGE)
+    ganeti_commands.SetConfigKey(self.node.HostPath(BACKEND_CONFIG),
+                                 "backends", "default", self.column)
+    return PASS
+
+  def CheckClusterInit(self):
+    """Name the node, add the OS and RAPI user; gnt-cluster init."""
+    self.node.WriteFile("/etc/hosts", "".join(
+      "%s %s %s\n" % (address, name, name.split(".")[0])
+      for (address, name) in (("127.0.0.1", "localhost"),
+                              (NODE_ADDRESS, NODE_NAME),
+                              (CLUSTER_ADDRESS, CLUSTER_NAME))))
+    self.node.WriteFile("/etc/hostname", NODE_NAME + "\n")
+    self._WriteOsDefinition()
+    self.node.WriteFile("/var/lib/ganeti/rapi/users",
+                        "%s {CLEARTEXT}%s write\n" % (RAPI_USER,
+                                                       RAPI_PASSWORD))
+    self.gnt.Run("chown -R gnt-rapi:gnt-masterd /var/lib/ganeti/rapi &&"
+                 " chmod 0750 /var/lib/ganeti/rapi &&"
+                 " chmod 0640 /var/lib/ganeti/rapi/users &&"
+                 " mkdir -p /run/ganeti")
+    self.gnt.Run("gnt-cluster init --enabled-hypervisors=fake"
+                 " --enabled-disk-templates=diskless --master-netdev=v0"
+                 " --nic-parameters=link=br0 --no-ssh-init --no-etc-hosts %s"
+                 % CLUSTER_NAME, timeout=180)
+
+  def _WriteOsDefinition(self):
+    """A dummy OS definition whose scripts do nothing."""
+    directory = "/srv/ganeti/os/%s" % OS_NAME
+    self.node.WriteFile(directory + "/ganeti_api_version", "20\n")
+    self.node.WriteFile(directory + "/variants.list", "")
+    self.node.WriteFile(directory + "/parameters.list", "")
+    for script in ("create", "import", "export", "rename", "verify"):
+      self.node.WriteFile("%s/%s" % (directory, script),
+                          "#!/bin/sh\nexit 0\n", mode=0o755)
+
+  def CheckBackendInUse(self):
+    """noded and rapi log the column's backend (stock: no package line);
+    lighttpd runs in front of each on fastcgi only."""
+    self._CheckBackendSince({daemon: 0
+                             for daemon in ganeti_commands.HTTP_DAEMON_LOGS})
+    lighttpds = self.node.Run("pidof lighttpd", check=False).stdout.split()
+    if self.column == "fastcgi" and len(lighttpds) < len(HTTP_DAEMONS):
+      raise CheckFailed("%d lighttpd processes, expected one per daemon"
+                        % len(lighttpds))
+    if self.column != "fastcgi" and lighttpds:
+      raise CheckFailed("lighttpd runs on %s" % self.column)
+
+  def CheckClusterVerify(self):
+    """gnt-cluster verify reports nothing but the known environment errors."""
+    output = self.node.Run("gnt-cluster verify", check=False,
+                           timeout=180).stdout
+    problems = [line for line in output.splitlines()
+                if re.search(r"\b(ERROR|WARNING):", line)
+                and not any(known.search(line)
+                            for known in KNOWN_VERIFY_ERRORS)]
+    if problems or "Verifying node status" not in output:
+      raise CheckFailed("; ".join(problems) or Tail(output))
+
+  def CheckNodeInfo(self):
+    """gnt-node list shows the node (with live data from noded); info too."""
+    fields = self.gnt.Run("gnt-node list --no-headers --separator='|'"
+                          " -o name,master_candidate,mtotal").strip()
+    (name, master_candidate, memory) = fields.split("|")
+    if name != NODE_NAME or master_candidate != "Y" or not memory.isdigit():
+      raise CheckFailed("gnt-node list: %s" % fields)
+    info = self.gnt.Run("gnt-node info %s" % NODE_NAME)
+    if "primary ip: %s" % NODE_ADDRESS not in info:
+      raise CheckFailed("gnt-node info: %s" % Tail(info))
+
+  def CheckInstanceAdd(self):
+    self._instance_count += 1
+    self.gnt.Run("gnt-instance add -t diskless -o %s --no-name-check"
+                 " --no-ip-check -n %s %s" % (OS_NAME, NODE_NAME,
+                                              self._InstanceName()))
+    self._ExpectInstanceState("running")
+
+  def CheckInstanceShutdown(self):
+    self.gnt.Run("gnt-instance shutdown %s" % self._InstanceName())
+    self._ExpectInstanceState("ADMIN_down")
+
+  def CheckInstanceStartup(self):
+    self.gnt.Run("gnt-instance startup %s" % self._InstanceName())
+    self._ExpectInstanceState("running")
+
+  def CheckInstanceReboot(self):
+    self.gnt.Run("gnt-instance reboot %s" % self._InstanceName())
+    self._ExpectInstanceState("running")
+
+  def CheckInstanceRemove(self):
+    self.gnt.Run("gnt-instance remove -f %s" % self._InstanceName())
+    names = self.gnt.Run("gnt-instance list --no-headers -o name")
+    if self._InstanceName() in names.split():
+      raise CheckFailed("the instance is still listed")
+
+  def CheckRapiAuthentication(self):
+    """Good credentials: 200; wrong password, unknown user, none: 401."""
+    expected = [
+      (None, 200),
+      ("%s:wrong-password" % RAPI_USER, 401),
+      ("nobody:%s" % RAPI_PASSWORD, 401),
+      (False, 401),
+    ]
+    for (credentials, status) in expected:
+      (answer, body) = self.gnt.Rapi("GET", "/2/info",
+                                     credentials=credentials)
+      if answer != status:
+        raise CheckFailed("GET /2/info with %s: %d, expected %d: %s"
+                          % (credentials or "the right or no credentials",
+                             answer, status, body[:200]))
+      if status == 200 and json.loads(body).get("name") != CLUSTER_NAME:
+        raise CheckFailed("GET /2/info: %s" % body[:200])
+
+  def CheckRapiJob(self):
+    """Create an instance through RAPI, then remove it (two jobs)."""
+    self._instance_count += 1
+    (status, body) = self.gnt.Rapi("POST", "/2/instances", body={
+      "__version__": 1, "mode": "create", "name": self._InstanceName(),
+      "disk_template": "diskless", "disks": [], "nics": [{}],
+      "os_type": OS_NAME, "pnode": NODE_NAME, "name_check": False,
+      "ip_check": False})
+    if status != 200:
+      raise CheckFailed("POST /2/instances answered %d: %s" % (status, body))
+    self.gnt.WaitRapiJob(json.loads(body))
+    self._ExpectInstanceState("running")
+    (status, body) = self.gnt.Rapi("DELETE", "/2/instances/%s"
+                                   % self._InstanceName())
+    if status != 200:
+      raise CheckFailed("DELETE answered %d: %s" % (status, body))
+    self.gnt.WaitRapiJob(json.loads(body))
+
+  def CheckDelayRpc(self):
+    """A delay RPC on the node daemon, waited for and through a job."""
+    self.gnt.Run("gnt-debug delay --no-master -n %s 2" % NODE_NAME)
+    self.gnt.WaitJob(self.gnt.SubmitJob(
+      "gnt-debug delay --submit --no-master -n %s 3" % NODE_NAME))
+
+  def CheckRequestLogLines(self):
+    """Each daemon logs a line per request, as stock Ganeti 3.0 does."""
+    expected = {"noded": "/test_delay", "rapi": "/2/info"}
+    for (daemon, path) in expected.items():
+      if not re.search(r"\b(GET|POST|PUT|DELETE) %s\b" % re.escape(path),
+                       self.gnt.DaemonLog(daemon)):
+        raise CheckFailed("no request line for %s in %s" % (
+          path, ganeti_commands.HTTP_DAEMON_LOGS[daemon]))
+
+  def CheckStopDuringRpc(self):
+    """noded stopped and started while it serves a 10 s delay RPC.
+
+    As on stock Ganeti 3.0 (whose noded serves each connection in a forked
+    child), the stop must not wait for the RPC (daemon-util kills a daemon
+    still there after 30 s) and the RPC's job must still succeed.
+    """
+    job_id = self.gnt.SubmitJob("gnt-debug delay --submit --no-master -n %s"
+                                " 10" % NODE_NAME)
+    self.gnt.WaitJobRunning(job_id)
+    self._WaitNodedConnection()
+    started = time.monotonic()
+    self.gnt.DaemonUtil("stop", "ganeti-noded")
+    stop_seconds = time.monotonic() - started
+    status = self.gnt.JobStatus(job_id)
+    self.gnt.DaemonUtil("start", "ganeti-noded")
+    if status != "running":
+      raise CheckFailed("daemon-util stop waited for the delay RPC to end"
+                        " (%.0f s; job %s: %s)" % (stop_seconds, job_id,
+                                                    status))
+    self.gnt.WaitJob(job_id)
+    self._CheckClusterWorks()
+
+  def _WaitNodedConnection(self, timeout=30):
+    """Wait until a client has a connection to noded's port (the RPC)."""
+    deadline = time.monotonic() + timeout
+    while not self.gnt.Run("ss -Htn state established '( dport = :%d )'"
+                           % NODED_PORT).strip():
+      if time.monotonic() > deadline:
+        raise CheckFailed("no connection to noded's port %d" % NODED_PORT)
+      time.sleep(0.1)
+    time.sleep(0.5)  # margin for noded to accept it and read the request
+
+  def CheckDaemonRestarts(self):
+    """Stop and start every running Ganeti daemon with daemon-util."""
+    daemons = self.gnt.RunningDaemons()
+    if not set(HTTP_DAEMONS) <= set(daemons):
+      raise CheckFailed("running daemons: %s" % daemons)
+    positions = self.gnt.LogPositions()
+    for daemon in daemons:
+      try:
+        self.gnt.RestartDaemons(daemon)
+        self._CheckClusterWorks()
+      except CheckFailed as err:
+        raise CheckFailed("after restarting %s: %s" % (daemon, err))
+    self._CheckBackendSince(positions)
+
+  def CheckReadmeSettings(self):
+    """The README's [fastcgi] example: processes = 2, sendfile dirs.
+
+    The package's settings are put back afterwards (noded and rapi
+    restarted), so that the later rows do not depend on this one.
+    """
+    self.gnt.Run("mkdir -p /srv/ganeti/export")
+    config_path = self.node.HostPath(BACKEND_CONFIG)
+    original = open(config_path).read() if self._packaged else None
+    for (key, value) in README_FASTCGI_SETTINGS if self._packaged else ():
+      ganeti_commands.SetConfigKey(config_path, "fastcgi", key, value)
+    try:
+      self._RestartHttpDaemonsOnBackend()
+      self._CheckClusterWorks()
+      self.gnt.WaitJob(self.gnt.SubmitJob(
+        "gnt-debug delay --submit --no-master -n %s 1" % NODE_NAME))
+    except Exception:
+      self._PutBackConfig(config_path, original, quiet=True)
+      raise
+    self._PutBackConfig(config_path, original)
+
+  def _PutBackConfig(self, config_path, original, quiet=False):
+    """Write back the flag file's C{original} text (None: nothing to do)
+    and restart noded and rapi; C{quiet}: ignore a failed restart."""
+    if original is None:
+      return
+    with open(config_path, "w") as config:
+      config.write(original)
+    try:
+      self.gnt.RestartDaemons(*HTTP_DAEMONS)
+    except (CheckFailed, subprocess.TimeoutExpired):
+      if not quiet:
+        raise
+
+  def CheckGanetiReinstall(self):
+    """dpkg -i of Ganeti's own .deb; the daemons keep their backend."""
+    self.gnt.Run("dpkg -i %s" % GANETI_DEB, timeout=180)
+    self._RestartHttpDaemonsOnBackend()
+    self._CheckClusterWorks()
+
+  def CheckReboot(self):
+    """stop-all, every process gone, /run emptied, boot-time tmpfiles.d,
+    init script start."""
+    daemons = self.gnt.RunningDaemons()
+    self.gnt.DaemonUtil("stop-all")
+    left = [line for line in self.gnt.Run(
+              "ps -e --no-headers -o pid=,args=").splitlines()
+            if line.split()[0] != "1" and not re.match(r"\d+ (ps|/bin/sh) ",
+                                                        line.strip())]
+    if left:
+      raise CheckFailed("stop-all left processes: %s" % "; ".join(left))
+    self.gnt.Run("find /run -mindepth 1 -maxdepth 1 -exec rm -rf {} +")
+    # What a Debian 12 boot does before the init scripts run
+    # (systemd-tmpfiles-setup.service); its status is not the package's.
+    self.node.Run("systemd-tmpfiles --create --boot", check=False)
+    positions = self.gnt.LogPositions()
+    output = self.gnt.Run("/etc/init.d/ganeti start",
+                          timeout=ganeti_commands.DAEMON_UTIL_TIMEOUT * 3)
+    missing = sorted(set(daemons) - set(self.gnt.RunningDaemons()))
+    if missing:
+      raise CheckFailed("not running after the init script: %s (%s) %s"
+                        % (", ".join(missing), Tail(output),
+                           self.gnt.LastLogErrors()))
+    self._CheckBackendSince(positions)
+    self._CheckClusterWorks()
+
+  def CheckPackageRemoval(self):
+    """dpkg --purge: Ganeti's files back byte for byte, cluster on stock."""
+    if not self._packaged:
+      return NOT_APPLICABLE
+    self.gnt.Run("dpkg --purge %s" % PACKAGE, timeout=180)
+    changed = self.gnt.Run("dpkg --verify ganeti-3.0 || true")
+    if changed.strip():
+      raise CheckFailed("Ganeti's files differ from its .deb: %s" % changed)
+    self._RestartHttpDaemonsOnBackend()
+    self._CheckClusterWorks()
+    return PASS
+
+  def CheckJobsSucceeded(self):
+    """gnt-job list: every job of the whole run succeeded."""
+    jobs = self.gnt.Run("gnt-job list --no-headers -o id,summary,status")
+    failed = [line for line in jobs.splitlines()
+              if line.split()[-1] != "success"]
+    if failed or not jobs.strip():
+      raise CheckFailed("; ".join(failed) or "no jobs")
+
+
+def _Outcome(check):
+  """Run one check; its outcome as the table shows it."""
+  try:
+    return check() or PASS
+  except CheckFailed as err:
+    return FAIL_PREFIX + str(err)
+  except subprocess.TimeoutExpired as err:
+    return FAIL_PREFIX + "hung: %r did not end within %s s" % (err.cmd[-1],
+                                                               err.timeout)
+  except Exception as err:  # pylint: disable=broad-except
+    return FAIL_PREFIX + "%s: %s" % (err.__class__.__name__, err)
