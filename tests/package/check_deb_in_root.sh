@@ -15,6 +15,9 @@
 # set in the root's /etc/default/ganeti) and needs no other network.
 # Prints one line per check; exits non-zero at the first failure.
 set -eu
+# The daemons here log where a node's do, whatever the caller's environment
+# says (the test suite points GANETI_HTTP_LOG_DIR at a directory of its own).
+unset GANETI_HTTP_LOG_DIR
 
 ROOT=$1
 SHIM_DEB=$2
@@ -131,6 +134,49 @@ prepare_noded() {
   fi
 }
 
+# On fastcgi: lighttpd's error log, which noded writes next to its own log,
+# through a rotation as Ganeti's logrotate configuration does it (rename,
+# "create 640", then its postrotate command: daemon-util rotate-all-logs,
+# SIGHUP to each daemon); a TLS client without certificate is named there
+# with its address, in the new file.
+check_lighttpd_log() {
+  log=$ROOT/var/log/ganeti/lighttpd-noded.log
+  for _ in $(seq 50); do
+    grep -q "server started" "$log" 2>/dev/null && break
+    sleep 0.2
+  done
+  grep -q '^lighttpd| .*(server\.c\.[0-9]*) server started' "$log" ||
+    fail "no start line in lighttpd-noded.log: $(cat "$log" 2>&1)"
+  [ "$(stat -c %a:%U "$log")" = 600:root ] ||
+    fail "lighttpd-noded.log is $(stat -c %a:%U "$log"), not 0600 root"
+  postrotate=$(sed -n '/postrotate/,/endscript/{/postrotate/d;/endscript/d;s/^[[:space:]]*//;p}' \
+    "$ROOT/etc/logrotate.d/ganeti")
+  [ -n "$postrotate" ] || fail "no postrotate command in /etc/logrotate.d/ganeti"
+  mv "$log" "$log.1"
+  install -m 640 /dev/null "$log"
+  in_root sh -c "$postrotate" || fail "$postrotate"
+  in_root python3 -c '
+import socket, ssl
+context = ssl._create_unverified_context()
+try:
+  with socket.create_connection(("127.0.0.1", 1811), timeout=10) as sock:
+    with context.wrap_socket(sock) as tls:
+      tls.sendall(b"POST /version HTTP/1.1\r\n\r\n")
+      tls.recv(1)
+except OSError:
+  pass'
+  refused='peer did not return a certificate (127.0.0.1)'
+  for _ in $(seq 50); do
+    grep -qF "$refused" "$log" && break
+    sleep 0.2
+  done
+  grep -qF "$refused" "$log" ||
+    fail "no refused client in the new lighttpd-noded.log: $(cat "$log")"
+  ! grep -qF "$refused" "$log.1" ||
+    fail "the refused client went to the rotated lighttpd-noded.log.1"
+  ok "lighttpd-noded.log: 0600 root, start line, reopened after $postrotate, a client without certificate named with its address"
+}
+
 check_noded() {
   conffile=$ROOT/etc/ganeti/http-backend.conf
   cp "$conffile" "$WORK/conffile"
@@ -153,6 +199,9 @@ for _ in range(100):
 response = connection.getresponse()
 print(response.status, response.read().decode().strip())' 2>&1)
   lighttpd_user=$(in_root ps -o user= -C lighttpd || true)
+  if [ "$1" = fastcgi ]; then
+    check_lighttpd_log
+  fi
   in_root timeout 60 /usr/lib/ganeti/daemon-util stop ganeti-noded ||
     fail "daemon-util stop ganeti-noded on $1"
   [ -z "$(in_root ps -o pid= -C lighttpd,ganeti-noded || true)" ] ||
