@@ -162,10 +162,15 @@ class Forwarder(object):
                                     daemon=True)
     self._thread.start()
 
+  def Join(self, timeout):
+    """Wait up to C{timeout} seconds for the end of the output (lighttpd
+    has exited) and for its last line to be written."""
+    self._thread.join(timeout)
+
   def Recent(self, wait=0.0):
     """The last lines, quoted (L{output.Quote}); after waiting up to
-    C{wait} seconds for the end of the output (lighttpd has exited)."""
-    self._thread.join(wait)
+    C{wait} seconds for the end of the output (L{Join})."""
+    self.Join(wait)
     return output.Quote(b"\n".join(list(self._recent)))
 
   def _Run(self):

@@ -264,6 +264,7 @@ class LighttpdSupervisor(object):
       self._monitor = None
     if instance is not None:
       instance.lifeline.Cut()
+      instance.output.Join(_OUTPUT_WAIT)  # its last lines, before Close()
     self._instance = None
     if self._error_log is not None:
       self._error_log.Close()
