@@ -78,6 +78,17 @@ def serve(backend, monkeypatch, tmp_path):
   Ganeti's current signature and returns a L{RunningServer}; every server
   is stopped when the test ends.
   """
+  yield from _Serving(backend, monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def fastcgi(monkeypatch, tmp_path):
+  """L{serve} on the fastcgi backend only (for tests/new)."""
+  yield from _Serving("fastcgi", monkeypatch, tmp_path)
+
+
+def _Serving(backend, monkeypatch, tmp_path):
+  """The generator behind L{serve} and L{fastcgi}."""
   monkeypatch.setenv("GANETI_HTTP_BACKEND", backend)
   monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG",
                      str(tmp_path / "no-such-file.conf"))

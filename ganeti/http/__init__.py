@@ -37,12 +37,13 @@ _UsePrivateLibraries()
 
 
 def _ReleaseVersion():
-  """Return Ganeti's release version when Ganeti is installed, else ours."""
+  """Return the version of the Ganeti tree this package is installed into
+  (the Server header carries it), or this package's outside any tree."""
   try:
     from ganeti import constants  # pylint: disable=import-outside-toplevel
     return constants.RELEASE_VERSION
   except (ImportError, AttributeError):
-    return "3.2 (ganeti-http-shim)"
+    return "(ganeti-http-shim %s)" % SHIM_VERSION
 
 
 HTTP_GANETI_VERSION = "Ganeti %s" % _ReleaseVersion()

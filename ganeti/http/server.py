@@ -6,7 +6,7 @@ L{ganeti.http.backends.selection}) and returns a server of that backend
 
 - C{legacy}: the threaded stdlib server
   (L{ganeti.http.backends.legacy.server}), which *is* an
-  C{http.server.HTTPServer}, as in Ganeti 3.2;
+  C{http.server.HTTPServer}, as on Ganeti's development branch;
 - C{fastcgi}: lighttpd in front of the handler running as a FastCGI
   application (L{ganeti.http.backends.fastcgi.server}), imported only then.
 

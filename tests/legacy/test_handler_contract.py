@@ -577,13 +577,18 @@ def test_verify_peer_without_tls_serves_plain_http(serve):
 
 
 def test_released_signature_is_accepted(backend, monkeypatch, tmp_path, pki):
-  """Ganeti 3.0/3.1 call C{HttpServer(mainloop, addr, port, max, handler)}."""
+  """Ganeti 3.0/3.1 call C{HttpServer(mainloop, addr, port, max, handler)}.
+
+  The callback runs in the connection's own process, as with their server:
+  it writes down its arguments."""
   monkeypatch.setenv("GANETI_HTTP_BACKEND", backend)
   monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(tmp_path / "none"))
-  calls = []
+  calls_file = tmp_path / "calls"
 
   def _ReleasedCallback(conn, cert, errnum, errdepth, ok):
-    calls.append((conn, cert.digest("sha1"), errnum, errdepth, ok))
+    with open(str(calls_file), "a") as calls:
+      calls.write(repr((conn, cert.digest("sha1"), errnum, errdepth, ok))
+                  + "\n")
     return True
 
   server = http_server.HttpServer(object(), "127.0.0.1", 0, 5,
@@ -599,7 +604,8 @@ def test_released_signature_is_accepted(backend, monkeypatch, tmp_path, pki):
     assert running.Request("GET", "/", client_cert=pki.node)[0] == 200
   finally:
     server.Stop()
-  assert calls == [(None, pki.node.digest.encode("ascii"), 0, 0, 1)]
+  assert calls_file.read_text().splitlines() == [
+    repr((None, pki.node.digest.encode("ascii"), 0, 0, 1))]
 
 
 @pytest.mark.parametrize("name,value", [("X-Injected", "a\r\nSet-Cookie: x=1"),
@@ -634,3 +640,28 @@ def test_unsafe_header_of_an_http_exception_is_dropped(serve):
   assert status == 401
   assert headers["X-Fine"] == "yes"
   assert "Set-Cookie" not in headers and "WWW-Authenticate" not in headers
+
+
+def test_released_signature_means_no_body_limit(backend, monkeypatch,
+                                                tmp_path):
+  """A server made the 3.0/3.1 way reads a body over 10 MiB (Ganeti 3.0
+  and 3.1 have no cap; the development branch's 10 MiB is for servers made
+  its way: L{test_oversized_body_announced_gives_413}).
+
+  The handler runs in the connection's own process, as with their server:
+  what it saw comes back in its answer."""
+  monkeypatch.setenv("GANETI_HTTP_BACKEND", backend)
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(tmp_path / "none"))
+  handler = RecordingHandler()
+  server = http_server.HttpServer(object(), "127.0.0.1", 0, 5, handler,
+                                  daemon_name="test")
+  server.Start()
+  try:
+    from tests.conftest import RunningServer
+    running = RunningServer(server, "127.0.0.1", False)
+    body = b"y" * (11 * 1024 * 1024)
+    (status, _, answer) = running.Request("POST", "/big", body=body)
+    assert status == 200
+    assert json.loads(answer)["body"] == body.decode("latin-1")
+  finally:
+    server.Stop()

@@ -210,7 +210,9 @@ def _DaemonFixture(name, args_fn):
   def _Fixture(ganeti_tree, ganeti_backend, pki, users_file, tmp_path_factory):
     daemon = _StartDaemon(ganeti_tree, ganeti_backend, tmp_path_factory,
                           name, args_fn(pki, users_file))
-    yield daemon.Server()
+    server = daemon.Server()
+    server.daemon = daemon
+    yield server
     returncode = daemon.Stop()
     assert returncode == 0, daemon.LogTail()
   return _Fixture
@@ -400,6 +402,39 @@ def test_noded_version_from_haskell_style_client(noded, answer, pki):
     "POST", "/version", body=b"[]", client_cert=pki.node,
     headers={"Content-Type": "application/x-www-form-urlencoded"})
   assert answer("", result) == (200, None, _JsonBody([True, PROTOCOL_VERSION]))
+
+
+def test_noded_reads_a_body_over_10_mib_as_ganeti_30_does(noded, answer,
+                                                          pki):
+  # Ganeti 3.0 and 3.1 cap no request body; the 10 MiB cap is the
+  # development branch's, which this tree is not.
+  body = json.dumps(["x" * (11 * 1024 * 1024)]).encode("ascii")
+  result = noded.Request("POST", "/version", body=body,
+                         headers={"Content-Type": JSON}, client_cert=pki.node)
+  assert answer("", result) == (200, None, _JsonBody([True, PROTOCOL_VERSION]))
+
+
+def test_noded_server_header_is_the_trees_ganeti_version(noded, pki,
+                                                         ganeti_tree):
+  version = _GanetiEval(ganeti_tree, "__import__('ganeti.constants')"
+                        ".constants.RELEASE_VERSION.encode()").decode()
+  for (path, status) in [("/version", 200), ("/no_such_procedure", 404)]:
+    (got, headers, _) = noded.Request("POST", path, body=b"[]",
+                                      client_cert=pki.node)
+    assert (got, headers["Server"]) == (status, "Ganeti " + version)
+
+
+def test_noded_logs_each_request_as_ganeti_30_does(noded, pki):
+  connection = noded.Connection(client_cert=pki.node)
+  try:
+    connection.request("POST", "/version", body=b"[]")
+    client_port = connection.sock.getsockname()[1]
+    assert connection.getresponse().status == 200
+  finally:
+    connection.close()
+  # The line is logged before the answer is sent.
+  assert (" INFO 127.0.0.1:%d POST /version HTTP/1.1 200\n"
+          % client_port) in noded.daemon.LogTail()
 
 
 def test_noded_backend_error_is_200_false(noded, answer, pki):

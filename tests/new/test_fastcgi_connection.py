@@ -10,6 +10,8 @@ import logging
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -285,3 +287,31 @@ def test_management_records(fastcgi_socket):
   assert values == (GET_VALUES_RESULT, 0, Pair(b"FCGI_MPXS_CONNS", b"0") +
                     Pair(b"FCGI_MAX_CONNS", b"2"))
   assert unknown == (UNKNOWN_TYPE, 0, bytes([99]) + b"\0" * 7)
+
+
+_FAILED_SETUPS = r"""
+import os, sys
+from ganeti.http.backends.fastcgi import listener
+before = sorted(os.listdir("/proc/self/fd"))
+for call in (lambda: listener.BindUnixSocket(sys.argv[1]),
+             listener.InheritedFastCgiSocket):
+  try:
+    call()
+  except OSError:
+    pass
+  else:
+    sys.exit("no OSError")
+print(sorted(os.listdir("/proc/self/fd")) == before)
+"""
+
+
+def test_failed_socket_setups_leave_no_descriptor_open(tmp_path):
+  """A socket that cannot be bound (its directory is missing) and a
+  standard input that is not a socket (the daemon was not spawned by
+  lighttpd) are errors that close what they opened."""
+  result = subprocess.run(
+    [sys.executable, "-c", _FAILED_SETUPS,
+     str(tmp_path / "missing" / "fastcgi.sock")],
+    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, universal_newlines=True,
+    timeout=60, check=True)
+  assert result.stdout == "True\n"

@@ -73,27 +73,6 @@ class PidHandler(http_server.HttpServerHandler):
     return json.dumps(os.getpid())
 
 
-@pytest.fixture
-def fastcgi(monkeypatch, tmp_path):
-  """Start C{HttpServer}s on the fastcgi backend; stop them afterwards."""
-  monkeypatch.setenv("GANETI_HTTP_BACKEND", "fastcgi")
-  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(tmp_path / "none"))
-  started = []
-
-  def _Start(handler, **kwargs):
-    server = http_server.HttpServer("127.0.0.1", 0, handler,
-                                    daemon_name="test", **kwargs)
-    started.append(server)
-    server.Start()
-    from tests.conftest import RunningServer
-    return RunningServer(server, "127.0.0.1",
-                         kwargs.get("ssl_params") is not None)
-
-  yield _Start
-  for server in started:
-    server.Stop()
-
-
 def _ForgedCertificateHeaders(credential):
   """Client headers claiming that lighttpd verified C{credential}'s
   certificate (lighttpd turns them into look-alike CGI variables)."""

@@ -293,6 +293,21 @@ def test_check_passes_then_reports_each_problem(node, scratch_dir):  # noqa
                          " does not exist")
 
 
+def test_config_names_the_runtime_directory_of_the_daemons_user(node):
+  """RAPI runs as gnt-rapi: by default its private directory is under
+  /run/ganeti-http/gnt-rapi, whoever runs ganeti-http (here root)."""
+  config = node.Run("config", "rapi").stdout
+  state_dir = "/run/ganeti-http/gnt-rapi/ganeti-http-XXXXXXXX"
+  assert "# %s is the private directory" % state_dir in config
+  assert 'server.pid-file = "%s/lighttpd.pid"' % state_dir in config
+  # a runtime-dir setting wins
+  node.Write(node.config, "[fastcgi]\nruntime-dir = %s\n" % node.root)
+  config = node.Run("config", "rapi").stdout
+  state_dir = os.path.join(node.root, "ganeti-http-XXXXXXXX")
+  assert "# %s is the private directory" % state_dir in config
+  assert 'server.pid-file = "%s/lighttpd.pid"' % state_dir in config
+
+
 def test_check_reports_file_problems_one_line_each(node):
   node.Write(node.config, "[backends]\nnoded = fast-cgi\nnode = fastcgi\n"
              "[fastcgi:rapid]\n")

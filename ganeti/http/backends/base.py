@@ -14,18 +14,23 @@ from ganeti.http.backends import selection
 from ganeti.http.backends import status_file
 from ganeti.http.core import pipeline
 from ganeti.http.system import child_reaper
+from ganeti.http.system import signal_wakeup
 
 
 class ServerBase(object):
   """The part of a backend's server that does not depend on the backend.
 
   A backend's constructor calls L{_SetUpFromOptions} first; its C{Start}
-  calls L{_HoldReaper} and, once serving, L{_PublishStatus}; its C{Stop}
-  calls L{_WithdrawStatus} first and L{_ReleaseReaper} last.
+  calls L{_HoldReaper}, L{_WakeMainLoopOnSignals} and, once serving,
+  L{_PublishStatus}; its C{Stop} calls L{_WithdrawStatus} first and
+  L{_ReleaseReaper} last.
 
   @cvar backend: the backend's name (see L{ganeti.http.backends})
   @ivar ganeti_handler: the daemon's C{HttpServerHandler}
   @ivar pipeline: the L{pipeline.RequestPipeline} requests go through
+  @ivar per_connection_processes: whether each connection is served in a
+      child process of its own (L{ganeti.http.system.connection_children}), as Ganeti 3.0
+      and 3.1's server does: true for a server made with their signature
   """
   backend = None
   allow_reuse_address = True
@@ -45,6 +50,9 @@ class ServerBase(object):
     self.ganeti_handler = options.handler
     # Ganeti 3.2's server reaps forgotten children; 3.0's main loop does.
     self._reaps_children = options.mainloop is None
+    # Ganeti 3.0/3.1's server serves each connection in a child process of
+    # its own, 3.2's in a thread.
+    self.per_connection_processes = options.mainloop is not None
     self._release_reaper = None
     self.ssl_verify_peer = options.ssl_verify_peer
     self.ssl_verify_callback = options.ssl_verify_callback
@@ -52,13 +60,20 @@ class ServerBase(object):
     self.pipeline = pipeline.RequestPipeline(
       pipeline.ClientCertificatePolicy(options.ssl_verify_peer,
                                        options.ssl_verify_callback),
-      max_body_size=max_body_size)
+      max_body_size=max_body_size,
+      development_branch=options.development_branch)
 
   def _HoldReaper(self):
     """Reap the daemon's forgotten children from now on (L{child_reaper}),
     if the server was made with Ganeti 3.2's signature, as 3.2's does."""
     if self._reaps_children and self._release_reaper is None:
       self._release_reaper = child_reaper.Hold()
+
+  def _WakeMainLoopOnSignals(self):
+    """With Ganeti 3.0/3.1's signature, have signals that land in our
+    threads wake their main loop (L{signal_wakeup})."""
+    if self.per_connection_processes:
+      signal_wakeup.Install()
 
   def _ReleaseReaper(self):
     """Undo L{_HoldReaper}."""

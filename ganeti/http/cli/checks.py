@@ -10,8 +10,8 @@ daemon that serves HTTP:
     (a missing one counts for the daemons that run on every node: RAPI's
     exists only on the master);
   - for a daemon on the fastcgi backend: its settings load, the frontend
-    account exists, the runtime directory is root's and not writable by
-    others, and lighttpd accepts the configuration the daemon would run
+    account exists, the daemon's runtime directory exists and only root
+    and the daemon's user can change it, and lighttpd accepts the configuration the daemon would run
     (C{lighttpd -tt}, in a new directory only this user can write).
 """
 
@@ -111,9 +111,7 @@ def _CheckCertificate(daemon, environ):
 def _CheckRuntimeDir(daemon, settings):
   """The runtime directory, by the rules the daemon applies at its start
   (L{trusted_dirs.OpenTrusted}), for the daemon's user."""
-  path = settings.runtime_dir
-  if path is None:
-    return
+  path = preview.RuntimeDir(daemon, settings)
   try:
     os.close(trusted_dirs.OpenTrusted(
       path, uid=pwd.getpwnam(daemon.user).pw_uid))

@@ -7,13 +7,11 @@ error); 2 the command line is wrong.
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 
 import ganeti.http as ganeti_http
 from ganeti.http.backends import selection
-from ganeti.http.backends.fastcgi.lighttpd import state_dirs
 from ganeti.http.cli import checks
 from ganeti.http.cli import daemons
 from ganeti.http.cli import flag_file
@@ -196,15 +194,11 @@ def _Check(args):
 def _Config(args):
   (daemon,) = _Names([args.daemon])
   running = status.Collect(daemon)["running"]
-  runtime_dir = "/run/ganeti-http" if daemon.user == "root" else "/tmp"
-  state_dir = os.path.join(runtime_dir, state_dirs.PREFIX + "XXXXXXXX")
-  (config, settings, _) = preview.Render(daemon, state_dir,
-                                         address=running["address"])
+  (config, settings, _) = preview.Render(daemon, address=running["address"])
   print("# lighttpd configuration of %s on the fastcgi backend, as it would"
         " start now;" % daemon.name)
   print("# %s is the private directory it makes at each start." %
-        os.path.join(settings.runtime_dir or runtime_dir,
-                     state_dirs.PREFIX + "XXXXXXXX"))
+        preview.PlaceholderStateDir(daemon, settings))
   sys.stdout.write(config)
   return EXIT_OK
 

@@ -16,6 +16,7 @@ import os
 from ganeti.http.backends.fastcgi import server as fastcgi_server
 from ganeti.http.backends.fastcgi import settings as fastcgi_settings
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import state_dirs
 from ganeti.http.cli import daemons
 from ganeti.http.core import pipeline
 
@@ -37,16 +38,35 @@ def Frontend(daemon, settings):
   return fastcgi_settings.FrontendAccount()
 
 
-def Render(daemon, state_dir, address=None, environ=os.environ):
+def RuntimeDir(daemon, settings):
+  """The runtime directory C{daemon} would use: its C{runtime-dir}
+  setting, else the default for the user the daemon runs as (not the
+  default of this process's user, which L{fastcgi_settings.Load} gives)."""
+  if settings.Source("runtime-dir"):
+    return settings.runtime_dir
+  return fastcgi_settings.DefaultRuntimeDir(daemon.user)
+
+
+def PlaceholderStateDir(daemon, settings):
+  """The private directory C{daemon} would make at its next start, with
+  a placeholder for the random part of its name."""
+  return os.path.join(RuntimeDir(daemon, settings),
+                      state_dirs.PREFIX + "XXXXXXXX")
+
+
+def Render(daemon, state_dir=None, address=None, environ=os.environ):
   """Return C{(configuration text, settings, frontend account)} of
   C{daemon}'s lighttpd with C{state_dir} as its private directory.
 
+  @param state_dir: default L{PlaceholderStateDir}
   @param address: C{(host, port)}; default C{("0.0.0.0", Ganeti's port)}
   @raise selection.BackendFlagError: the settings are malformed (or
       L{fastcgi_settings.SettingsError})
   """
   settings = fastcgi_settings.Load(daemon.name, environ)
   frontend = Frontend(daemon, settings)
+  if state_dir is None:
+    state_dir = PlaceholderStateDir(daemon, settings)
   certificate = daemons.CertificatePath(daemon, environ)
   request_pipeline = pipeline.RequestPipeline(
     pipeline.ClientCertificatePolicy(daemon.verify_peer, None),

@@ -24,10 +24,11 @@ import http
 import http.client
 import logging
 import re
-import string
 
 from ganeti import http as ganeti_http
 from ganeti.http.core import request_body
+from ganeti.http.core import request_fields
+from ganeti.http.core import request_log
 from ganeti.http.core import response_body
 
 
@@ -50,7 +51,9 @@ DEFAULT_ERROR_MESSAGE = """\
 SUPPORTED_METHODS = frozenset([ganeti_http.HTTP_GET, ganeti_http.HTTP_POST,
                                ganeti_http.HTTP_PUT, ganeti_http.HTTP_DELETE])
 
-#: Largest request body accepted (Ganeti's limit), in bytes.
+#: Largest request body of a buffered handler on Ganeti's development
+#: branch, in bytes (its C{GanetiRequestHandler.MAX_REQUEST_BODY_SIZE});
+#: Ganeti 3.0 and 3.1 have no limit.
 MAX_REQUEST_BODY_SIZE = 10 * 1024 * 1024
 
 #: Status code -> (short text, long text), the texts of http.server's pages.
@@ -289,12 +292,19 @@ class RequestPipeline(object):
   """Runs requests through a Ganeti handler.
 
   @ivar certificate_policy: a L{ClientCertificatePolicy}
-  @ivar max_body_size: the body size limit in bytes
+  @ivar max_body_size: the body size limit in bytes, where there is one
+      (see L{BodyLimit})
+  @ivar development_branch: whether the server serves Ganeti's development
+      branch (L{server_options.ServerOptions<ganeti.http.core.
+      server_options.ServerOptions>}' attribute of that name), rather than
+      3.0 or 3.1
   """
 
-  def __init__(self, certificate_policy, max_body_size=MAX_REQUEST_BODY_SIZE):
+  def __init__(self, certificate_policy, max_body_size=MAX_REQUEST_BODY_SIZE,
+               development_branch=True):
     self.certificate_policy = certificate_policy
     self.max_body_size = max_body_size
+    self.development_branch = development_branch
 
   def Run(self, handler, incoming, let_through=()):
     """Answer one request; never raises, but for C{let_through}.
@@ -310,13 +320,15 @@ class RequestPipeline(object):
     except ganeti_http.HttpException as err:
       error = err
       logging.log(logging.WARNING if StatusOf(err) >= 500 else logging.INFO,
-                  "%s %s: %s %s", incoming.method, incoming.path, err.code,
-                  err.message)
+                  "%s %s: %s %s", request_log.Escaped(incoming.method),
+                  request_log.Escaped(incoming.path), err.code,
+                  request_log.Escaped(err.message))
     except let_through:
       raise
     except Exception as err:  # pylint: disable=broad-except
-      logging.exception("Error while handling %s %s", incoming.method,
-                        incoming.path)
+      logging.exception("Error while handling %s %s",
+                        request_log.Escaped(incoming.method),
+                        request_log.Escaped(incoming.path))
       error = ganeti_http.HttpInternalServerError(str(err))
     return ErrorResponse(handler, error)
 
@@ -334,6 +346,11 @@ class RequestPipeline(object):
       req.request_body_stream = body
     else:
       req.request_body = body.read()
+      if ganeti_http.HTTP_CONTENT_LENGTH not in req.request_headers:
+        # lighttpd tells the length of every body it buffered, of none
+        # and of a chunked one too: the handler sees it on both backends.
+        req.request_headers[ganeti_http.HTTP_CONTENT_LENGTH] = str(
+          len(req.request_body))
     handler.PreHandleRequest(req)
     result = response_body.FromHandlerResult(handler.HandleRequest(req))
     try:
@@ -349,11 +366,16 @@ class RequestPipeline(object):
   def BodyLimit(self, handler):
     """The largest request body C{handler} accepts, in bytes, or None.
 
-    Buffered handlers get this server's size limit; streaming ones their
-    own C{REQUEST_BODY_LIMIT}, if any.
+    Streaming handlers get their own C{REQUEST_BODY_LIMIT}, if any.
+    Buffered ones get the limit of the Ganeti they belong to: Ganeti 3.0
+    and 3.1 read a body of any size (an 11 MiB POST is served); the
+    development branch's server answers 413 above its 10 MiB, this
+    server's C{max_body_size}.
     """
     if StreamsRequestBody(handler):
       return getattr(handler, "REQUEST_BODY_LIMIT", None)
+    if not self.development_branch:
+      return None
     return self.max_body_size
 
   def _OpenBody(self, handler, incoming):
@@ -366,13 +388,6 @@ class RequestPipeline(object):
     return request_body.RequestBodyStream(incoming.read_body, length, limit)
 
 
-#: Characters of a header name (RFC 9110's "token").
-_TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits +
-                              "!#$%&'*+-.^_`|~")
-
-#: Control characters a header value may not hold (all but the tab).
-_FORBIDDEN_IN_VALUE = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
-
 #: Response headers a handler may not set (lower case): they frame the
 #: response or manage the connection, or lighttpd takes them as
 #: instructions (the fastcgi backend would act on them or drop them, the
@@ -383,13 +398,6 @@ _RESERVED_RESPONSE_HEADERS = frozenset([
   "x-lighttpd-send-tempfile"])
 
 
-def IsValidField(name, value):
-  """Whether a header field is well formed: its name a token, its value
-  free of control characters but the tab (RFC 9110)."""
-  return bool(name and _TOKEN_CHARACTERS.issuperset(name)
-              and not _FORBIDDEN_IN_VALUE.search(value))
-
-
 def _HeaderProblem(name, value):
   """Why a response header cannot be sent, or None if it can.
 
@@ -398,7 +406,7 @@ def _HeaderProblem(name, value):
   mangled by clients and lighttpd, and HTTP/1.1 header text is Latin-1;
   all would otherwise fail differently on each backend.
   """
-  if not IsValidField(name, value):
+  if not request_fields.IsValidField(name, value):
     return "invalid response header %r: %r" % (name, value)
   if name.lower() in _RESERVED_RESPONSE_HEADERS:
     return "response header %r, which only the server may set" % name

@@ -36,7 +36,7 @@ class HttpResponder(object):
   def __init__(self, handler):
     self._handler = handler
     self._pipeline = pipeline.RequestPipeline(
-      pipeline.ClientCertificatePolicy(False, None))
+      pipeline.ClientCertificatePolicy(False, None), development_branch=False)
 
   def __call__(self, read_request):
     (request_msg, reader) = read_request()

@@ -2,7 +2,8 @@
 
 Ganeti has called C{HttpServer} in two ways:
 
-- current (3.2): C{HttpServer(local_address, port, ganeti_handler,
+- current (Ganeti's development branch since commit 14eb51bd8, in no
+  release): C{HttpServer(local_address, port, ganeti_handler,
   ssl_params=None, ssl_verify_peer=False, ssl_verify_callback=None,
   max_clients=20)}, the callback taking the client certificate's digest;
 - released 3.0/3.1: C{HttpServer(mainloop, local_address, port, max_clients,
@@ -111,6 +112,10 @@ class ServerOptions(object):
   @ivar max_clients: requests served at once
   @ivar daemon_name: name used to look up the backend flag, or None
   @ivar mainloop: the 3.0/3.1 main loop argument (unused), or None
+  @ivar development_branch: whether the caller is Ganeti's development
+      branch (it calls with the current signature, and only its server,
+      from commit 14eb51bd8 on, has that signature; 3.0 and 3.1 pass a
+      main loop first)
   """
 
   def __init__(self, local_address, port, handler, ssl_params=None,
@@ -125,6 +130,7 @@ class ServerOptions(object):
     self.max_clients = max_clients
     self.daemon_name = daemon_name
     self.mainloop = mainloop
+    self.development_branch = mainloop is None
     self.address_family = AddressFamily(local_address)
     if max_clients < 1:
       raise ValueError("max_clients must be at least 1, not %r" %

@@ -30,11 +30,16 @@ class FastCgiListener(object):
   @param max_threads: connections served at once; more wait in the backlog
   @param peer_check: a L{peer_check.PeerCheck} every connection must pass,
       or None
+  @param children: a L{ConnectionChildren<ganeti.http.system.
+      connection_children.ConnectionChildren>} to serve each connection in
+      a child process of its own, or None to serve it in the thread
   """
 
-  def __init__(self, gateway, listen_socket, max_threads, peer_check=None):
+  def __init__(self, gateway, listen_socket, max_threads, peer_check=None,
+               children=None):
     self._gateway = gateway
     self._peer_check = peer_check
+    self._children = children
     self._socket = listen_socket
     # Several processes may wait on this socket: when another one wins the
     # race for a connection, accept() here must not block (that would also
@@ -61,16 +66,25 @@ class FastCgiListener(object):
     while not self._stopping.is_set() and should_continue():
       connection = self._Accept()
       if connection is None:
+        if self._children is not None:
+          self._children.Collect()
         continue
       try:
         if self._peer_check is None or self._peer_check.Allows(connection):
-          self._gateway.ServeConnection(connection)
+          self._Serve(connection)
       except BaseException:  # pylint: disable=broad-except
         # Even SystemExit from a handler: the thread must keep serving (as
         # the legacy backend's threads do).
         logging.exception("Error on a FastCGI connection")
       finally:
         connection.close()
+
+  def _Serve(self, connection):
+    if self._children is None:
+      self._gateway.ServeConnection(connection)
+    else:
+      self._children.Serve(
+        connection, lambda: self._gateway.ServeConnection(connection))
 
   def _Accept(self):
     """A new connection, or None after a while without one."""
@@ -109,7 +123,12 @@ def InheritedFastCgiSocket():
 
   @raise OSError: fd 0 is not a listening socket
   """
-  sock = socket.socket(fileno=os.dup(0))
+  descriptor = os.dup(0)
+  try:
+    sock = socket.socket(fileno=descriptor)
+  except OSError:  # not a socket at all
+    os.close(descriptor)
+    raise
   if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
     sock.close()
     raise OSError("Standard input is not a listening socket; was this"
@@ -130,14 +149,18 @@ def BindUnixSocket(path, owner_uid=None, owner_gid=None, mode=0o600):
   if os.path.exists(path):
     os.unlink(path)
   sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-  old_umask = os.umask(0o077)
   try:
-    sock.bind(path)
-  finally:
-    os.umask(old_umask)
-  if owner_uid is not None or owner_gid is not None:
-    os.chown(path, -1 if owner_uid is None else owner_uid,
-             -1 if owner_gid is None else owner_gid)
-  os.chmod(path, mode)
-  sock.listen(socket.SOMAXCONN)
+    old_umask = os.umask(0o077)
+    try:
+      sock.bind(path)
+    finally:
+      os.umask(old_umask)
+    if owner_uid is not None or owner_gid is not None:
+      os.chown(path, -1 if owner_uid is None else owner_uid,
+               -1 if owner_gid is None else owner_gid)
+    os.chmod(path, mode)
+    sock.listen(socket.SOMAXCONN)
+  except BaseException:
+    sock.close()
+    raise
   return sock

@@ -36,16 +36,24 @@ from ganeti.http.backends.fastcgi import workers
 from ganeti.http.backends.fastcgi import wsgi_application
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 from ganeti.http.backends.fastcgi.lighttpd import error_log as lighttpd_log
+from ganeti.http.backends.fastcgi.lighttpd import limits as lighttpd_limits
 from ganeti.http.backends.fastcgi.lighttpd import state_dirs
 from ganeti.http.backends.fastcgi.lighttpd import (
   supervisor as lighttpd_supervisor)
 from ganeti.http.core import pipeline
+from ganeti.http.system import connection_children
 
-#: Seconds L{FastCgiHttpServer.Stop} lets requests in progress finish
-#: (lighttpd's graceful shutdown; Ganeti's RPCs can take that long) ...
-GRACEFUL_STOP_TIMEOUT = 25
-#: ... and waits for lighttpd, then for the backend, before killing them.
-STOP_TIMEOUT = GRACEFUL_STOP_TIMEOUT + 5
+#: Seconds lighttpd lets requests in flight finish after the daemon's
+#: stop: 0, no limit (a Ganeti RPC may take hours; Ganeti 3.0's
+#: per-connection children finish theirs however long it takes).
+GRACEFUL_STOP_TIMEOUT = 0
+#: Seconds L{FastCgiHttpServer.Stop} waits for lighttpd, then for the
+#: backend, before killing them, when requests run in the daemon's own
+#: threads ...
+STOP_TIMEOUT = 30
+#: ... and, when they run in other processes, before leaving those to
+#: finish on their own.
+RELEASE_WAIT = 0.5
 
 #: How often a spawned backend checks that lighttpd is still there (s).
 _SPAWNER_POLL_INTERVAL = 1.0
@@ -90,6 +98,7 @@ class FastCgiHttpServer(base.ServerBase):
     self._listener = None
     self._listener_thread = None
     self._workers = None
+    self._children = None
     self._supervisor = None
     self._spawner = None
     self._spawner_watch = None
@@ -104,6 +113,7 @@ class FastCgiHttpServer(base.ServerBase):
     """
     self._StartServing()
     self._HoldReaper()
+    self._WakeMainLoopOnSignals()
     self._PublishStatus(
       self._ssl_params is not None,
       processes={"lighttpd": [self._supervisor.pid if self._supervisor
@@ -171,8 +181,14 @@ class FastCgiHttpServer(base.ServerBase):
 
   def _StartBackend(self):
     # max_clients requests at once in all, split over the processes: fewer
-    # threads per process also means less contention for its GIL.
+    # threads per process also means less contention for its GIL.  A
+    # single process serves each connection in a child of its own where
+    # Ganeti's server did (3.0/3.1), with one thread to accept them.
     threads = -(-self._max_clients // self.settings.processes)
+    if self.settings.processes == 1 and self.per_connection_processes:
+      self._children = connection_children.ConnectionChildren(
+        self._max_clients)
+      threads = 1
     gateway = flup_gateway.FlupGateway(
       wsgi_application.WsgiApplication(
         self.pipeline, lambda: self.ganeti_handler,
@@ -192,11 +208,13 @@ class FastCgiHttpServer(base.ServerBase):
 
     def _MakeListener():
       return fastcgi_listener.FastCgiListener(
-        gateway, self._fastcgi_socket, threads, check)
+        gateway, self._fastcgi_socket, threads, check,
+        children=self._children)
 
     if self.settings.processes > 1:
       self._workers = workers.ForkedWorkers(_MakeListener,
-                                            self.settings.processes)
+                                            self.settings.processes,
+                                            keep=[self._fastcgi_socket])
       self._workers.Start()
     else:
       self._listener = _MakeListener()
@@ -205,17 +223,23 @@ class FastCgiHttpServer(base.ServerBase):
                                                daemon=True)
       self._listener_thread.start()
 
-  def _StopBackend(self):
+  def _StopBackend(self, release=False):
     if self._spawner_watch is not None:
       self._spawner_watch.set()
       self._spawner_watch = None
     if self._workers is not None:
-      self._workers.Stop(STOP_TIMEOUT)
+      if release:
+        self._workers.Stop(RELEASE_WAIT, kill=False)
+      else:
+        self._workers.Stop(STOP_TIMEOUT)
       self._workers = None
     if self._listener is not None:
       self._listener.Stop()
       self._listener_thread.join(STOP_TIMEOUT)
       self._listener = self._listener_thread = None
+    if self._children is not None:
+      self._children.Release()
+      self._children = None
     if self._fastcgi_socket is not None:
       self._fastcgi_socket.close()
       self._fastcgi_socket = None
@@ -224,14 +248,25 @@ class FastCgiHttpServer(base.ServerBase):
       self._state_dir = None
 
   def Stop(self):
-    """Stop lighttpd gracefully (requests in progress get
-    L{GRACEFUL_STOP_TIMEOUT} seconds to finish), then the backend; close
-    the port."""
+    """Stop accepting and close the port; let the requests in flight
+    finish.
+
+    When they run in other processes (workers, or a child per connection
+    as in Ganeti 3.0/3.1), lighttpd (stopped gracefully) and those
+    processes finish them on their own after L{RELEASE_WAIT} seconds, so
+    that the daemon exits at once and a new one can start meanwhile, as
+    Ganeti 3.0's per-connection children allowed.  When they run in this
+    process's threads, Stop waits for them (L{STOP_TIMEOUT}).
+    """
+    release = self._workers is not None or self._children is not None
     self._WithdrawStatus()
     if self._supervisor is not None:
-      self._supervisor.stop(STOP_TIMEOUT)
+      if release:
+        self._supervisor.Release(RELEASE_WAIT)
+      else:
+        self._supervisor.stop(STOP_TIMEOUT)
       self._supervisor = None
-    self._StopBackend()
+    self._StopBackend(release=release)
     self.server_close()
     self._ReleaseReaper()
 
@@ -273,6 +308,7 @@ def FrontendSettings(settings, request_pipeline, handler, address,
     stream_request_body=streaming,
     graceful_shutdown_timeout=GRACEFUL_STOP_TIMEOUT,
     write_idle_timeout=settings.write_idle_timeout,
+    max_fds=lighttpd_limits.ReachableMaxFds(),
     sendfile_dirs=settings.sendfile_dirs,
     username=frontend.user,
     groupname=frontend.group,

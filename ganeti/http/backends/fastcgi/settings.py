@@ -105,9 +105,13 @@ class FastCgiSettings(object):
           "sendfile-dirs must be absolute paths, not %r%s" %
           (path, self._From("sendfile-dirs")))
 
+  def Source(self, key):
+    """Where setting C{key} came from, or None if it is the default."""
+    return self._sources.get(key)
+
   def _From(self, key):
     """" (from <where>)" for an error about C{key}, or ""."""
-    source = self._sources.get(key)
+    source = self.Source(key)
     return " (from %s)" % source if source else ""
 
   def FrontendIdentity(self):
@@ -173,15 +177,19 @@ def Load(daemon_name, environ=os.environ):
     sources=sources)
 
 
-def DefaultRuntimeDir():
-  """The runtime directory of a daemon running as this process's user."""
-  uid = os.geteuid()
-  if uid == 0:
+def DefaultRuntimeDir(user=None):
+  """The default runtime directory of a daemon running as C{user} (a user
+  name; default: this process's user)."""
+  if user is None:
+    uid = os.geteuid()
+    if uid == 0:
+      return ROOT_RUNTIME_DIR
+    try:
+      user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+      user = str(uid)
+  if user == "root":
     return ROOT_RUNTIME_DIR
-  try:
-    user = pwd.getpwuid(uid).pw_name
-  except KeyError:
-    user = str(uid)
   return os.path.join(ROOT_RUNTIME_DIR, user)
 
 

@@ -14,7 +14,7 @@ import threading
 import time
 
 from ganeti.http.backends.fastcgi import listener as fastcgi_listener
-from ganeti.http.system import child_reaper
+from ganeti.http.system import forked_child
 
 #: glibc's mallopt() parameter number for the arena limit, and the limit
 #: set in forked worker processes (see _LimitMallocArenas).
@@ -34,15 +34,19 @@ class ForkedWorkers(object):
   Children accept on the same inherited listening socket; a child whose
   parent died stops accepting and exits.  The parent restarts children that
   die (L{Reap}) and stops them with SIGTERM, which lets each finish the
-  requests it is serving.
+  requests it is serving.  A child keeps, of the daemon's descriptors, only
+  C{keep} and what L{forked_child.Fork} keeps.
 
   @param make_listener: C{make_listener()} returns the listener a child runs
   @param count: number of processes
+  @param keep: the sockets a child needs: the listening socket
+      C{make_listener} uses
   """
 
-  def __init__(self, make_listener, count):
+  def __init__(self, make_listener, count, keep=()):
     self._make_listener = make_listener
     self._count = count
+    self._keep = keep
     self._pids = set()
     self._forked_at = {}  # pid -> time.monotonic() of its fork
     # Children that keep dying young are forked again after a growing
@@ -69,34 +73,17 @@ class ForkedWorkers(object):
   def _Fork(self):
     parent = os.getpid()
     memory_locked = _MemoryLocked()
-    # Until the child has its own SIGTERM handler, the daemon's would run
-    # there (and not stop it): hold SIGTERM back until then.
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
-    try:
-      pid = os.fork()
-    except BaseException:
-      signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-      raise
-    if pid:
-      signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-      return pid
-    status = 1
-    try:
+
+    def _Run(stopping):
       _LimitMallocArenas()
       if memory_locked:
         _LockMemory()
-      child_reaper.RunInForkedChild()  # for children its handlers fork
-      listener = self._make_listener()
-      signal.signal(signal.SIGTERM, lambda *_: listener.Stop())
-      for other in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-        signal.signal(other, signal.SIG_DFL)
-      signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-      listener.Serve(should_continue=lambda: os.getppid() == parent)
-      status = 0
-    except BaseException:  # pylint: disable=broad-except
-      logging.exception("FastCGI worker process failed")
-    finally:
-      os._exit(status)  # pylint: disable=protected-access
+      self._make_listener().Serve(
+        should_continue=lambda: (not stopping.is_set() and
+                                 os.getppid() == parent))
+
+    return forked_child.Fork(_Run, keep=self._keep,
+                             name="FastCGI worker process")
 
   def Reap(self):
     """Collect children that exited; restart them unless stopping.
@@ -154,8 +141,12 @@ class ForkedWorkers(object):
     """Process ids of the running children."""
     return frozenset(self._pids)
 
-  def Stop(self, timeout):
-    """SIGTERM every child, wait up to C{timeout} seconds, then SIGKILL."""
+  def Stop(self, timeout, kill=True):
+    """SIGTERM every child (it stops accepting and finishes the requests
+    it serves), wait up to C{timeout} seconds for them to exit; then
+    SIGKILL those left, or with C{kill} false leave them to finish on
+    their own: they exit when done (see L{listener.FastCgiListener.Serve})
+    and whoever is their parent then reaps them."""
     self._stopping.set()
     if self._monitor is not None:
       self._monitor.join()
@@ -167,6 +158,10 @@ class ForkedWorkers(object):
     for pid in pids:
       _Signal(pid, signal.SIGTERM)
     _WaitForChildren(pids, timeout)
+    if pids and not kill:
+      logging.info("FastCGI worker(s) %s still serving requests; they exit"
+                   " once those are answered", ", ".join(map(str, pids)))
+      return
     for pid in pids:
       _Signal(pid, signal.SIGKILL)
     _WaitForChildren(pids, None)

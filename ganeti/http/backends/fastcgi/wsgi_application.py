@@ -12,47 +12,16 @@ C{SSL_CLIENT_CERT}; and the certificate is used only when lighttpd reports
 C{SSL_CLIENT_VERIFY=SUCCESS} on a server that we configured for TLS.
 """
 
-import functools
 import logging
 import os
 import ssl
 import urllib.parse
 
-from ganeti import http as ganeti_http
 from ganeti.http.backends.fastcgi import flup_gateway
 from ganeti.http.core import pipeline
+from ganeti.http.core import request_fields
+from ganeti.http.core import request_log
 from ganeti.http.core import response_body
-
-# CGI variables that carry request headers without the HTTP_ prefix.
-_UNPREFIXED_HEADERS = {
-  "CONTENT_TYPE": ganeti_http.HTTP_CONTENT_TYPE,
-  "CONTENT_LENGTH": ganeti_http.HTTP_CONTENT_LENGTH,
-}
-
-# What the HTTP_ form of those would be: lighttpd turns a client header
-# "Content_Length" (underscore) into HTTP_CONTENT_LENGTH, which must not
-# become a second Content-Length.
-_ALIASES_OF_UNPREFIXED = frozenset("HTTP_" + variable
-                                   for variable in _UNPREFIXED_HEADERS)
-
-
-@functools.lru_cache(maxsize=256)
-def _HeaderName(variable):
-  """C{HTTP_X_FORWARDED_FOR} -> C{X-Forwarded-For} (remembered: the same
-  few names come with every request)."""
-  return "-".join(part.capitalize() for part in variable[5:].split("_"))
-
-
-def HeadersFromEnviron(environ):
-  """Rebuild the request headers from a CGI environment."""
-  pairs = []
-  for (variable, value) in environ.items():
-    if variable.startswith("HTTP_"):
-      if variable not in _ALIASES_OF_UNPREFIXED:
-        pairs.append((_HeaderName(variable), value))
-    elif variable in _UNPREFIXED_HEADERS:
-      pairs.append((_UNPREFIXED_HEADERS[variable], value))
-  return pipeline.HeadersFromPairs(sorted(pairs, key=lambda pair: pair[0]))
 
 
 def PeerCertificateFromEnviron(environ):
@@ -118,16 +87,24 @@ class WsgiApplication(object):
                                 for path in sendfile_dirs)
 
   def __call__(self, environ, start_response):
+    target = _RequestTarget(environ)
     incoming = pipeline.IncomingRequest(
       method=environ["REQUEST_METHOD"],
-      path=_RequestTarget(environ),
-      headers=HeadersFromEnviron(environ),
+      path=target,
+      headers=request_fields.HeadersFromCgiVariables(environ),
       read_body=environ["wsgi.input"].read,
       sock=_DETACHED_CLIENT_SOCKET,
       tls=self._tls,
       peer_certificate=(PeerCertificateFromEnviron(environ)
                         if self._tls else None))
     response = self._pipeline.Run(self._current_handler(), incoming)
+    # The client's address as lighttpd saw it (the FastCGI peer is
+    # lighttpd itself).
+    request_log.LogRequest(
+      environ.get("REMOTE_ADDR", "-"), environ.get("REMOTE_PORT", "-"),
+      request_log.RequestLine(incoming.method, target,
+                              environ.get("SERVER_PROTOCOL", "-")),
+      response.status)
     body = response.body
     headers = response.headers
     after_connection = environ.get(flup_gateway.AFTER_CONNECTION_KEY)

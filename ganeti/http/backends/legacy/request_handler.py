@@ -19,6 +19,8 @@ import time
 from ganeti import http as ganeti_http
 from ganeti.http.core import pipeline
 from ganeti.http.core import request_body
+from ganeti.http.core import request_fields
+from ganeti.http.core import request_log
 from ganeti.http.core import response_body
 
 #: A control character in a request target, raw or percent-encoded
@@ -62,6 +64,20 @@ class _HeadDeadlineReader(io.RawIOBase):
     self._sock.settimeout(self._wait_timeout)
 
 
+class _LineRecorder(object):
+  """Reads lines from a file, keeping them (the stdlib's header parser
+  loses how each line ended)."""
+
+  def __init__(self, fileobj):
+    self.file = fileobj
+    self.lines = []
+
+  def readline(self, limit=-1):
+    line = self.file.readline(limit)
+    self.lines.append(line)
+    return line
+
+
 class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
   """Reads one request from a connection and writes the pipeline's answer.
 
@@ -74,7 +90,10 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
   @cvar MAX_REQUEST_BODY_SIZE: body size limit in bytes (413 above it)
   """
   timeout = 10
-  request_head_timeout = 30
+  # A worker waits this long at most for an unauthenticated client (each
+  # stage): the same 10 s as lighttpd's server.max-read-idle, but a
+  # deadline, as trickled bytes would reset a timeout (issue 14).
+  request_head_timeout = 10
   # The stdlib's default, HTTP/0.9, has it answer an unparsable request
   # line with an error page and no status line.
   default_request_version = ganeti_http.HTTP_1_0
@@ -94,7 +113,14 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
     """The stdlib's parsing, but only HTTP/1.0 and HTTP/1.1 as lighttpd:
     no HTTP/0.9 requests ("GET /path"), and no versions the stdlib reads
     as 1.x ("HTTP/1.01", "HTTP/1.2")."""
-    if not http.server.BaseHTTPRequestHandler.parse_request(self):
+    recorder = _LineRecorder(self.rfile)
+    self._head_lines = recorder.lines
+    self.rfile = recorder
+    try:
+      parsed = http.server.BaseHTTPRequestHandler.parse_request(self)
+    finally:
+      self.rfile = recorder.file
+    if not parsed:
       return False
     if len(self.raw_requestline.split()) < 3:
       self.send_error(400, "HTTP/0.9 requests are not supported")
@@ -170,7 +196,7 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
                                                  err))
       return
     incoming = pipeline.IncomingRequest(
-      method=self.command, path=self.path, headers=self.headers,
+      method=self.command, path=self.path, headers=self.handler_headers,
       read_body=read_body, sock=self.connection, tls=tls,
       peer_certificate=self._PeerCertificate() if tls else None,
       chunked=chunked)
@@ -179,37 +205,40 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
 
   def _CheckHead(self):
     """Refuse what lighttpd refuses in a request head, so that both
-    backends answer it alike (the stdlib lets it through).
+    backends answer it alike (the stdlib lets it through), and give the
+    handler the headers lighttpd would pass on
+    (L{request_fields.AsLighttpdPassesThem}).
 
     Values lose the white space around them (RFC 9110; the stdlib keeps
     trailing spaces), and a value folded over several lines (obs-fold) has
     each CR and LF turned into a space, as lighttpd does.
 
-    @raise ganeti.http.HttpBadRequest: a malformed header field (a line
-        that is not one stops the stdlib's parsing: what follows it would
-        be dropped), more than one Host, an HTTP/1.1 request without one,
-        or a control character in the request target, even percent-encoded
+    @raise ganeti.http.HttpBadRequest: a line not ending in CR LF, a
+        malformed header field (a line that is not one stops the stdlib's
+        parsing: what follows it would be dropped), a repeated field
+        lighttpd refuses, an HTTP/1.1 request without a Host, or a control
+        character in the request target, even percent-encoded
     """
     if _CONTROL_CHARACTER_IN_TARGET.search(self.path):
       raise ganeti_http.HttpBadRequest("Control character in the request"
                                        " target")
+    # lighttpd takes a bare LF for the empty line ending the head only.
+    if not all(line.endswith(b"\r\n")
+               for line in [self.raw_requestline] + self._head_lines[:-1]):
+      raise ganeti_http.HttpBadRequest("Line not ending in CR LF")
     headers = self.headers
     if headers.defects or headers.get_payload() or headers.get_unixfrom():
       raise ganeti_http.HttpBadRequest("Malformed header line")
-    if any("\n" in value or value != value.strip(" \t")
-           for value in headers.values()):
-      self.headers = headers = pipeline.HeadersFromPairs(
-        [(name, _OBSOLETE_LINE_FOLDING.sub(
-          lambda match: " " * len(match.group()), value).strip(" \t"))
-         for (name, value) in headers.items()])
-    for (name, value) in headers.items():
-      if not pipeline.IsValidField(name, value):
+    fields = [(name, _OBSOLETE_LINE_FOLDING.sub(
+                lambda match: " " * len(match.group()), value).rstrip(" \t"))
+              for (name, value) in headers.items()]
+    for (name, value) in fields:
+      if not request_fields.IsValidField(name, value):
         raise ganeti_http.HttpBadRequest("Malformed header field %r" % name)
-    hosts = len(headers.get_all(ganeti_http.HTTP_HOST, []))
-    if hosts > 1 or (not hosts and
-                     self.request_version == ganeti_http.HTTP_1_1):
-      raise ganeti_http.HttpBadRequest("A request needs one Host at most,"
-                                       " and HTTP/1.1 one exactly")
+    self.handler_headers = request_fields.AsLighttpdPassesThem(fields)
+    if (self.request_version == ganeti_http.HTTP_1_1 and
+        ganeti_http.HTTP_HOST not in self.handler_headers):
+      raise ganeti_http.HttpBadRequest("An HTTP/1.1 request needs a Host")
 
   def _BodyFraming(self):
     """Return C{(read_body, chunked)} for the request's body framing.
@@ -280,12 +309,14 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
       if chunked:
         self.wfile.write(b"0\r\n\r\n")
     except response_body.StreamAborted as err:
-      logging.error("Aborting response to %s %s: %s", self.command,
-                    self.path, err)
+      logging.error("Aborting response to %s %s: %s",
+                    request_log.Escaped(self.command),
+                    request_log.Escaped(self.path), err)
       self._Abort()
     except OSError as err:  # ssl.SSLError and socket.timeout included
       logging.info("Client %s went away during the response to %s %s: %s",
-                   self.address_string(), self.command, self.path, err)
+                   self.address_string(), request_log.Escaped(self.command),
+                   request_log.Escaped(self.path), err)
       self._Abort()
     finally:
       stream.close()
@@ -296,8 +327,23 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
     # The stdlib still flushes wfile after the request: into nothing.
     self.wfile = io.BytesIO()
 
+  def log_request(self, code="-", size="-"):
+    """Log the answer in Ganeti 3.0's format (L{request_log}); the
+    stdlib calls this when the status line is sent."""
+    if self.command:
+      line = request_log.RequestLine(self.command, self.path,
+                                     self.request_version)
+    else:  # the request line could not be parsed: log it as it came
+      line = getattr(self, "requestline", "")
+    request_log.LogRequest(self.client_address[0], self.client_address[1],
+                           line, int(code))
+
   def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-    logging.info("%s - %s", self.address_string(), format % args)
+    """The stdlib's other messages (errors, timeouts), with what the
+    client sent escaped (the stdlib's own method does that, but logs to
+    stderr)."""
+    logging.info("%s - %s", self.address_string(),
+                 request_log.Escaped(format % args))
 
   _aborted = False
 

@@ -1,10 +1,14 @@
 """The legacy backend's server: Python's threaded C{http.server} with stdlib
 C{ssl}.
 
-This is the server Ganeti 3.2 ships, kept as the backend a daemon falls back
-to.  It accepts connections, does the TLS handshake and hands each
-connection to a L{request_handler.GanetiRequestHandler} in a worker thread.
-Every connection carries one request (C{Connection: close}), as in Ganeti.
+This is the threaded server of Ganeti's development branch (3.2), kept as
+the backend a daemon falls back to.  It accepts connections, does the TLS
+handshake and hands each connection to a
+L{request_handler.GanetiRequestHandler} in a worker thread; for a server
+made with Ganeti 3.0/3.1's signature, in a child process per connection
+instead, as their server did (so that a stop does not wait for requests
+in flight: L{connection_children}).  Every connection carries one request
+(C{Connection: close}), as in Ganeti.
 """
 
 import concurrent.futures
@@ -20,6 +24,7 @@ from ganeti.http import backends
 from ganeti.http.backends import base
 from ganeti.http.backends.legacy.request_handler import GanetiRequestHandler
 from ganeti.http.core import tls
+from ganeti.http.system import connection_children
 
 #: How often the accepting thread, waiting for a free worker, checks whether
 #: the server is stopping (seconds).
@@ -103,8 +108,14 @@ class LegacyHttpServer(base.ServerBase, http.server.HTTPServer):
     else:
       self._ssl_context = self._create_ssl_context(options.ssl_params,
                                                    options.ssl_verify_peer)
-    self._workers = concurrent.futures.ThreadPoolExecutor(
-      max_workers=options.max_clients, thread_name_prefix="HTTPWorker")
+    if self.per_connection_processes:
+      self._children = connection_children.ConnectionChildren(
+        options.max_clients)
+      self._workers = None
+    else:
+      self._children = None
+      self._workers = concurrent.futures.ThreadPoolExecutor(
+        max_workers=options.max_clients, thread_name_prefix="HTTPWorker")
     # A connection is accepted only when a worker is free for it.
     self._free_workers = threading.BoundedSemaphore(options.max_clients)
     self._stopping = threading.Event()
@@ -128,18 +139,24 @@ class LegacyHttpServer(base.ServerBase, http.server.HTTPServer):
                                           name="HTTPServer", daemon=True)
     self._serve_thread.start()
     self._HoldReaper()
+    self._WakeMainLoopOnSignals()
     self._PublishStatus(self._ssl_context is not None)
 
   def Stop(self):
-    """Stop accepting, let requests in progress finish, close the socket."""
+    """Stop accepting, close the socket, let requests in progress finish:
+    in worker threads, Stop waits for them; in per-connection processes,
+    they finish on their own."""
     self._WithdrawStatus()
     self._stopping.set()
     if self._serve_thread is not None:
       self.shutdown()
       self._serve_thread.join()
       self._serve_thread = None
-    self._workers.shutdown(wait=True)
+    if self._workers is not None:
+      self._workers.shutdown(wait=True)
     self.server_close()
+    if self._children is not None:
+      self._children.Release()
     self._ReleaseReaper()
 
   def get_request(self):
@@ -159,7 +176,22 @@ class LegacyHttpServer(base.ServerBase, http.server.HTTPServer):
       raise
 
   def process_request(self, request, client_address):
-    self._workers.submit(self._ServeConnection, request, client_address)
+    if self._workers is not None:
+      self._workers.submit(self._ServeConnection, request, client_address)
+      return
+    try:
+      self._children.Serve(
+        request, lambda: self._ServeConnection(request, client_address))
+    finally:
+      # The child has its own copy of the connection.
+      self.close_request(request)
+      self._free_workers.release()
+
+  def service_actions(self):
+    """Reap the per-connection processes that exited (called by
+    C{serve_forever} between polls)."""
+    if self._children is not None:
+      self._children.Collect()
 
   def _ServeConnection(self, request, client_address):
     # Each response (and each streamed chunk) is flushed whole, so Nagle's

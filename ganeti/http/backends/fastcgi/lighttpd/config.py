@@ -23,6 +23,7 @@ from typing import Optional, Tuple, Union
 
 from ganeti import http
 from ganeti.http.backends import selection
+from ganeti.http.backends.fastcgi.lighttpd import limits
 from ganeti.http.core import tls
 
 #: Longest Unix socket path, in bytes (C{sun_path} minus its NUL).
@@ -46,6 +47,12 @@ DEFAULT_KEEP_ALIVE_REQUESTS = 10000
 #: Largest idle timeout lighttpd 1.4 takes: it keeps them in an unsigned
 #: short, and larger values wrap (65536 would mean 0 s).
 MAX_IDLE_TIMEOUT = 65535
+
+#: Seconds a connection may stay silent before its first request is read:
+#: in the TLS handshake, in the request head, and in a request body.
+#: lighttpd's own 60 s let idle connections from one address hold all its
+#: connections (docs/lighttpd.md, "Limits").
+DEFAULT_READ_IDLE_TIMEOUT = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,13 +115,19 @@ class FrontendSettings(object):
       lighttpd counts in KiB, so this is rounded up to a whole KiB
   @ivar stream_request_body: hand the body to the backend while it arrives
       (lighttpd then answers 411 to a chunked body without Content-Length)
-  @ivar read_idle_timeout: seconds a client may stay silent mid-request
+  @ivar read_idle_timeout: seconds a client may stay silent in the TLS
+      handshake, in its first request head, or in a request body (not
+      between requests: that is C{keep_alive_idle})
   @ivar write_idle_timeout: seconds a client may take to accept response
       data; also how long lighttpd waits for the backend's next piece of a
       response once it has started
   @ivar keep_alive_idle: seconds an idle keep-alive connection is kept
   @ivar keep_alive_requests: requests a keep-alive connection serves
       before lighttpd closes it
+  @ivar max_fds: file descriptors lighttpd raises its limit to and uses
+      (L{limits.ReachableMaxFds}), of which L{limits.MaxConnections} for
+      client connections; None leaves lighttpd's default (its soft limit,
+      at most 4096, a third of them for connections)
   @ivar username: user lighttpd switches to when started as root
   @ivar groupname: group lighttpd switches to when started as root
   @ivar socket_activation: lighttpd inherits the listening socket (fd 3,
@@ -137,10 +150,11 @@ class FrontendSettings(object):
   ssl_verify_peer: bool = False
   max_request_body: int = 0
   stream_request_body: bool = False
-  read_idle_timeout: int = 60
+  read_idle_timeout: int = DEFAULT_READ_IDLE_TIMEOUT
   write_idle_timeout: int = DEFAULT_WRITE_IDLE_TIMEOUT
   keep_alive_idle: int = DEFAULT_KEEP_ALIVE_IDLE
   keep_alive_requests: int = DEFAULT_KEEP_ALIVE_REQUESTS
+  max_fds: Optional[int] = None
   username: Optional[str] = None
   groupname: Optional[str] = None
   socket_activation: bool = False
@@ -184,6 +198,8 @@ class FrontendSettings(object):
               MAX_IDLE_TIMEOUT)
     _CheckInt("keep_alive_idle", self.keep_alive_idle, 0, MAX_IDLE_TIMEOUT)
     _CheckInt("keep_alive_requests", self.keep_alive_requests, 0)
+    if self.max_fds is not None:
+      _CheckInt("max_fds", self.max_fds, limits.MIN_FDS, limits.MAX_FDS)
     _CheckInt("graceful_shutdown_timeout", self.graceful_shutdown_timeout, 0)
     for name in ("username", "groupname"):
       if getattr(self, name) is not None and not getattr(self, name):
@@ -330,6 +346,11 @@ def _ServerDirectives(settings):
   # size of our FastCGI records, relays a 1 GiB stream about 15 % faster
   # (docs/performance.md) for no measurable cost on small requests.
   yield ("server.chunkqueue-chunk-sz", 65536)
+  if settings.max_fds is not None:
+    # Idle connections from one address must not take every connection a
+    # valid client needs (docs/lighttpd.md, "Limits").
+    yield ("server.max-fds", settings.max_fds)
+    yield ("server.max-connections", limits.MaxConnections(settings.max_fds))
   yield ("server.max-read-idle", settings.read_idle_timeout)
   yield ("server.max-write-idle", settings.write_idle_timeout)
   yield ("server.max-keep-alive-idle", settings.keep_alive_idle)

@@ -275,6 +275,29 @@ class LighttpdSupervisor(object):
       self._state_dir.Close()
       self._state_dir = None
 
+  def Release(self, timeout):
+    """Stop lighttpd gracefully (SIGINT), waiting at most C{timeout}
+    seconds: if it still serves requests then, leave it running on its
+    own, without lifeline, to finish them and exit (its graceful shutdown
+    timeout bounds that).  For a daemon that exits while its requests are
+    served by other processes."""
+    self._stopping.set()
+    with self._lock:
+      instance = self._instance
+    if instance is None:
+      return
+    if instance.process.poll() is None:
+      instance.process.send_signal(signal.SIGINT)
+    try:
+      instance.process.wait(timeout)
+      if self._monitor is not None:
+        self._monitor.join()
+    except subprocess.TimeoutExpired:
+      logging.info("lighttpd (pid %d) finishes the requests in flight on"
+                   " its own", instance.process.pid)
+    instance.lifeline.Cut()
+    (self._monitor, self._instance) = (None, None)
+
   def _Spawn(self):
     """Start lighttpd (C{-D}) and its lifeline; return the L{_Instance}."""
     self._CheckStateDir()
