@@ -115,3 +115,12 @@ def SslParams(credential):
 @pytest.fixture(autouse=True)
 def _LogAtInfo(caplog):
   caplog.set_level(logging.INFO)
+
+
+@pytest.fixture(autouse=True)
+def lighttpd_log_dir(monkeypatch, tmp_path_factory):
+  """The directory of lighttpd's error logs for this test (instead of
+  Ganeti's /var/log/ganeti): C{GANETI_HTTP_LOG_DIR}."""
+  path = tmp_path_factory.mktemp("log")
+  monkeypatch.setenv("GANETI_HTTP_LOG_DIR", str(path))
+  return str(path)

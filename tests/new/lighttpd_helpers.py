@@ -202,6 +202,22 @@ def supervise():
   assert not leftovers, "processes left behind: %s" % leftovers
 
 
+class BreakableLighttpd(object):
+  """A copy of the lighttpd binary in C{directory} that a test can make
+  unusable (L{Break}: no longer executable, so restarts fail) and mend."""
+
+  def __init__(self, directory):
+    self.path = os.path.join(directory, "lighttpd")
+    shutil.copy(lighttpd_supervisor.FindLighttpd(), self.path)
+    self.Mend()
+
+  def Break(self):
+    os.chmod(self.path, 0o644)
+
+  def Mend(self):
+    os.chmod(self.path, 0o755)
+
+
 def Settings(scratch_dir, backend_socket, **kwargs):
   """L{lighttpd_config.FrontendSettings} with a state directory in scratch."""
   kwargs.setdefault("bind_address", "127.0.0.1")

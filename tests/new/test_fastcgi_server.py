@@ -297,19 +297,18 @@ def test_a_process_given_lighttpds_pid_is_refused(fastcgi, monkeypatch,
   pid_file = lighttpd_config.StateLayout(running.server._state_dir).pid_file
   forged = RequestBytes(Params("GET", "/", HTTPS="on",
                                SSL_CLIENT_VERIFY="SUCCESS"), [])
-  # lighttpd is restarted at once, unless that fails: a directory where
-  # its output file goes makes the first restart fail, so the next one
-  # comes after a back-off, while the impostor takes the pid.
-  blocker = os.path.join(running.server._state_dir, "lighttpd.stderr")
+  # lighttpd is restarted at once, unless that fails: a binary that cannot
+  # be executed makes the first restart fail, so the next one comes after
+  # a back-off, while the impostor takes the pid.
+  binary = supervisor._binary
   for _ in range(5):
     lighttpd = supervisor.pid
     assert _WaitFor(lambda: running.Request("GET", "/")[0] == 200)
-    os.unlink(blocker)
-    os.mkdir(blocker)
+    supervisor._binary = "/nonexistent/lighttpd"
     os.kill(lighttpd, signal.SIGKILL)
     assert _WaitFor(lambda: not os.path.exists("/proc/%d" % lighttpd))
     result = _ExchangeAsPid(lighttpd, path, forged)
-    os.rmdir(blocker)
+    supervisor._binary = binary
     with open(pid_file) as handle:
       if result is not None and int(handle.read()) == lighttpd:
         break  # the pid file named the impostor all along

@@ -220,6 +220,5 @@ def test_privilege_separation(supervise, scratch_dir, fcgi_app, pki,
   assert _Owner(layout.state_dir) == (0, nogroup, 0o710)
   assert _Owner(layout.document_root) == (0, nogroup, 0o710)
   assert _Owner(layout.config) == (0, 0, 0o600)
-  assert _Owner(layout.error_log) == (nobody, nogroup, 0o600)
   assert _Owner(layout.upload_dir) == (nobody, nogroup, 0o700)
   assert os.lstat(layout.pid_file).st_uid == 0

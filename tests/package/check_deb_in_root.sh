@@ -15,6 +15,9 @@
 # set in the root's /etc/default/ganeti) and needs no other network.
 # Prints one line per check; exits non-zero at the first failure.
 set -eu
+# The daemons here log where a node's do, whatever the caller's environment
+# says (the test suite points GANETI_HTTP_LOG_DIR at a directory of its own).
+unset GANETI_HTTP_LOG_DIR
 
 ROOT=$1
 SHIM_DEB=$2
@@ -128,6 +131,54 @@ prepare_noded() {
   fi
 }
 
+# On fastcgi: lighttpd's error log, which noded writes next to its own log,
+# through a rotation as Ganeti's logrotate configuration does it (rename,
+# "create 640", then its postrotate command: daemon-util rotate-all-logs,
+# SIGHUP to each daemon); a TLS client without certificate is named there
+# with its address, in the new file.
+check_lighttpd_log() {
+  log=$ROOT/var/log/ganeti/lighttpd-noded.log
+  for _ in $(seq 50); do
+    grep -q "server started" "$log" 2>/dev/null && break
+    sleep 0.2
+  done
+  grep -q '^lighttpd| .*(server\.c\.[0-9]*) server started' "$log" ||
+    fail "no start line in lighttpd-noded.log: $(cat "$log" 2>&1)"
+  # 0600 as the daemon makes it, 0640 as an earlier rotation left it
+  case $(stat -c %a:%U "$log") in
+    600:root|640:root) ;;
+    *) fail "lighttpd-noded.log is $(stat -c %a:%U "$log"), not 0600 root" ;;
+  esac
+  postrotate=$(sed -n '/postrotate/,/endscript/{/postrotate/d;/endscript/d;s/^[[:space:]]*//;p}' \
+    "$ROOT/etc/logrotate.d/ganeti")
+  [ -n "$postrotate" ] || fail "no postrotate command in /etc/logrotate.d/ganeti"
+  refused='peer did not return a certificate (127.0.0.1)'
+  before=$(grep -cF "$refused" "$log" || true)
+  mv "$log" "$log.1"
+  install -m 640 /dev/null "$log"
+  in_root sh -c "$postrotate" || fail "$postrotate"
+  in_root python3 -c '
+import socket, ssl
+context = ssl._create_unverified_context()
+try:
+  with socket.create_connection(("127.0.0.1", 1811), timeout=10) as sock:
+    with context.wrap_socket(sock) as tls:
+      tls.sendall(b"POST /version HTTP/1.1\r\n\r\n")
+      tls.recv(1)
+except OSError:
+  pass'
+  for _ in $(seq 50); do
+    grep -qF "$refused" "$log" && break
+    sleep 0.2
+  done
+  grep -qF "$refused" "$log" ||
+    fail "no refused client in the new lighttpd-noded.log: $(cat "$log")"
+  [ "$(grep -cF "$refused" "$log.1" || true)" = "$before" ] ||
+    fail "the refused client went to the rotated lighttpd-noded.log.1"
+  ok "lighttpd-noded.log: root's, not group-writable, start line, reopened after $postrotate, a client without certificate named with its address"
+}
+
+
 # POST to noded's RPC $1 with body $2, print "STATUS BODY"; retries while
 # the connection is refused unless $3 is "once".
 rpc() {
@@ -170,6 +221,9 @@ check_noded() {
     fail "daemon-util start ganeti-noded on $1 ($processes process(es)) exited with $status (124: did not return within 60 s): $(tail -5 "$ROOT/var/log/ganeti/node-daemon.log")"
   answer=$(rpc /version '[]')
   lighttpd_user=$(in_root ps -o user= -C lighttpd || true)
+  if [ "$1" = fastcgi ]; then
+    check_lighttpd_log
+  fi
   # A restart while an RPC runs (5 s): the stop returns before the RPC
   # does, the restarted daemon answers meanwhile, the RPC its result.
   rpc /test_delay '[5]' once > "$WORK/delayed" &

@@ -62,6 +62,9 @@ ENV_DEFAULTS_FILE = "GANETI_HTTP_DEFAULTS_FILE"
 ENV_STATUS_DIR = "GANETI_HTTP_STATUS_DIR"
 #: Whether the client keeps connections (L{ganeti.http.client_connections}).
 ENV_CLIENT_KEEPALIVE = "GANETI_HTTP_CLIENT_KEEPALIVE"
+#: Names the directory of lighttpd's error logs (L{ganeti.http.backends.
+#: fastcgi.lighttpd.error_log}); default: Ganeti's log directory.
+ENV_LOG_DIR = "GANETI_HTTP_LOG_DIR"
 DEFAULT_CONFIG_FILE = "/etc/ganeti/http-backend.conf"
 #: Ganeti's defaults file, which daemon-util sources (Ganeti 3.0's
 #: C{$SYSCONFDIR/default/ganeti}).
@@ -106,7 +109,8 @@ def _FileVariable(name):
   flag's and the settings' variables, not those lighttpd's configuration
   sets for a daemon it spawns."""
   return (name.startswith(ENV_PREFIX) or
-          name in (ENV_PROCESSES, ENV_STATUS_DIR, ENV_CLIENT_KEEPALIVE))
+          name in (ENV_PROCESSES, ENV_STATUS_DIR, ENV_CLIENT_KEEPALIVE,
+                   ENV_LOG_DIR))
 
 
 #: A line of a shell file that assigns a variable of this package.

@@ -35,6 +35,7 @@ from ganeti.http.backends.fastcgi import settings as fastcgi_settings
 from ganeti.http.backends.fastcgi import workers
 from ganeti.http.backends.fastcgi import wsgi_application
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import error_log as lighttpd_log
 from ganeti.http.backends.fastcgi.lighttpd import limits as lighttpd_limits
 from ganeti.http.backends.fastcgi.lighttpd import state_dirs
 from ganeti.http.backends.fastcgi.lighttpd import (
@@ -75,6 +76,7 @@ class FastCgiHttpServer(base.ServerBase):
     self._SetUpFromOptions(options, pipeline.MAX_REQUEST_BODY_SIZE, choice)
     self.settings = fastcgi_settings.Load(choice.daemon_name)
     self._flag_source = choice.source
+    self._error_log_path = lighttpd_log.LogPath(choice.daemon_name)
     self._ssl_params = options.ssl_params
     self._max_clients = options.max_clients
     self.spawned = selection.SpawnedByLighttpd()
@@ -145,7 +147,8 @@ class FastCgiHttpServer(base.ServerBase):
       self._supervisor = lighttpd_supervisor.LighttpdSupervisor(
         config, self._state_dir, listen_socket=self.socket,
         lighttpd_binary=self._lighttpd, user=frontend.user,
-        group=frontend.group)
+        group=frontend.group,
+        error_log=lighttpd_log.ErrorLog(self._error_log_path))
       self._supervisor.start()
     except lighttpd_supervisor.LighttpdError as err:
       self._StopBackend()

@@ -78,11 +78,6 @@ class StateLayout(object):
     return self._Path("lighttpd.pid")
 
   @property
-  def error_log(self):
-    """lighttpd's error log, opened after it drops privileges."""
-    return self._Path("error.log")
-
-  @property
   def upload_dir(self):
     """Temporary files for request bodies lighttpd buffers."""
     return self._Path("upload")
@@ -312,7 +307,8 @@ def _ServerDirectives(settings):
   # Load nothing implicitly (mod_staticfile, mod_dirlisting, ...).
   yield ("server.compat-module-load", False)
   yield ("server.document-root", layout.document_root)
-  yield ("server.errorlog", layout.error_log)
+  # No server.errorlog: lighttpd's error log is its standard error, which
+  # the daemon reads and writes to a file of its own (error_log).
   yield ("server.pid-file", layout.pid_file)
   yield ("server.upload-dirs", (layout.upload_dir, ))
   yield ("server.tag", settings.server_tag)

@@ -167,8 +167,9 @@ def PrepareForLighttpd(state_dir, layout, owner, config_text):
       lighttpd's group, mode 0710: lighttpd may pass through, not list,
       and cannot replace the configuration or the pid file;
     - the configuration (read before the switch) stays root's, 0600;
-    - the error log and upload directory, used after the switch, are
-      lighttpd's user's, 0600/0700.
+    - the upload directory, used after the switch, is lighttpd's
+      user's, 0700 (lighttpd's error log is its standard error, a pipe:
+      L{error_log}).
 
   Every mode is set explicitly, whatever the umask.  The configuration is
   written to a new file (C{O_EXCL}) and renamed into place within the
@@ -185,7 +186,6 @@ def PrepareForLighttpd(state_dir, layout, owner, config_text):
   trusted_dirs.MakeDir(directory, _Name(layout.document_root), dir_mode,
                        dir_owner)
   trusted_dirs.MakeDir(directory, _Name(layout.upload_dir), 0o700, owner)
-  _TouchErrorLog(directory, _Name(layout.error_log), owner)
 
   try:
     os.unlink(_CONFIG_TEMPORARY, dir_fd=directory)
@@ -215,16 +215,3 @@ def ResolveOwner(user, group):
 def _Name(path):
   """The name of C{path}, one of the state directory's entries."""
   return os.path.basename(path)
-
-
-def _TouchErrorLog(directory, name, owner):
-  """Make the error log if missing (lighttpd appends to an existing one);
-  mode 0600, owned by C{owner}."""
-  flags = os.O_WRONLY | os.O_APPEND
-  try:
-    descriptor = trusted_dirs.CreateFile(directory, name, 0o600, owner, flags)
-  except FileExistsError:
-    descriptor = trusted_dirs.OpenExisting(directory, name,
-                                           flags | os.O_NONBLOCK, 0o600,
-                                           owner)
-  os.close(descriptor)

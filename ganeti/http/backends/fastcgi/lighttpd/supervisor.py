@@ -18,12 +18,14 @@ L{LighttpdSupervisor} owns one lighttpd process at a time:
 
 Privileges: lighttpd started as root reads its certificate and key, opens
 its pid file and binds before switching to C{server.username}; it opens its
-error log and upload files after.  With C{user}/C{group} given (and this
+upload files after.  With C{user}/C{group} given (and this
 process root) the state directory is prepared accordingly: see
 L{state_dirs.PrepareForLighttpd}.  The supervisor works in the state
 directory through a descriptor of it and checks, before each run of
 lighttpd, that the directory's path still leads there (L{state_dirs.
-StateDir}); what lighttpd wrote is quoted escaped (L{output}).
+StateDir}).  lighttpd's error log is its standard error, a pipe the
+daemon reads: the lines go, quoted, to a file of the daemon's
+(L{error_log}) and into the daemon's errors when lighttpd fails.
 
 How one lighttpd process is started, handed the listening socket and tied
 to the daemon's life: L{process<lighttpd_process>}.
@@ -37,6 +39,7 @@ import subprocess
 import threading
 import time
 
+from ganeti.http.backends.fastcgi.lighttpd import error_log as lighttpd_log
 from ganeti.http.backends.fastcgi.lighttpd import output
 from ganeti.http.backends.fastcgi.lighttpd import process as lighttpd_process
 from ganeti.http.backends.fastcgi.lighttpd import state_dirs
@@ -48,8 +51,8 @@ DEFAULT_MODULE_DIR = "/usr/lib/lighttpd"
 #: Where lighttpd usually lives when C{/usr/sbin} is not on C{PATH}.
 _FALLBACK_BINARY = "/usr/sbin/lighttpd"
 
-#: Where lighttpd's standard error goes, in its state directory.
-_STDERR_NAME = "lighttpd.stderr"
+#: Seconds to wait for the rest of an exited lighttpd's output.
+_OUTPUT_WAIT = 1.0
 
 _POLL_INTERVAL = 0.05
 
@@ -82,12 +85,13 @@ def FindLighttpd():
 
 
 class _Instance(object):
-  """One running lighttpd with its lifeline."""
+  """One running lighttpd with its lifeline and the reader of its output
+  (an L{error_log.Forwarder<lighttpd_log.Forwarder>})."""
 
-  def __init__(self, process, lifeline, log_offset):
+  def __init__(self, process, lifeline, output):
     self.process = process
     self.lifeline = lifeline
-    self.log_offset = log_offset
+    self.output = output
 
 
 class LighttpdSupervisor(object):
@@ -114,12 +118,14 @@ class LighttpdSupervisor(object):
       after each failed one)
   @param report_interval: seconds between two reports of lighttpd's exit
       in the log (the exits in between are counted)
+  @param error_log: an L{error_log.ErrorLog<lighttpd_log.ErrorLog>} for
+      what lighttpd prints, or None; closed by C{stop()}
   """
 
   def __init__(self, config_text, state_dir, listen_socket=None,
                lighttpd_binary=None, module_dir=None, user=None, group=None,
                address=None, start_timeout=10.0, backoff_initial=0.5,
-               backoff_max=10.0, report_interval=60.0):
+               backoff_max=10.0, report_interval=60.0, error_log=None):
     if listen_socket is None and address is None:
       raise ValueError("Either listen_socket or address is needed")
     self._config_text = config_text
@@ -139,6 +145,7 @@ class LighttpdSupervisor(object):
     self._backoff_initial = backoff_initial
     self._backoff_max = backoff_max
     self._report_interval = report_interval
+    self._error_log = error_log
     self._lock = threading.Lock()
     self._stopping = threading.Event()
     self._instance = None
@@ -257,7 +264,10 @@ class LighttpdSupervisor(object):
       self._monitor = None
     if instance is not None:
       instance.lifeline.Cut()
+      instance.output.Join(_OUTPUT_WAIT)  # its last lines, before Close()
     self._instance = None
+    if self._error_log is not None:
+      self._error_log.Close()
     self._CloseStateDir()
 
   def _CloseStateDir(self):
@@ -290,31 +300,18 @@ class LighttpdSupervisor(object):
 
   def _Spawn(self):
     """Start lighttpd (C{-D}) and its lifeline; return the L{_Instance}."""
-    directory = self._state_dir.fd
-    try:
-      log_offset = os.stat(os.path.basename(self._layout.error_log),
-                           dir_fd=directory, follow_symlinks=False).st_size
-    except OSError:
-      log_offset = 0
     self._CheckStateDir()
+    (read_end, write_end) = os.pipe2(os.O_CLOEXEC)
     try:
-      os.unlink(_STDERR_NAME, dir_fd=directory)
-    except FileNotFoundError:
-      pass
-    with os.fdopen(trusted_dirs.CreateFile(directory, _STDERR_NAME, 0o600),
-                   "wb") as stderr:
       (process, lifeline) = lighttpd_process.Spawn(
-        self._Command() + ["-D"], self._listen_socket, stderr)
-    return _Instance(process, lifeline, log_offset)
-
-  def _Output(self, instance):
-    """What lighttpd printed and logged since C{instance} started, quoted
-    (L{output.Quote}): lighttpd's account can write both files."""
-    directory = self._state_dir.fd
-    return output.Quote(
-      output.ReadFrom(directory, _STDERR_NAME) + b"\n" +
-      output.ReadFrom(directory, os.path.basename(self._layout.error_log),
-                      instance.log_offset))
+        self._Command() + ["-D"], self._listen_socket, write_end)
+    except BaseException:
+      os.close(read_end)
+      raise
+    finally:
+      os.close(write_end)
+    return _Instance(process, lifeline,
+                     lighttpd_log.Forwarder(read_end, self._error_log))
 
   def _Launch(self):
     """Spawn lighttpd and wait until it answers.
@@ -340,14 +337,15 @@ class LighttpdSupervisor(object):
     while True:
       if process.poll() is not None:
         raise LighttpdError("lighttpd exited with status %s while starting" %
-                            process.returncode, self._Output(instance))
+                            process.returncode,
+                            instance.output.Recent(_OUTPUT_WAIT))
       if lighttpd_process.Answers(self._address):
         return
       if time.monotonic() > deadline:
         raise LighttpdError("lighttpd did not answer on %s port %s within"
                             " %s s" % (self._address[0], self._address[1],
                                        self._start_timeout),
-                            self._Output(instance))
+                            instance.output.Recent())
       time.sleep(_POLL_INTERVAL)
 
   def _Monitor(self):
@@ -373,7 +371,7 @@ class LighttpdSupervisor(object):
                       instance.process.pid, instance.process.returncode,
                       " (%d more exits since the last report)" %
                       unreported if unreported else "",
-                      self._Output(instance))
+                      instance.output.Recent(_OUTPUT_WAIT))
         (last_report, unreported) = (now, 0)
       else:
         unreported += 1
