@@ -29,6 +29,7 @@ from ganeti.http.backends.fastcgi import listener as fastcgi_listener
 from ganeti.http.backends.fastcgi import peer_check
 from ganeti.http.backends.fastcgi import workers as fastcgi_workers
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import layout as lighttpd_layout
 from ganeti.http import server as http_server
 from tests.conftest import SslParams
 from tests.new.lighttpd_helpers import REPO, ProcessesUsing, WaitFor
@@ -294,7 +295,7 @@ def test_a_process_given_lighttpds_pid_is_refused(fastcgi, monkeypatch,
   running = fastcgi(PidHandler())
   supervisor = running.server._supervisor
   path = running.server._fastcgi_socket.getsockname()
-  pid_file = lighttpd_config.StateLayout(running.server._state_dir).pid_file
+  pid_file = lighttpd_layout.StateLayout(running.server._state_dir).pid_file
   forged = RequestBytes(Params("GET", "/", HTTPS="on",
                                SSL_CLIENT_VERIFY="SUCCESS"), [])
   # lighttpd is restarted at once, unless that fails: a binary that cannot

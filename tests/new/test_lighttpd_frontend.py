@@ -14,6 +14,7 @@ import warnings
 import pytest
 
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import layout as lighttpd_layout
 from tests.new.lighttpd_helpers import (CanSwitchToNobody, Request,
                                         Settings, fcgi_app, scratch_dir,
                                         supervise)
@@ -211,7 +212,7 @@ def test_privilege_separation(supervise, scratch_dir, fcgi_app, pki,
   nogroup = grp.getgrnam("nogroup").gr_gid
   assert _Ids(supervisor.pid) == (nobody, nogroup)
 
-  layout = lighttpd_config.StateLayout(os.path.dirname(
+  layout = lighttpd_layout.StateLayout(os.path.dirname(
     supervisor.config_path))
 
   def _Owner(path):

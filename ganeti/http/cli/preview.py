@@ -16,6 +16,7 @@ import os
 from ganeti.http.backends.fastcgi import server as fastcgi_server
 from ganeti.http.backends.fastcgi import settings as fastcgi_settings
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import layout as lighttpd_layout
 from ganeti.http.backends.fastcgi.lighttpd import state_dirs
 from ganeti.http.cli import daemons
 from ganeti.http.core import pipeline
@@ -75,6 +76,6 @@ def Render(daemon, state_dir=None, address=None, environ=os.environ):
     settings, request_pipeline, daemons.HandlerClass(daemon),
     tuple(address or ("0.0.0.0", daemons.Port(daemon))),
     _CertificatePaths(certificate, certificate, None), daemon.verify_peer,
-    state_dir, lighttpd_config.StateLayout(state_dir).fastcgi_socket,
+    state_dir, lighttpd_layout.StateLayout(state_dir).fastcgi_socket,
     frontend)
   return (lighttpd_config.render(frontend_settings), settings, frontend)

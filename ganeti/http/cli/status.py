@@ -12,7 +12,7 @@ import os
 import ganeti.http as ganeti_http
 from ganeti.http.backends import selection
 from ganeti.http.backends import status_file
-from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import layout as lighttpd_layout
 from ganeti.http.cli import daemons
 from ganeti.http.system import process_identity
 
@@ -41,7 +41,7 @@ def _CurrentLighttpd(published):
   state_dir = published.get("state_dir")
   if state_dir:
     try:
-      with open(lighttpd_config.StateLayout(state_dir).pid_file) as handle:
+      with open(lighttpd_layout.StateLayout(state_dir).pid_file) as handle:
         pid = int(handle.read().strip())
       process_identity.ParentAndStartTime(pid)
       return [pid]

@@ -35,6 +35,7 @@ from ganeti.http.backends.fastcgi import settings as fastcgi_settings
 from ganeti.http.backends.fastcgi import workers
 from ganeti.http.backends.fastcgi import wsgi_application
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import layout as lighttpd_layout
 from ganeti.http.backends.fastcgi.lighttpd import error_log as lighttpd_log
 from ganeti.http.backends.fastcgi.lighttpd import limits as lighttpd_limits
 from ganeti.http.backends.fastcgi.lighttpd import state_dirs
@@ -135,7 +136,7 @@ class FastCgiHttpServer(base.ServerBase):
     frontend = self.settings.FrontendIdentity()
     state_dirs.RemoveAbandoned(self.settings.runtime_dir)
     self._state_dir = state_dirs.Create(self.settings.runtime_dir)
-    socket_path = lighttpd_config.StateLayout(self._state_dir).fastcgi_socket
+    socket_path = lighttpd_layout.StateLayout(self._state_dir).fastcgi_socket
     try:
       self._fastcgi_socket = fastcgi_listener.BindUnixSocket(
         socket_path, owner_uid=frontend.uid, owner_gid=frontend.gid)
@@ -203,7 +204,7 @@ class FastCgiHttpServer(base.ServerBase):
     else:
       check = peer_check.PeerCheck(
         peer_check.LighttpdFromPidFile(
-          lighttpd_config.StateLayout(self._state_dir).pid_file,
+          lighttpd_layout.StateLayout(self._state_dir).pid_file,
           os.getpid()))
 
     def _MakeListener():

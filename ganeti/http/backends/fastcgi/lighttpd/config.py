@@ -24,6 +24,7 @@ from typing import Optional, Tuple, Union
 from ganeti import http
 from ganeti.http.backends import selection
 from ganeti.http.backends.fastcgi.lighttpd import limits
+from ganeti.http.backends.fastcgi.lighttpd.layout import StateLayout
 from ganeti.http.core import tls
 
 #: Longest Unix socket path, in bytes (C{sun_path} minus its NUL).
@@ -53,44 +54,6 @@ MAX_IDLE_TIMEOUT = 65535
 #: lighttpd's own 60 s let idle connections from one address hold all its
 #: connections (docs/lighttpd.md, "Limits").
 DEFAULT_READ_IDLE_TIMEOUT = 10
-
-
-@dataclasses.dataclass(frozen=True)
-class StateLayout(object):
-  """Where lighttpd's files live inside its state directory.
-
-  The renderer points lighttpd at these paths; the supervisor creates them
-  with the right owners and modes.
-  """
-  state_dir: str
-
-  def _Path(self, name):
-    return os.path.join(self.state_dir, name)
-
-  @property
-  def config(self):
-    """The configuration file."""
-    return self._Path("lighttpd.conf")
-
-  @property
-  def pid_file(self):
-    """Written by lighttpd before it drops privileges."""
-    return self._Path("lighttpd.pid")
-
-  @property
-  def upload_dir(self):
-    """Temporary files for request bodies lighttpd buffers."""
-    return self._Path("upload")
-
-  @property
-  def document_root(self):
-    """An empty directory: lighttpd never serves files."""
-    return self._Path("empty-docroot")
-
-  @property
-  def fastcgi_socket(self):
-    """The daemon's FastCGI socket (made by the daemon, not lighttpd)."""
-    return self._Path("fastcgi.sock")
 
 
 @dataclasses.dataclass(frozen=True)

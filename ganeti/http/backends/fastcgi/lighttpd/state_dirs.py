@@ -153,7 +153,7 @@ class StateDir(object):
 
 
 def PrepareForLighttpd(state_dir, layout, owner, config_text):
-  """Lay out lighttpd's state directory (see L{StateLayout<config.
+  """Lay out lighttpd's state directory (see L{StateLayout<layout.
   StateLayout>}) and write the configuration C{config_text}.
 
   @param state_dir: the L{StateDir}

@@ -44,7 +44,7 @@ from ganeti.http.backends.fastcgi.lighttpd import output
 from ganeti.http.backends.fastcgi.lighttpd import process as lighttpd_process
 from ganeti.http.backends.fastcgi.lighttpd import state_dirs
 from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
-from ganeti.http.backends.fastcgi.lighttpd.config import StateLayout
+from ganeti.http.backends.fastcgi.lighttpd.layout import StateLayout
 
 DEFAULT_MODULE_DIR = "/usr/lib/lighttpd"
 
@@ -55,6 +55,9 @@ _FALLBACK_BINARY = "/usr/sbin/lighttpd"
 _OUTPUT_WAIT = 1.0
 
 _POLL_INTERVAL = 0.05
+
+#: Seconds C{lighttpd -tt} may take to check a configuration.
+_CHECK_TIMEOUT = 60
 
 
 class LighttpdError(Exception):
@@ -197,10 +200,15 @@ class LighttpdSupervisor(object):
     except trusted_dirs.UntrustedPathError as err:
       raise LighttpdError("Refusing to run lighttpd: %s" % err)
     self._CheckStateDir()
-    result = subprocess.run(self._Command() + ["-tt"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=lighttpd_process.ChildEnvironment(),
-                            timeout=60, check=False)
+    try:
+      result = subprocess.run(
+        self._Command() + ["-tt"], stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=lighttpd_process.ChildEnvironment(), timeout=_CHECK_TIMEOUT,
+        check=False)
+    except subprocess.TimeoutExpired:
+      raise LighttpdError("lighttpd -tt did not finish checking %s within"
+                          " %d s" % (self._layout.config, _CHECK_TIMEOUT))
     warnings = output.Quote(result.stdout)
     if result.returncode != 0:
       raise LighttpdError("lighttpd rejected its configuration %s" %
