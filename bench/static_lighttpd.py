@@ -97,7 +97,7 @@ class StaticLighttpd(object):
     self._supervisor = lighttpd_supervisor.LighttpdSupervisor(
       config, self._state_dir, listen_socket=self._socket,
       user=frontend.user, group=frontend.group)
-    self._supervisor.start()
+    self._supervisor.Start()
 
   @property
   def pids(self):
@@ -107,7 +107,7 @@ class StaticLighttpd(object):
   def Stop(self):
     """Stop lighttpd and remove every file this object made."""
     if self._supervisor is not None:
-      self._supervisor.stop()
+      self._supervisor.Stop()
       self._supervisor = None
     if self._socket is not None:
       self._socket.close()

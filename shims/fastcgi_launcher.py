@@ -2,7 +2,7 @@
 
 For the deployment where lighttpd runs as a service and spawns the backend
 itself (``bin-path``; see docs/lighttpd.md and
-``ganeti.http.backends.fastcgi.lighttpd.config.render_system_config``)::
+``ganeti.http.backends.fastcgi.lighttpd.config.RenderSystemConfig``)::
 
     python3 -m shims.fastcgi_launcher mypackage.mymodule:MakeHandler \\
         [--tls] [--verify-callback mypackage.mymodule:Verify]

@@ -74,10 +74,10 @@ def main(argv=None):
       sendfile_dirs=tuple(os.path.realpath(path)
                           for path in args.sendfile_dirs))
     if args.command:
-      text = lighttpd_config.render_system_config(settings, args.command,
+      text = lighttpd_config.RenderSystemConfig(settings, args.command,
                                                   max_procs=args.max_procs)
     else:
-      text = lighttpd_config.render(settings)
+      text = lighttpd_config.Render(settings)
   except ValueError as err:
     sys.exit("Cannot render the configuration: %s" % err)
   sys.stdout.write(text)

@@ -189,7 +189,7 @@ def supervise():
 
   yield _Supervise
   for (supervisor, _) in made:
-    supervisor.stop(timeout=5)
+    supervisor.Stop(timeout=5)
   leftovers = []
   for (_, state_dir) in made:
     # Backends lighttpd spawned itself may take a moment after SIGTERM.

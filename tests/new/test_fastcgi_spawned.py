@@ -74,13 +74,13 @@ def test_lighttpd_spawns_ganeti_http_backends(supervise, scratch_dir, pki):
   command = [sys.executable, "-m", "shims.fastcgi_launcher",
              "tests.new.test_fastcgi_spawned:MakeHandler", "--verify-callback",
              "tests.new.test_fastcgi_spawned:AcceptNodeCertificate"]
-  text = lighttpd_config.render_system_config(
+  text = lighttpd_config.RenderSystemConfig(
     settings, command, max_procs=2,
     environment={"PYTHONPATH": REPO,
                  "EXPECTED_CLIENT_DIGEST": pki.node.digest})
   supervisor = supervise(text, settings.state_dir,
                          address=("127.0.0.1", settings.port))
-  supervisor.start()
+  supervisor.Start()
   (status, raw) = _Get(settings.port, pki.node)
   assert status == 200
   answer = json.loads(raw)
@@ -143,14 +143,14 @@ def test_spawned_backend_sendfile_only_as_lighttpd_is_configured(
                       sendfile_dirs=(export, ) if listed else ())
   command = [sys.executable, "-m", "shims.fastcgi_launcher",
              "tests.new.test_fastcgi_spawned:MakeFileHandler"]
-  text = lighttpd_config.render_system_config(
+  text = lighttpd_config.RenderSystemConfig(
     settings, command,
     environment={"PYTHONPATH": REPO, "SERVED_FILE": served,
                  "READ_MARKER": os.path.join(scratch_dir, "read"),
                  "GANETI_HTTP_BACKEND_CONFIG": backend_config})
   supervisor = supervise(text, settings.state_dir,
                          address=("127.0.0.1", settings.port))
-  supervisor.start()
+  supervisor.Start()
   (status, _, body) = Request("127.0.0.1", settings.port)
   assert (status, body) == (200, b"disk" * 4096)
   assert os.path.exists(os.path.join(scratch_dir, "read")) == (not listed)

@@ -189,13 +189,13 @@ def test_rendered_limits():
   settings = lighttpd_config.FrontendSettings(
     bind_address="127.0.0.1", port=1811, fastcgi_socket="/run/x.sock",
     state_dir="/run/x", max_fds=20000)
-  lines = lighttpd_config.render(settings).splitlines()
+  lines = lighttpd_config.Render(settings).splitlines()
   assert "server.max-fds = 20000" in lines
   assert "server.max-connections = 10000" in lines
   assert ("server.max-read-idle = %d" %
           lighttpd_config.DEFAULT_READ_IDLE_TIMEOUT) in lines
   assert lighttpd_limits.MaxConnections(lighttpd_limits.MAX_FDS) == 16384
-  default = lighttpd_config.render(lighttpd_config.FrontendSettings(
+  default = lighttpd_config.Render(lighttpd_config.FrontendSettings(
     bind_address="127.0.0.1", port=1811, fastcgi_socket="/run/x.sock",
     state_dir="/run/x"))
   assert "server.max-fds" not in default

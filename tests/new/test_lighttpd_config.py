@@ -18,12 +18,12 @@ _ = (fcgi_app, scratch_dir, supervise)  # fixtures
 
 
 def _Check(supervise, settings, text=None):
-  """Have the real lighttpd check C{text} (default: render(settings))."""
+  """Have the real lighttpd check C{text} (default: Render(settings))."""
   if text is None:
-    text = lighttpd_config.render(settings)
+    text = lighttpd_config.Render(settings)
   supervisor = supervise(text, settings.state_dir,
                          address=(settings.bind_address, settings.port))
-  assert supervisor.check() == ""
+  assert supervisor.Check() == ""
   return text
 
 
@@ -170,7 +170,7 @@ def test_system_config_spawns_the_daemon(supervise, scratch_dir):
   settings = Settings(scratch_dir, os.path.join(scratch_dir, "app.sock"))
   command = [sys.executable, "-m", "tests.new.fcgi_app", "--spawned",
              os.path.join(state_dir, "app")]
-  text = lighttpd_config.render_system_config(
+  text = lighttpd_config.RenderSystemConfig(
     settings, command, max_procs=2, environment={"PYTHONPATH": REPO})
   assert '"bin-path" => "%s"' % " ".join(command) in text
   assert '"max-procs" => 2' in text
@@ -181,7 +181,7 @@ def test_system_config_spawns_the_daemon(supervise, scratch_dir):
   # And it runs: lighttpd spawns both copies, which answer.
   supervisor = supervise(text, state_dir, address=("127.0.0.1",
                                                    settings.port))
-  supervisor.start()
+  supervisor.Start()
   (status, _, body) = Request("127.0.0.1", settings.port, path="/pid")
   assert status == 200
   spawned = WaitFor(lambda: len(ProcessesMentioning(command[-1])) == 2 and
@@ -192,16 +192,16 @@ def test_system_config_spawns_the_daemon(supervise, scratch_dir):
 def test_system_config_refuses_what_bin_path_cannot_carry(scratch_dir):
   settings = Settings(scratch_dir, "/run/a.sock")
   with pytest.raises(ValueError):
-    lighttpd_config.render_system_config(settings, ["/bin/x", "two words"])
+    lighttpd_config.RenderSystemConfig(settings, ["/bin/x", "two words"])
   with pytest.raises(ValueError):
-    lighttpd_config.render_system_config(settings, ["relative/prog"])
+    lighttpd_config.RenderSystemConfig(settings, ["relative/prog"])
   with pytest.raises(ValueError):
-    lighttpd_config.render_system_config(settings, [])
+    lighttpd_config.RenderSystemConfig(settings, [])
   with pytest.raises(ValueError):
-    lighttpd_config.render_system_config(
+    lighttpd_config.RenderSystemConfig(
       Settings(scratch_dir, ("/run/a.sock", "/run/b.sock")), ["/bin/x"])
   with pytest.raises(ValueError):
-    lighttpd_config.render_system_config(settings, ["/bin/x"], max_procs=0)
+    lighttpd_config.RenderSystemConfig(settings, ["/bin/x"], max_procs=0)
 
 
 _HOSTILE_TAG = 'Ganeti "quoted" \\ back\\slash'
@@ -214,10 +214,10 @@ def test_escaping_carries_values_verbatim(supervise, scratch_dir, fcgi_app):
     bind_address="127.0.0.1", port=FreePort(),
     fastcgi_socket=fcgi_app.socket_path, state_dir=state_dir,
     server_tag=_HOSTILE_TAG)
-  text = lighttpd_config.render(settings)
+  text = lighttpd_config.Render(settings)
   supervisor = supervise(text, state_dir, address=("127.0.0.1",
                                                    settings.port))
-  supervisor.start()
+  supervisor.Start()
   # lighttpd found its pid file at the odd path, so the path arrived intact
   with open(settings.layout.pid_file) as handle:
     assert int(handle.read()) == supervisor.pid
@@ -232,7 +232,7 @@ def test_unrepresentable_values_are_refused(bad):
   settings = FrontendSettings(bind_address="127.0.0.1", port=8080,
                               fastcgi_socket=bad, state_dir="/s")
   with pytest.raises(ValueError):
-    lighttpd_config.render(settings)
+    lighttpd_config.Render(settings)
 
 
 @pytest.mark.parametrize("changes", [
@@ -274,7 +274,7 @@ def test_settings_are_frozen():
 def test_check_reports_warnings(supervise, scratch_dir):
   # What makes the empty output asserted above meaningful.
   settings = Settings(scratch_dir, "/run/a.sock")
-  text = lighttpd_config.render(settings) + "server.no-such-option = 1\n"
+  text = lighttpd_config.Render(settings) + "server.no-such-option = 1\n"
   supervisor = supervise(text, settings.state_dir,
                          address=("127.0.0.1", settings.port))
-  assert "unknown config-key: server.no-such-option" in supervisor.check()
+  assert "unknown config-key: server.no-such-option" in supervisor.Check()

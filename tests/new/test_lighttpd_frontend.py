@@ -25,10 +25,10 @@ _ = (fcgi_app, scratch_dir, supervise)  # fixtures
 def _Serve(supervise, scratch_dir, fcgi_app, **kwargs):
   """Start lighttpd for L{Settings} with C{kwargs}; return its port."""
   settings = Settings(scratch_dir, fcgi_app.socket_path, **kwargs)
-  supervisor = supervise(lighttpd_config.render(settings), settings.state_dir,
+  supervisor = supervise(lighttpd_config.Render(settings), settings.state_dir,
                          address=(settings.bind_address, settings.port),
                          user=settings.username, group=settings.groupname)
-  supervisor.start()
+  supervisor.Start()
   return (supervisor, settings.port)
 
 

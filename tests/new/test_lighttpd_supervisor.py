@@ -32,7 +32,7 @@ _FAST = {"backoff_initial": 0.1, "backoff_max": 0.4, "report_interval": 0}
 def _Plain(supervise, scratch_dir, fcgi_app, **kwargs):
   """A supervisor of plain-HTTP lighttpd binding a free port itself."""
   settings = Settings(scratch_dir, fcgi_app.socket_path)
-  supervisor = supervise(lighttpd_config.render(settings), settings.state_dir,
+  supervisor = supervise(lighttpd_config.Render(settings), settings.state_dir,
                          address=("127.0.0.1", settings.port), **kwargs)
   return (supervisor, settings.port)
 
@@ -42,7 +42,7 @@ def _Activated(supervise, scratch_dir, fcgi_app, listener, **kwargs):
   (host, port) = listener.getsockname()[:2]
   settings = Settings(scratch_dir, fcgi_app.socket_path, bind_address=host,
                       port=port, socket_activation=True)
-  return supervise(lighttpd_config.render(settings), settings.state_dir,
+  return supervise(lighttpd_config.Render(settings), settings.state_dir,
                    listen_socket=listener, **kwargs)
 
 
@@ -57,7 +57,7 @@ def listener():
 def test_start_answers(supervise, scratch_dir, fcgi_app):
   (supervisor, port) = _Plain(supervise, scratch_dir, fcgi_app)
   assert supervisor.pid is None
-  supervisor.start()
+  supervisor.Start()
   assert Alive(supervisor.pid)
   assert Request("127.0.0.1", port)[::2] == (200, b"hello\n")
   state_dir = os.path.dirname(supervisor.config_path)
@@ -68,7 +68,7 @@ def test_start_answers(supervise, scratch_dir, fcgi_app):
 def test_start_with_inherited_socket(supervise, scratch_dir, fcgi_app,
                                      listener):
   supervisor = _Activated(supervise, scratch_dir, fcgi_app, listener)
-  supervisor.start()
+  supervisor.Start()
   port = listener.getsockname()[1]
   assert Request("127.0.0.1", port)[::2] == (200, b"hello\n")
   # lighttpd listens on the daemon's socket only, and opened no other
@@ -120,7 +120,7 @@ def test_failed_restarts_leak_no_descriptor(supervise, scratch_dir, fcgi_app,
   binary = BreakableLighttpd(scratch_dir)
   (supervisor, _) = _Plain(supervise, scratch_dir, fcgi_app,
                            lighttpd_binary=binary.path, **_FAST)
-  supervisor.start()
+  supervisor.Start()
   binary.Break()
 
   def _Failures():
@@ -143,7 +143,7 @@ def test_killed_lighttpd_is_restarted(supervise, scratch_dir, fcgi_app,
     port = listener.getsockname()[1]
   else:
     (supervisor, port) = _Plain(supervise, scratch_dir, fcgi_app, **_FAST)
-  supervisor.start()
+  supervisor.Start()
   first = supervisor.pid
   lifeline = supervisor.lifeline_pid
   os.kill(first, signal.SIGKILL)
@@ -164,7 +164,7 @@ def test_clients_wait_while_lighttpd_restarts(supervise, scratch_dir,
   binary = BreakableLighttpd(scratch_dir)
   supervisor = _Activated(supervise, scratch_dir, fcgi_app, listener,
                           lighttpd_binary=binary.path, backoff_initial=1.0)
-  supervisor.start()
+  supervisor.Start()
   first = supervisor.pid
   binary.Break()
   os.kill(first, signal.SIGKILL)
@@ -181,7 +181,7 @@ def test_clients_wait_while_lighttpd_restarts(supervise, scratch_dir,
 def test_restart_backs_off_while_lighttpd_keeps_failing(
     supervise, scratch_dir, fcgi_app, caplog):
   (supervisor, port) = _Plain(supervise, scratch_dir, fcgi_app, **_FAST)
-  supervisor.start()
+  supervisor.Start()
   with open(supervisor.config_path) as handle:
     good = handle.read()
   with open(supervisor.config_path, "w") as handle:
@@ -207,7 +207,7 @@ def test_lighttpd_killed_again_and_again_is_restarted_at_once(
   often it is killed (any process of a shared frontend account can)."""
   (supervisor, port) = _Plain(supervise, scratch_dir, fcgi_app,
                               backoff_initial=30.0, report_interval=0)
-  supervisor.start()
+  supervisor.Start()
   for _ in range(3):
     pid = supervisor.pid
     os.kill(pid, signal.SIGKILL)
@@ -227,7 +227,7 @@ def test_exits_are_reported_at_most_once_per_interval(
   caplog.set_level(logging.DEBUG)  # "restarted" of unreported exits
   (supervisor, _) = _Plain(supervise, scratch_dir, fcgi_app,
                            report_interval=5.0)
-  supervisor.start()
+  supervisor.Start()
   for kill in range(3):
     pid = supervisor.pid
     os.kill(pid, signal.SIGKILL)
@@ -254,7 +254,7 @@ def _Answers(port):
 
 def test_stop_is_graceful(supervise, scratch_dir, fcgi_app):
   (supervisor, port) = _Plain(supervise, scratch_dir, fcgi_app)
-  supervisor.start()
+  supervisor.Start()
   pid = supervisor.pid
   result = {}
 
@@ -265,7 +265,7 @@ def test_stop_is_graceful(supervise, scratch_dir, fcgi_app):
   try:
     WaitFor(lambda: os.path.exists(fcgi_app.slow_marker))
     started = time.monotonic()
-    supervisor.stop(timeout=10)
+    supervisor.Stop(timeout=10)
     took = time.monotonic() - started
   finally:
     client.join(10)
@@ -278,7 +278,7 @@ def test_stop_is_graceful(supervise, scratch_dir, fcgi_app):
 
 def test_stop_kills_after_timeout(supervise, scratch_dir, fcgi_app):
   (supervisor, port) = _Plain(supervise, scratch_dir, fcgi_app)
-  supervisor.start()
+  supervisor.Start()
   pid = supervisor.pid
   errors = []
 
@@ -292,7 +292,7 @@ def test_stop_kills_after_timeout(supervise, scratch_dir, fcgi_app):
   try:
     WaitFor(lambda: os.path.exists(fcgi_app.slow_marker))
     started = time.monotonic()
-    supervisor.stop(timeout=0.5)
+    supervisor.Stop(timeout=0.5)
     assert time.monotonic() - started < 3
   finally:
     client.join(10)
@@ -302,16 +302,16 @@ def test_stop_kills_after_timeout(supervise, scratch_dir, fcgi_app):
 
 def test_stop_leaves_no_process(supervise, scratch_dir, fcgi_app, listener):
   supervisor = _Activated(supervise, scratch_dir, fcgi_app, listener)
-  supervisor.start()
+  supervisor.Start()
   pids = (supervisor.pid, supervisor.lifeline_pid)
   assert all(Alive(pid) for pid in pids)
-  supervisor.stop()
+  supervisor.Stop()
   assert not any(Alive(pid) for pid in pids)
   assert supervisor.pid is None
   assert ProcessesMentioning(os.path.dirname(supervisor.config_path)) == []
-  supervisor.stop()  # again: harmless
+  supervisor.Stop()  # again: harmless
   # and it can start again
-  supervisor.start()
+  supervisor.Start()
   assert Request("127.0.0.1", listener.getsockname()[1])[0] == 200
 
 
@@ -326,11 +326,11 @@ def test_invalid_config_is_refused_with_lighttpd_message(
   supervisor = supervise(text, os.path.join(scratch_dir, "state"),
                          address=("127.0.0.1", 9))
   with pytest.raises(LighttpdError) as info:
-    supervisor.check()
+    supervisor.Check()
   assert message in str(info.value)
   assert message in info.value.output
   with pytest.raises(LighttpdError):
-    supervisor.start()
+    supervisor.Start()
   assert supervisor.pid is None
 
 
@@ -340,11 +340,11 @@ def test_start_fails_when_lighttpd_exits(supervise, scratch_dir, fcgi_app):
   try:
     port = occupier.getsockname()[1]
     settings = Settings(scratch_dir, fcgi_app.socket_path, port=port)
-    supervisor = supervise(lighttpd_config.render(settings),
+    supervisor = supervise(lighttpd_config.Render(settings),
                            settings.state_dir, address=("127.0.0.1", port))
     descriptors = len(os.listdir("/proc/self/fd"))
     with pytest.raises(LighttpdError) as info:
-      supervisor.start()
+      supervisor.Start()
     assert "Address already in use" in str(info.value)
     assert "exited with status" in str(info.value)
     assert ProcessesMentioning(settings.state_dir) == []
@@ -360,11 +360,11 @@ def test_start_fails_when_lighttpd_does_not_answer(supervise, scratch_dir,
   settings = Settings(scratch_dir, fcgi_app.socket_path)
   elsewhere = ListeningSocket()
   try:
-    supervisor = supervise(lighttpd_config.render(settings),
+    supervisor = supervise(lighttpd_config.Render(settings),
                            settings.state_dir,
                            address=elsewhere.getsockname(), start_timeout=1)
     with pytest.raises(LighttpdError) as info:
-      supervisor.start()
+      supervisor.Start()
     assert "did not answer" in str(info.value)
     assert ProcessesMentioning(settings.state_dir) == []
   finally:
@@ -385,7 +385,7 @@ listener.bind(("127.0.0.1", %(port)d))
 listener.listen(16)
 supervisor = LighttpdSupervisor(open(%(config)r).read(), %(state_dir)r,
                                 listen_socket=listener)
-supervisor.start()
+supervisor.Start()
 print(supervisor.pid, flush=True)
 time.sleep(60)
 """
@@ -403,7 +403,7 @@ def test_lighttpd_ends_when_the_daemon_dies(scratch_dir, fcgi_app,
                       socket_activation=True)
   config = os.path.join(scratch_dir, "daemon.conf")
   with open(config, "w") as handle:
-    handle.write(lighttpd_config.render(settings))
+    handle.write(lighttpd_config.Render(settings))
   daemon = subprocess.Popen(
     [sys.executable, "-c", _DAEMON % {"repo": REPO, "port": port,
                                       "config": config,
@@ -446,8 +446,8 @@ def test_missing_binary_is_reported(scratch_dir):
 def test_logs_nothing_when_all_is_well(supervise, scratch_dir, fcgi_app,
                                        caplog):
   (supervisor, port) = _Plain(supervise, scratch_dir, fcgi_app)
-  supervisor.start()
+  supervisor.Start()
   Request("127.0.0.1", port)
-  supervisor.stop()
+  supervisor.Stop()
   assert [record for record in caplog.records
           if record.levelno >= logging.WARNING] == []

@@ -133,7 +133,7 @@ def _Supervisor(state_path):
     fastcgi_socket=os.path.join(state_path, "fastcgi.sock"),
     username="nobody", groupname="nogroup")
   return supervision.LighttpdSupervisor(
-    lighttpd_config.render(settings), state_path,
+    lighttpd_config.Render(settings), state_path,
     address=("127.0.0.1", port), user="nobody", group="nogroup")
 
 
@@ -147,7 +147,7 @@ def test_swapped_state_directory_is_not_used(runtime_dir, tmp_path):
   supervisor = _Supervisor(state_path)
   marker = str(tmp_path / "ran-as-root")
   try:
-    supervisor.check()
+    supervisor.Check()
     os.chmod(runtime_dir, 0o777)
     evil = os.path.join(runtime_dir, "evil")
     AsNobody("import os, sys\n"
@@ -156,14 +156,14 @@ def test_swapped_state_directory_is_not_used(runtime_dir, tmp_path):
              "  handle.write('include_shell \"touch %s\"\\n')\n" % marker +
              _EXCHANGE, evil, state_path)
     with pytest.raises(supervision.LighttpdError) as info:
-      supervisor.start()
+      supervisor.Start()
     assert not os.path.exists(marker)
     assert "replaced" in str(info.value) and state_path in str(info.value)
     assert os.listdir(state_path) == ["lighttpd.conf"]  # the attacker's
     with open(os.path.join(state_path, "lighttpd.conf")) as handle:
       assert handle.read().startswith("include_shell")
   finally:
-    supervisor.stop()
+    supervisor.Stop()
 
 
 _HOLD_OPEN = """
@@ -189,14 +189,14 @@ def test_config_temporary_held_open_by_another_user_is_not_used(
   marker = str(tmp_path / "ran-as-root")
   holder = None
   try:
-    supervisor.check()
+    supervisor.Check()
     os.chmod(state_path, 0o777)
     holder = subprocess.Popen(
       [_PYTHON, "-c", _HOLD_OPEN, supervisor.config_path + ".new", marker],
       cwd="/", preexec_fn=_BecomeNobody, stdin=subprocess.PIPE,
       stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline() == "ready\n"
-    supervisor.check()  # writes the configuration again
+    supervisor.Check()  # writes the configuration again
     holder.stdin.write("go\n")
     holder.stdin.flush()
     assert holder.stdout.readline() == "done\n"
@@ -212,7 +212,7 @@ def test_config_temporary_held_open_by_another_user_is_not_used(
       holder.wait()
       holder.stdin.close()
       holder.stdout.close()
-    supervisor.stop()
+    supervisor.Stop()
 
 
 @pytest.mark.parametrize("name", ["upload", "empty-docroot",
@@ -231,7 +231,7 @@ def test_planted_symlink_is_not_followed(runtime_dir, tmp_path, name):
   state_path = state_dirs.Create(runtime_dir)
   supervisor = _Supervisor(state_path)
   try:
-    supervisor.check()
+    supervisor.Check()
     entry = os.path.join(state_path, name)
     if os.path.isdir(entry):
       shutil.rmtree(entry)
@@ -241,11 +241,11 @@ def test_planted_symlink_is_not_followed(runtime_dir, tmp_path, name):
     AsNobody("import os, sys; os.symlink(sys.argv[1], sys.argv[2])",
              str(victim), entry)
     try:
-      supervisor.start()
+      supervisor.Start()
     except (supervision.LighttpdError, OSError):
       pass
   finally:
-    supervisor.stop()
+    supervisor.Stop()
   after = os.stat(victim)
   assert (after.st_uid, after.st_gid, after.st_mode) == (
     before.st_uid, before.st_gid, before.st_mode)

@@ -137,7 +137,7 @@ def _CheckLighttpd(daemon, environ):
       config, os.path.join(private, "state"), lighttpd_binary=binary,
       user=frontend.user, group=frontend.group,
       address=("127.0.0.1", daemons.Port(daemon)))
-    checker.check()
+    checker.Check()
   except supervisor.LighttpdError as err:
     yield " ".join(str(err).split())
   except (selection.BackendFlagError, OSError, KeyError) as err:

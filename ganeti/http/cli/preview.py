@@ -78,4 +78,4 @@ def Render(daemon, state_dir=None, address=None, environ=os.environ):
     _CertificatePaths(certificate, certificate, None), daemon.verify_peer,
     state_dir, lighttpd_layout.StateLayout(state_dir).fastcgi_socket,
     frontend)
-  return (lighttpd_config.render(frontend_settings), settings, frontend)
+  return (lighttpd_config.Render(frontend_settings), settings, frontend)

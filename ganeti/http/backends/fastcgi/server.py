@@ -141,7 +141,7 @@ class FastCgiHttpServer(base.ServerBase):
       self._fastcgi_socket = fastcgi_listener.BindUnixSocket(
         socket_path, owner_uid=frontend.uid, owner_gid=frontend.gid)
       self._StartBackend()
-      config = lighttpd_config.render(FrontendSettings(
+      config = lighttpd_config.Render(FrontendSettings(
         self.settings, self.pipeline, self.ganeti_handler, self.server_address,
         self._ssl_params, self.ssl_verify_peer, self._state_dir, socket_path,
         frontend))
@@ -150,7 +150,7 @@ class FastCgiHttpServer(base.ServerBase):
         lighttpd_binary=self._lighttpd, user=frontend.user,
         group=frontend.group,
         error_log=lighttpd_log.ErrorLog(self._error_log_path))
-      self._supervisor.start()
+      self._supervisor.Start()
     except lighttpd_supervisor.LighttpdError as err:
       self._StopBackend()
       raise lighttpd_supervisor.LighttpdError(
@@ -265,7 +265,7 @@ class FastCgiHttpServer(base.ServerBase):
       if release:
         self._supervisor.Release(RELEASE_WAIT)
       else:
-        self._supervisor.stop(STOP_TIMEOUT)
+        self._supervisor.Stop(STOP_TIMEOUT)
       self._supervisor = None
     self._StopBackend(release=release)
     self.server_close()

@@ -20,7 +20,7 @@ keys win).  Keys:
   through the backend; lighttpd's user must be able to read them (default:
   none).  A daemon that lighttpd spawned takes the list from lighttpd's
   configuration instead (C{GANETI_HTTP_FASTCGI_SENDFILE_DIRS}, set by
-  L{lighttpd_config.render_system_config}), so that it never asks lighttpd
+  L{lighttpd_config.RenderSystemConfig}), so that it never asks lighttpd
   for what lighttpd was not configured to do;
 - C{runtime-dir}: where each server's private directory (FastCGI socket,
   lighttpd config and log) is created (default L{ROOT_RUNTIME_DIR} for
@@ -38,7 +38,7 @@ keys win).  Keys:
 
 The variable C{GANETI_HTTP_FASTCGI_PROCESSES} (in the environment or in
 Ganeti's defaults file, see L{selection.Variable}) overrides C{processes}.  C{GANETI_HTTP_FASTCGI_SPAWNED=1}, which the system-service
-configuration of lighttpd sets (L{lighttpd_config.render_system_config}),
+configuration of lighttpd sets (L{lighttpd_config.RenderSystemConfig}),
 says that lighttpd spawned the daemon with the FastCGI socket as its
 standard input.
 """

@@ -6,9 +6,9 @@ docs/lighttpd.md explains every directive written here.
 
 Two deployments share one renderer:
 
-  - L{render}: lighttpd started by the daemon, in front of a backend that
+  - L{Render}: lighttpd started by the daemon, in front of a backend that
     already listens on its Unix socket(s) ("socket", never "bin-path");
-  - L{render_system_config}: lighttpd run as a system service that spawns
+  - L{RenderSystemConfig}: lighttpd run as a system service that spawns
     the daemon itself as its FastCGI application ("bin-path").
 
 Every value is written as a quoted lighttpd string or a plain integer; a
@@ -370,7 +370,7 @@ def _Render(settings, backends):
   return "\n".join(lines) + "\n"
 
 
-def render(settings):
+def Render(settings):
   """Return a lighttpd configuration for a daemon that runs lighttpd itself.
 
   The backend listens on C{settings.fastcgi_sockets} before lighttpd
@@ -387,7 +387,7 @@ def render(settings):
   return _Render(settings, backends)
 
 
-def render_system_config(settings, command, max_procs=1, environment=None):
+def RenderSystemConfig(settings, command, max_procs=1, environment=None):
   """Return a configuration for lighttpd as a service spawning the daemon.
 
   lighttpd starts C{command} itself ("bin-path") with the FastCGI listening
@@ -395,7 +395,7 @@ def render_system_config(settings, command, max_procs=1, environment=None):
   C{settings.fastcgi_socket} plus "-0", "-1", ... per process.  lighttpd
   spawns it after switching to C{settings.username}, so the daemon runs as
   that user; a daemon that needs root must be started on its own and
-  fronted with L{render} instead.
+  fronted with L{Render} instead.
 
   @type settings: L{FrontendSettings} with a single C{fastcgi_socket}
   @param command: the daemon's argv; lighttpd splits "bin-path" at spaces

@@ -2,9 +2,9 @@
 
 L{LighttpdSupervisor} owns one lighttpd process at a time:
 
-  - C{check()} writes the configuration into the state directory and has
+  - C{Check()} writes the configuration into the state directory and has
     C{lighttpd -tt} validate it;
-  - C{start()} spawns C{lighttpd -D} (foreground), handing it the daemon's
+  - C{Start()} spawns C{lighttpd -D} (foreground), handing it the daemon's
     listening socket if there is one, and returns once lighttpd accepts
     connections;
   - a monitor thread restarts lighttpd if it dies: at once if it had
@@ -12,7 +12,7 @@ L{LighttpdSupervisor} owns one lighttpd process at a time:
     is a moment of refused service, and with a shared frontend account any
     process of that account can kill it), with exponential back-off
     between attempts that fail to start it;
-  - C{stop()} sends SIGINT (lighttpd's graceful shutdown: stop accepting,
+  - C{Stop()} sends SIGINT (lighttpd's graceful shutdown: stop accepting,
     finish requests in flight; SIGTERM would drop them), SIGKILL after a
     timeout, and reaps everything it started.
 
@@ -122,7 +122,7 @@ class LighttpdSupervisor(object):
   @param report_interval: seconds between two reports of lighttpd's exit
       in the log (the exits in between are counted)
   @param error_log: an L{error_log.ErrorLog<lighttpd_log.ErrorLog>} for
-      what lighttpd prints, or None; closed by C{stop()}
+      what lighttpd prints, or None; closed by C{Stop()}
   """
 
   def __init__(self, config_text, state_dir, listen_socket=None,
@@ -133,7 +133,7 @@ class LighttpdSupervisor(object):
       raise ValueError("Either listen_socket or address is needed")
     self._config_text = config_text
     self._layout = StateLayout(state_dir)
-    self._state_dir = None  # a state_dirs.StateDir from check() to stop()
+    self._state_dir = None  # a state_dirs.StateDir from Check() to Stop()
     self._listen_socket = listen_socket
     self._binary = lighttpd_binary or FindLighttpd()
     if not os.access(self._binary, os.X_OK):
@@ -176,16 +176,16 @@ class LighttpdSupervisor(object):
     return instance.lifeline.pid
 
   def __enter__(self):
-    self.start()
+    self.Start()
     return self
 
   def __exit__(self, *exc_info):
-    self.stop()
+    self.Stop()
 
   def _Command(self):
     return [self._binary, "-f", self._layout.config, "-m", self._module_dir]
 
-  def check(self):
+  def Check(self):
     """Write the configuration and have lighttpd check it (C{-tt}).
 
     @return: lighttpd's output (warnings), usually empty
@@ -226,7 +226,7 @@ class LighttpdSupervisor(object):
     except trusted_dirs.UntrustedPathError as err:
       raise LighttpdError("Refusing to run lighttpd: %s" % err)
 
-  def start(self):
+  def Start(self):
     """Check the configuration, start lighttpd and wait until it answers.
 
     @raise LighttpdError: the configuration is invalid, or lighttpd exited
@@ -236,7 +236,7 @@ class LighttpdSupervisor(object):
       raise RuntimeError("lighttpd is already supervised")
     self._stopping.clear()
     try:
-      self.check()
+      self.Check()
       self._Launch()
     except BaseException:
       self._CloseStateDir()
@@ -245,13 +245,13 @@ class LighttpdSupervisor(object):
                                      name="lighttpd-supervisor", daemon=True)
     self._monitor.start()
 
-  def stop(self, timeout=10.0):
+  def Stop(self, timeout=10.0):
     """Stop lighttpd gracefully; SIGKILL it after C{timeout} seconds.
 
     Graceful means SIGINT: lighttpd closes its listening socket, lets
     requests in flight finish (for at most the configuration's
     C{server.graceful-shutdown-timeout}) and exits.  Safe to call more than
-    once and after a failed C{start()}.
+    once and after a failed C{Start()}.
     """
     self._stopping.set()
     with self._lock:
