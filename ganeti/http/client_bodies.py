@@ -98,7 +98,7 @@ class FeedbackBody(object):
     if decoder is None:
       return self._plain.Write(data)
     try:
-      frames = decoder.feed(data)
+      frames = decoder.Feed(data)
     except feedback.FeedbackProtocolError as err:
       (frames, self._error) = (err.events, str(err))
     try:
@@ -132,7 +132,7 @@ class FeedbackBody(object):
     # The frames decide: a transport error after the final frame (a missing
     # last chunk, say) does not undo a complete stream.
     try:
-      return (None, feedback.ResultBody(decoder.finish()))
+      return (None, feedback.ResultBody(decoder.Finish()))
     except feedback.FeedbackProtocolError as err:
       return (str(err), "")
     except feedback.FeedbackRemoteError as err:

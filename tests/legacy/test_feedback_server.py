@@ -35,10 +35,10 @@ def test_client_that_asks_gets_the_stream(serve):
   assert status == 200
   assert headers["Content-Type"] == feedback.FEEDBACK_CONTENT_TYPE
   decoder = feedback.FeedbackDecoder()
-  frames = decoder.feed(raw)
+  frames = decoder.Feed(raw)
   assert [frame.value for frame in frames[:-1]] == [
     {"step": step, "note": "copying \x03 block"} for step in range(3)]
-  assert feedback.ResultBody(decoder.finish()) == '[true, "copied"]\n'
+  assert feedback.ResultBody(decoder.Finish()) == '[true, "copied"]\n'
   assert handler.finished == [True]
 
 

@@ -59,14 +59,14 @@ def _Split(data, cuts):
 def _FeedAll(decoder, chunks):
   events = []
   for chunk in chunks:
-    events.extend(decoder.feed(chunk))
+    events.extend(decoder.Feed(chunk))
   return events
 
 
 def _Decode(data, **kwargs):
   decoder = FeedbackDecoder(**kwargs)
-  events = decoder.feed(data)
-  return (events, decoder.finish())
+  events = decoder.Feed(data)
+  return (events, decoder.Finish())
 
 
 # Content type
@@ -352,19 +352,19 @@ def test_decoder_byte_by_byte():
   decoder = FeedbackDecoder()
   events = _FeedAll(decoder, [data[i:i + 1] for i in range(len(data))])
   assert events == _Expected(["copying", {"done": 0.5}], [True, "x"])
-  assert decoder.finish() == Frame("result", [True, "x"])
+  assert decoder.Finish() == Frame("result", [True, "x"])
   assert decoder.frame_count == 3
   assert decoder.byte_count == len(data)
 
 
 def test_decoder_returns_each_frame_as_soon_as_its_separator_arrives():
   decoder = FeedbackDecoder()
-  assert decoder.feed(b'{"feedback":') == []
-  assert decoder.feed(b'"a"}') == []
-  assert decoder.feed(b'\x03{"feedback":"b"}\x03{"res') == [
+  assert decoder.Feed(b'{"feedback":') == []
+  assert decoder.Feed(b'"a"}') == []
+  assert decoder.Feed(b'\x03{"feedback":"b"}\x03{"res') == [
     Frame("feedback", "a"), Frame("feedback", "b")]
   assert decoder.final is None
-  assert decoder.feed(b'ult":7}\x03') == [Frame("result", 7)]
+  assert decoder.Feed(b'ult":7}\x03') == [Frame("result", 7)]
   assert decoder.final == Frame("result", 7)
 
 
@@ -383,10 +383,10 @@ def test_decoder_accepts_utf8_frames_from_other_senders():
 
 def test_decoder_accepts_bytes_like_input():
   decoder = FeedbackDecoder()
-  assert decoder.feed(bytearray(b'{"feedback":1}\x03')) == [
+  assert decoder.Feed(bytearray(b'{"feedback":1}\x03')) == [
     Frame("feedback", 1)]
-  assert decoder.feed(memoryview(b'{"result":2}\x03')) == [Frame("result", 2)]
-  assert decoder.feed(b"") == []
+  assert decoder.Feed(memoryview(b'{"result":2}\x03')) == [Frame("result", 2)]
+  assert decoder.Feed(b"") == []
 
 
 def test_decoder_error_frame_ends_the_stream():
@@ -398,33 +398,33 @@ def test_decoder_error_frame_ends_the_stream():
 
 def test_finish_is_idempotent():
   decoder = FeedbackDecoder()
-  decoder.feed(EncodeResult(1))
-  assert decoder.finish() == decoder.finish() == Frame("result", 1)
+  decoder.Feed(EncodeResult(1))
+  assert decoder.Finish() == decoder.Finish() == Frame("result", 1)
   with pytest.raises(FeedbackProtocolError, match="already finished"):
-    decoder.feed(b"")
+    decoder.Feed(b"")
 
 
 def test_truncated_inside_a_frame():
   decoder = FeedbackDecoder()
-  decoder.feed(EncodeFeedback("a") + b'{"result":[tr')
+  decoder.Feed(EncodeFeedback("a") + b'{"result":[tr')
   with pytest.raises(FeedbackTruncatedError,
                      match=r"frame 2 \(at byte 17\) has 13 byte\(s\) but no"
                      " separator"):
-    decoder.finish()
+    decoder.Finish()
 
 
 def test_truncated_without_a_final_frame():
   decoder = FeedbackDecoder()
-  decoder.feed(EncodeFeedback("a") + EncodeFeedback("b"))
+  decoder.Feed(EncodeFeedback("a") + EncodeFeedback("b"))
   with pytest.raises(FeedbackTruncatedError,
                      match=r"after 2 frame\(s\) and 34 byte\(s\) without a"
                      " final result or error frame"):
-    decoder.finish()
+    decoder.Finish()
 
 
 def test_empty_stream_is_truncated():
   with pytest.raises(FeedbackTruncatedError, match="after 0 frame"):
-    FeedbackDecoder().finish()
+    FeedbackDecoder().Finish()
 
 
 def test_truncation_error_is_a_protocol_error_and_a_value_error():
@@ -456,14 +456,14 @@ def test_bad_frame_says_which_and_why(frame, why):
                      match=r"^Feedback frame 2 \(at byte %d, %d bytes, "
                      "starting .*\\) %s" % (len(good), len(frame), why)) \
       as info:
-    decoder.feed(good + frame + SEPARATOR + EncodeResult(1))
+    decoder.Feed(good + frame + SEPARATOR + EncodeResult(1))
   assert info.value.events == [Frame("feedback", "ok")]
 
 
 def test_bad_frame_quotes_its_start_only():
   decoder = FeedbackDecoder()
   with pytest.raises(FeedbackProtocolError) as info:
-    decoder.feed(b"x" * 1000 + SEPARATOR)
+    decoder.Feed(b"x" * 1000 + SEPARATOR)
   assert "starting %r" % (b"x" * 40) in str(info.value)
   assert "x" * 41 not in str(info.value)
 
@@ -471,8 +471,8 @@ def test_bad_frame_quotes_its_start_only():
 def test_errors_are_sticky():
   decoder = FeedbackDecoder()
   with pytest.raises(FeedbackProtocolError):
-    decoder.feed(b"nope\x03")
-  for call in (lambda: decoder.feed(EncodeResult(1)), decoder.finish):
+    decoder.Feed(b"nope\x03")
+  for call in (lambda: decoder.Feed(EncodeResult(1)), decoder.Finish):
     with pytest.raises(FeedbackProtocolError,
                        match="already failed: Feedback frame 1"):
       call()
@@ -484,40 +484,40 @@ def test_data_after_the_final_frame():
     with pytest.raises(FeedbackProtocolError,
                        match=r"Data after the final frame \(frame 2, result\)"
                        " at byte 30") as info:
-      decoder.feed(EncodeFeedback("a") + EncodeResult(1) + tail)
+      decoder.Feed(EncodeFeedback("a") + EncodeResult(1) + tail)
     assert info.value.events == [Frame("feedback", "a"), Frame("result", 1)]
 
 
 def test_data_after_the_final_frame_in_a_later_feed():
   decoder = FeedbackDecoder()
-  decoder.feed(EncodeError("boom"))
+  decoder.Feed(EncodeError("boom"))
   with pytest.raises(FeedbackProtocolError,
                      match=r"Data after the final frame \(frame 1, error\)"):
-    decoder.feed(b" ")
+    decoder.Feed(b" ")
 
 
 def test_max_frame_size_without_separator():
   decoder = FeedbackDecoder(max_frame_size=20)
-  decoder.feed(EncodeFeedback("a"))
-  decoder.feed(b"{" + b" " * 18)
+  decoder.Feed(EncodeFeedback("a"))
+  decoder.Feed(b"{" + b" " * 18)
   with pytest.raises(FeedbackProtocolError,
                      match=r"Feedback frame 2 \(at byte 17\) exceeds the"
                      " maximum frame size of 20 bytes"):
-    decoder.feed(b"  ")
+    decoder.Feed(b"  ")
 
 
 def test_max_frame_size_of_a_complete_frame():
   decoder = FeedbackDecoder(max_frame_size=20)
   with pytest.raises(FeedbackProtocolError, match="maximum frame size of 20"):
-    decoder.feed(EncodeFeedback("x" * 20))
+    decoder.Feed(EncodeFeedback("x" * 20))
 
 
 def test_max_frame_size_is_inclusive_and_excludes_the_separator():
   frame = EncodeFeedback("x" * 8)
   decoder = FeedbackDecoder(max_frame_size=len(frame) - 1)
-  assert decoder.feed(frame) == [Frame("feedback", "x" * 8)]
+  assert decoder.Feed(frame) == [Frame("feedback", "x" * 8)]
   with pytest.raises(FeedbackProtocolError, match="maximum frame size"):
-    FeedbackDecoder(max_frame_size=len(frame) - 2).feed(frame)
+    FeedbackDecoder(max_frame_size=len(frame) - 2).Feed(frame)
 
 
 @pytest.mark.parametrize("pieces", [1, 7, 1000])
@@ -530,8 +530,8 @@ def test_the_result_frame_has_no_size_limit(pieces):
   def _InPieces(data):
     decoder = FeedbackDecoder(max_frame_size=20)
     for start in range(0, len(data), size):
-      decoder.feed(data[start:start + size])
-    return decoder.finish()
+      decoder.Feed(data[start:start + size])
+    return decoder.Finish()
 
   assert _InPieces(data) == Frame("result", "x" * 300)
   with pytest.raises(FeedbackProtocolError, match="maximum frame size"):
@@ -591,7 +591,7 @@ def test_any_split_decodes_to_the_original(messages, result, data):
   decoder = FeedbackDecoder()
   events = _FeedAll(decoder, _Split(stream, cuts))
   assert events == _Expected(messages, result)
-  assert decoder.finish() == Frame("result", result)
+  assert decoder.Finish() == Frame("result", result)
   assert ResultBody(decoder.final) == json.dumps(result) + "\n"
 
 
@@ -606,7 +606,7 @@ def test_any_truncation_is_detected(messages, result, data):
   assert events == _Expected(messages, result)[:len(events)]
   assert decoder.final is None
   with pytest.raises(FeedbackTruncatedError):
-    decoder.finish()
+    decoder.Finish()
 
 
 @given(st.lists(_JSON, max_size=4), _TEXT, st.data())
@@ -617,4 +617,4 @@ def test_error_streams_decode_too(messages, text, data):
   decoder = FeedbackDecoder()
   events = _FeedAll(decoder, _Split(stream, cuts))
   assert events[:-1] == [Frame("feedback", m) for m in messages]
-  assert decoder.finish() == Frame("error", text or "x")
+  assert decoder.Finish() == Frame("error", text or "x")
