@@ -1,19 +1,27 @@
 """A simulated Ganeti cluster: RPC fan-outs to N node daemons.
 
-  python bench/cluster.py [--nodes 1,16,64] [--seconds 4] [--output FILE]
+  python bench/cluster.py [--nodes 1,16,64] [--seconds 4] [--modes M,...]
+      [--output FILE]
 
 For each N, starts N node daemons per backend, each its own process (and
 lighttpd) on its own loopback port, serving HTTPS with the cluster
 certificate and accepting only the node client certificate, as Ganeti's
 node daemon does.  A master process (L{bench.cluster_master}) then sends
 fan-outs, one PUT per node in one C{ProcessRequests}, for a fixed time, in
-four ways side by side:
+these ways (C{--modes}, default the first four) side by side:
 
-  - legacy nodes, new connection per RPC (the client before reuse);
-  - fastcgi nodes, new connections;
-  - fastcgi nodes, connections kept (the client's default now);
-  - legacy nodes, connections kept (the legacy backend closes them: the
-    client must be no worse than before).
+  - legacy-new: legacy nodes, new connection per RPC (the client before
+    reuse);
+  - fastcgi-new: fastcgi nodes, new connections;
+  - fastcgi-kept: fastcgi nodes, connections kept (the client's default
+    now);
+  - legacy-kept: legacy nodes, connections kept (the legacy backend closes
+    them: the client must be no worse than before);
+  - legacy30-new, fastcgi30p1-kept, fastcgi30p2-kept: nodes whose
+    C{HttpServer} is called as Ganeti 3.0/3.1's noded calls it (a forked
+    child per connection; fastcgi with 1 or 2 FastCGI processes).
+
+"vs before" compares with the first mode given.
 
 Without Ganeti the client caps open connections at 3.2's 30; the master
 runs with 3.0's behaviour (no cap), and the 64-node fan-out once more
@@ -35,13 +43,29 @@ from bench import measure
 from bench import run
 from bench import servers
 
-#: (row label, node backend, connections kept, connection cap)
-MODES = [
-  ("legacy, new connections (before)", run.LEGACY, False),
-  ("fastcgi, new connections", run.FastCgi(1), False),
-  ("fastcgi, connections kept", run.FastCgi(1), True),
-  ("legacy, connections kept", run.LEGACY, True),
-]
+_LEGACY_30 = servers.TargetSpec("legacy, 3.0 signature", "legacy",
+                                signature="3.0")
+
+
+def _FastCgi30(processes):
+  return servers.TargetSpec("fastcgi, %d processes, 3.0 signature" %
+                            processes, "fastcgi", processes, "3.0")
+
+
+#: name: (row label, node backend, connections kept)
+MODES = {
+  "legacy-new": ("legacy, new connections (before)", run.LEGACY, False),
+  "fastcgi-new": ("fastcgi, new connections", run.FastCgi(1), False),
+  "fastcgi-kept": ("fastcgi, connections kept", run.FastCgi(1), True),
+  "legacy-kept": ("legacy, connections kept", run.LEGACY, True),
+  "legacy30-new": ("legacy 3.0 signature, new connections", _LEGACY_30,
+                   False),
+  "fastcgi30p1-kept": ("fastcgi 3.0 signature, processes = 1, kept",
+                       _FastCgi30(1), True),
+  "fastcgi30p2-kept": ("fastcgi 3.0 signature, processes = 2, kept",
+                       _FastCgi30(2), True),
+}
+DEFAULT_MODES = "legacy-new,fastcgi-new,fastcgi-kept,legacy-kept"
 
 
 def _StartNodes(stack, workspace, spec, count):
@@ -71,24 +95,31 @@ def _Master(workspace, ports, keep, seconds, cap):
   return json.loads(out)
 
 
-def Measure(nodes_list, seconds):
-  """Run every mode for every node count; return result rows."""
+def Measure(nodes_list, seconds, modes):
+  """Run the modes (names of L{MODES}) for every node count; return result
+  rows."""
   rows = []
+  specs = []
+  for name in modes:
+    if MODES[name][1] not in specs:
+      specs.append(MODES[name][1])
   workspace = run.Workspace()
   try:
     for count in nodes_list:
       caps = ["none"] + (["30"] if count > 30 else [])
-      for spec in (run.LEGACY, run.FastCgi(1)):
+      for spec in specs:
         with contextlib.ExitStack() as stack:
           ports = _StartNodes(stack, workspace, spec, count)
-          for (label, mode_spec, keep) in MODES:
+          for name in modes:
+            (label, mode_spec, keep) = MODES[name]
             if mode_spec != spec:
               continue
             for cap in caps:
               load = measure.WaitForQuiet()
               result = _Master(workspace, ports, keep, seconds, cap)
               result.update(nodes=count, mode=label, cap=cap,
-                            load_before=load)
+                            load_before=load,
+                            load_average_before=os.getloadavg()[0])
               print(json.dumps(result), file=sys.stderr)
               rows.append(result)
   finally:
@@ -96,12 +127,13 @@ def Measure(nodes_list, seconds):
   return rows
 
 
-def Table(rows):
-  """The results as a Markdown table, with ratios to the legacy row."""
+def Table(rows, modes):
+  """The results as a Markdown table, with ratios to the first mode's
+  row."""
   lines = ["| nodes | cap | mode | RPC/s | vs before | call p50 ms |"
            " call p99 ms | master CPU us/RPC | vs before |",
            "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
-  order = [label for (label, _, _) in MODES]
+  order = [MODES[name][0] for name in modes]
   rows = sorted(rows, key=lambda r: (r["nodes"], r["cap"],
                                      order.index(r["mode"])))
   base = {}
@@ -127,14 +159,24 @@ def main(argv=None):
                       help="node counts, comma-separated")
   parser.add_argument("--seconds", type=float, default=4,
                       help="measured seconds per row (after 0.5 s warm-up)")
+  parser.add_argument("--modes", default=DEFAULT_MODES,
+                      help="modes, comma-separated, of: %s" %
+                           ", ".join(MODES))
   parser.add_argument("--output", help="also write the table here")
   args = parser.parse_args(argv)
+  modes = args.modes.split(",")
+  unknown = set(modes) - set(MODES)
+  if unknown:
+    parser.error("unknown modes: %s" % ", ".join(sorted(unknown)))
   start = time.time()
-  rows = Measure([int(n) for n in args.nodes.split(",")], args.seconds)
-  table = Table(rows)
-  table += "\nLoad (busy cores) before each row: %s; %.0f s in all.\n" % (
-    ", ".join("%.2f" % row["load_before"] for row in rows),
-    time.time() - start)
+  rows = Measure([int(n) for n in args.nodes.split(",")], args.seconds,
+                 modes)
+  table = Table(rows, modes)
+  table += ("\nBefore each row, in run order: busy cores %s; load average"
+            " %s; %.0f s in all.\n" % (
+              ", ".join("%.2f" % row["load_before"] for row in rows),
+              ", ".join("%.2f" % row["load_average_before"] for row in rows),
+              time.time() - start))
   sys.stdout.write(table)
   if args.output:
     with open(args.output, "w") as handle:

@@ -1,14 +1,15 @@
 """Run one bench target in this process until standard input closes.
 
   python -m bench.serve {legacy,fastcgi,static} [--tls PEM] [--client-digest D]
-      [--streaming DIR | --docroot DIR]
+      [--signature {dev,3.0}] [--streaming DIR | --docroot DIR]
 
 C{legacy} and C{fastcgi} start C{ganeti.http.server.HttpServer} with the
 bench's JSON handler, or with C{--streaming DIR} the handler of the
 streamed rows (L{bench.streaming}, C{GET /file/NAME} returning DIR/NAME);
 which backend that is, and how many FastCGI processes, come from the
 environment (C{GANETI_HTTP_BACKEND}, C{GANETI_HTTP_FASTCGI_PROCESSES}), as
-for a daemon.  C{static} starts a plain lighttpd serving the JSON handler's
+for a daemon; C{--signature 3.0} calls it as Ganeti 3.0/3.1's daemons do
+(a stand-in main loop first; a forked child per connection).  C{static} starts a plain lighttpd serving the JSON handler's
 answer as a file, or with C{--docroot DIR} the files of DIR.
 
 Prints one JSON line C{{"port": ..., "pid": ...}} once serving, then waits
@@ -29,18 +30,42 @@ from bench import streaming
 from bench import workload
 
 
+class _StandInMainloop(object):
+  """What Ganeti 3.0/3.1 pass as C{mainloop}; C{HttpServer} only takes it."""
+
+
+def _ReleasedVerifyCallback(client_digest):
+  """Ganeti 3.0's C{ssl_verify_callback(conn, cert, errnum, errdepth, ok)}
+  accepting only C{client_digest}."""
+  expected = client_digest.encode("ascii")
+  return lambda _conn, cert, _errnum, _errdepth, ok: (
+    bool(ok) and cert.digest("sha1") == expected)
+
+
+def _NewHttpServer(signature, handler, tls_pem, client_digest, max_clients):
+  """C{HttpServer} on 127.0.0.1, any port, called the C{signature} way."""
+  kwargs = {"daemon_name": "bench"}
+  if tls_pem:
+    kwargs["ssl_params"] = ganeti_http.HttpSslParams(tls_pem, tls_pem)
+    kwargs["ssl_verify_peer"] = True
+  if signature == "3.0":
+    if tls_pem:
+      kwargs["ssl_verify_callback"] = _ReleasedVerifyCallback(client_digest)
+    return http_server.HttpServer(_StandInMainloop(), "127.0.0.1", 0,
+                                  max_clients, handler, **kwargs)
+  if tls_pem:
+    kwargs["ssl_verify_callback"] = lambda digest: digest == client_digest
+  return http_server.HttpServer("127.0.0.1", 0, handler,
+                                max_clients=max_clients, **kwargs)
+
+
 class _Server(object):
   """C{HttpServer} with the bench handler, as a target."""
 
-  def __init__(self, backend, tls_pem, client_digest, max_clients,
+  def __init__(self, backend, signature, tls_pem, client_digest, max_clients,
                handler):
-    kwargs = {"max_clients": max_clients}
-    if tls_pem:
-      kwargs["ssl_params"] = ganeti_http.HttpSslParams(tls_pem, tls_pem)
-      kwargs["ssl_verify_peer"] = True
-      kwargs["ssl_verify_callback"] = lambda digest: digest == client_digest
-    self._server = http_server.HttpServer("127.0.0.1", 0, handler,
-                                          daemon_name="bench", **kwargs)
+    self._server = _NewHttpServer(signature, handler, tls_pem, client_digest,
+                                  max_clients)
     if self._server.backend != backend:
       raise SystemExit("Asked for backend %s, got %s" %
                        (backend, self._server.backend))
@@ -66,8 +91,8 @@ def _Target(args):
     handler = streaming.StreamingHandler(args.streaming)
   else:
     handler = workload.JsonHandler()
-  return _Server(args.target, args.tls, args.client_digest, args.max_clients,
-                 handler)
+  return _Server(args.target, args.signature, args.tls, args.client_digest,
+                 args.max_clients, handler)
 
 
 def _ParseArgs(argv):
@@ -78,6 +103,10 @@ def _ParseArgs(argv):
                            " require client certificates it signed")
   parser.add_argument("--client-digest",
                       help="the only client certificate digest accepted")
+  parser.add_argument("--signature", choices=("dev", "3.0"), default="dev",
+                      help="call HttpServer as Ganeti's development branch"
+                           " does (threads) or as 3.0/3.1 do (a forked"
+                           " child per connection)")
   parser.add_argument("--max-clients", type=int, default=20,
                       help="HttpServer's max_clients (default: %(default)s,"
                            " Ganeti's default)")

@@ -32,10 +32,14 @@ class TargetSpec(object):
   @ivar label: the name in the report
   @ivar kind: "legacy", "fastcgi" or "static"
   @ivar processes: FastCGI backend processes (fastcgi only)
+  @ivar signature: how C{HttpServer} is called (legacy, fastcgi): "dev"
+      (Ganeti's development branch, threads) or "3.0" (Ganeti 3.0/3.1's
+      C{HttpServer(mainloop, ...)}, a forked child per connection)
   """
   label: str
   kind: str
   processes: Optional[int] = None
+  signature: str = "dev"
 
   def Environment(self, base, config_path):
     """The child's environment: the backend flag and its settings."""
@@ -88,7 +92,8 @@ class ServerProcess(object):
     return self._process.pid
 
   def _Command(self):
-    command = [sys.executable, "-m", "bench.serve", self.spec.kind]
+    command = [sys.executable, "-m", "bench.serve", self.spec.kind,
+               "--signature", self.spec.signature]
     if self._tls_pem:
       command.extend(["--tls", self._tls_pem,
                       "--client-digest", self._client_digest])
