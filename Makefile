@@ -5,7 +5,11 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup lighttpd demo test bench
+# This project's Debian package, which the cluster test bed (tests/cluster)
+# installs into its legacy and fastcgi nodes.
+DEB ?=
+
+.PHONY: setup lighttpd testbed-tools demo test testbed bench
 
 setup: lighttpd $(VENV)/.installed
 
@@ -34,8 +38,24 @@ $(VENV)/.installed: setup.py
 	$(PYTHON) -m pip install -q -e '.[test]'
 	touch $@
 
-test: setup
-	$(PYTHON) -m pytest -q tests
+# The cluster test bed builds a Debian 12 root with mmdebstrap and runs it
+# in namespaces (ip from iproute2; unshare and nsenter are in util-linux).
+testbed-tools:
+	@if ! command -v mmdebstrap >/dev/null 2>&1 \
+	    || { [ ! -x /usr/sbin/ip ] && [ ! -x /sbin/ip ]; }; then \
+	  echo "Installing mmdebstrap and iproute2 (the cluster test bed)" \
+	    "with apt-get"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    mmdebstrap iproute2 </dev/null; \
+	fi
+
+test: setup testbed-tools
+	GANETI_HTTP_DEB=$(DEB) $(PYTHON) -m pytest -q tests
+
+# Only the cluster test bed (docs/testbed.md).
+testbed: setup testbed-tools
+	GANETI_HTTP_DEB=$(DEB) $(PYTHON) -m pytest -q tests/cluster
 
 demo: setup
 	$(PYTHON) -m shims.demo $(DEMO_ARGS)
