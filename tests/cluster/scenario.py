@@ -57,12 +57,11 @@ KNOWN_VERIFY_ERRORS = (
 )
 
 #: The README's example [fastcgi] settings (see README.md).
-README_FASTCGI_SETTINGS = """\
-[fastcgi]
-processes = 2
-sendfile-dirs = /srv/ganeti/export
-write-idle-timeout = 3600
-"""
+README_FASTCGI_SETTINGS = (
+  ("processes", "2"),
+  ("sendfile-dirs", "/srv/ganeti/export"),
+  ("write-idle-timeout", "3600"),
+)
 
 #: Seconds a daemon-util start or stop may take before it counts as hung.
 DAEMON_UTIL_TIMEOUT = 60
@@ -106,7 +105,8 @@ class Scenario(object):
       ("RAPI authentication", self.CheckRapiAuthentication),
       ("RAPI job", self.CheckRapiJob),
       ("gnt-debug delay RPC", self.CheckDelayRpc),
-      ("noded restarted during a delay RPC", self.CheckRestartDuringRpc),
+      ("noded and RAPI log each request", self.CheckRequestLogLines),
+      ("noded stopped during a delay RPC", self.CheckRestartDuringRpc),
       ("each daemon restarted (daemon-util)", self.CheckDaemonRestarts),
       ("reboot (stop-all, /run wiped, init script)", self.CheckReboot),
       ("README example settings", self.CheckReadmeSettings),
@@ -274,13 +274,34 @@ class Scenario(object):
       return NOT_APPLICABLE
     self.node.CopyFile(self.deb_path, "/tmp/%s.deb" % PACKAGE)
     self._Run("dpkg -i /tmp/%s.deb" % PACKAGE)
-    self._SetBackendConfig()
+    self._SetBackendSetting("backends", "default", self.column)
     return None
 
-  def _SetBackendConfig(self, extra=""):
-    """Write the flag file: every daemon on the column's backend."""
-    self.node.WriteFile(BACKEND_CONFIG, "[backends]\ndefault = %s\n%s"
-                        % (self.column, extra))
+  def _SetBackendSetting(self, section, key, value):
+    """Set one key in the package's flag file, as an operator edits it.
+
+    The key's line in the section (also a commented-out one) is replaced;
+    a key the section lacks is added under its header.
+    """
+    path = self.node.HostPath(BACKEND_CONFIG)
+    with open(path) as config:
+      lines = config.read().splitlines()
+    header = "[%s]" % section
+    if header not in lines:
+      lines += ["", header]
+    start = lines.index(header) + 1
+    end = next((i for i in range(start, len(lines))
+                if lines[i].startswith("[")), len(lines))
+    setting = "%s = %s" % (key, value)
+    pattern = re.compile(r"#?\s*%s\s*=" % re.escape(key))
+    for i in range(start, end):
+      if pattern.match(lines[i]):
+        lines[i] = setting
+        break
+    else:
+      lines.insert(start, setting)
+    with open(path, "w") as config:
+      config.write("\n".join(lines) + "\n")
 
   def CheckClusterInit(self):
     """Set up the node and run gnt-cluster init."""
@@ -434,15 +455,28 @@ class Scenario(object):
                              % NODE_NAME)
     self._WaitJobRunning(job_id)
     time.sleep(1)
+    started = time.monotonic()
     self._DaemonUtil("stop", "ganeti-noded")
+    stop_seconds = time.monotonic() - started
     status = self._Run("gnt-job list --no-headers -o status %s"
                        % job_id).strip()
     self._DaemonUtil("start", "ganeti-noded")
     if status != "running":
-      raise CheckFailed("the stop waited for the delay RPC (job %s: %s)"
-                        % (job_id, status))
+      raise CheckFailed("daemon-util stop waited for the delay RPC to end"
+                        " (%.0f s; job %s: %s)" % (stop_seconds, job_id,
+                                                    status))
     self._WaitJob(job_id)
     self._CheckClusterWorks()
+
+  def CheckRequestLogLines(self):
+    """Each daemon logs a line per request, as stock Ganeti 3.0 does."""
+    expected = {"noded": "/test_delay", "rapi": "/2/info"}
+    for (daemon, path) in expected.items():
+      log = self._Run("cat %s" % HTTP_DAEMON_LOGS[daemon])
+      if not re.search(r"\b(GET|POST|PUT|DELETE) %s\b" % re.escape(path),
+                       log):
+        raise CheckFailed("no request line for %s in %s" % (
+          path, HTTP_DAEMON_LOGS[daemon]))
 
   def _WaitJobRunning(self, job_id, timeout=60):
     deadline = time.monotonic() + timeout
@@ -486,7 +520,8 @@ class Scenario(object):
   def CheckReadmeSettings(self):
     """The README's [fastcgi] example: processes = 2, sendfile dirs."""
     if self._packaged:
-      self._SetBackendConfig("\n" + README_FASTCGI_SETTINGS)
+      for (key, value) in README_FASTCGI_SETTINGS:
+        self._SetBackendSetting("fastcgi", key, value)
     self._Run("mkdir -p /srv/ganeti/export")
     positions = self._LogPositions()
     self._RestartHttpDaemons()
