@@ -12,7 +12,8 @@ No link or address is created outside the node's network namespace.
 Commands run inside with C{nsenter} (every namespace and the root of the
 node's first process).  L{Node.Stop} kills that first process, which ends
 everything in the PID namespace and with it the namespaces and mounts, then
-checks that no process is left in the copy and deletes it.
+checks that no process is left in the copy and no mount in the machine's
+mount namespace, and deletes it.
 """
 
 import os
@@ -202,4 +203,15 @@ class Node(object):
     left = self.ProcessesLeft()
     if left:
       raise RuntimeError("processes left in %s: %s" % (self.root, left))
+    mounts = self.MountsLeft()
+    if mounts:
+      raise RuntimeError("mounts left in the machine's namespace: %s"
+                         % mounts)
     shutil.rmtree(self.directory, ignore_errors=True)
+
+  def MountsLeft(self):
+    """Mount points in the machine's mount namespace inside the copy."""
+    with open("/proc/self/mountinfo") as mountinfo:
+      points = [line.split()[4] for line in mountinfo]
+    return [point for point in points
+            if point == self.root or point.startswith(self.root + "/")]

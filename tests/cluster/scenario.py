@@ -108,9 +108,9 @@ class Scenario(object):
       ("noded and RAPI log each request", self.CheckRequestLogLines),
       ("noded stopped during a delay RPC", self.CheckRestartDuringRpc),
       ("each daemon restarted (daemon-util)", self.CheckDaemonRestarts),
-      ("reboot (stop-all, /run wiped, init script)", self.CheckReboot),
       ("README example settings", self.CheckReadmeSettings),
       ("ganeti-3.0 reinstalled", self.CheckGanetiReinstall),
+      ("reboot (stop-all, /run wiped, init script)", self.CheckReboot),
       ("package removed (stock restored)", self.CheckPackageRemoval),
       ("every job succeeded", self.CheckJobsSucceeded),
     ]
@@ -504,6 +504,7 @@ class Scenario(object):
 
   def CheckReboot(self):
     """stop-all, every process gone, /run emptied, init script start."""
+    daemons = self._RunningDaemons()
     self._DaemonUtil("stop-all")
     left = self._Run("ps -e --no-headers -o pid=,args= | awk '$1 != 1'")
     left = [line for line in left.splitlines()
@@ -513,22 +514,51 @@ class Scenario(object):
     self._Run("find /run -mindepth 1 -maxdepth 1 -exec rm -rf {} + &&"
               " mkdir -m 1777 /run/lock")
     positions = self._LogPositions()
-    self._Run("/etc/init.d/ganeti start", timeout=DAEMON_UTIL_TIMEOUT * 3)
+    output = self._Run("/etc/init.d/ganeti start",
+                       timeout=DAEMON_UTIL_TIMEOUT * 3)
+    missing = sorted(set(daemons) - set(self._RunningDaemons()))
+    if missing:
+      raise CheckFailed("not running after the init script: %s (%s)"
+                        % (", ".join(missing), _Tail(output)))
     self._CheckBackendSince(positions)
     self._CheckClusterWorks()
 
   def CheckReadmeSettings(self):
-    """The README's [fastcgi] example: processes = 2, sendfile dirs."""
+    """The README's [fastcgi] example: processes = 2, sendfile dirs.
+
+    The package's settings are put back afterwards (noded and rapi
+    restarted), so that the later rows do not depend on this one.
+    """
+    self._Run("mkdir -p /srv/ganeti/export")
+    config_path = self.node.HostPath(BACKEND_CONFIG)
+    original = open(config_path).read() if self._packaged else None
     if self._packaged:
       for (key, value) in README_FASTCGI_SETTINGS:
         self._SetBackendSetting("fastcgi", key, value)
-    self._Run("mkdir -p /srv/ganeti/export")
-    positions = self._LogPositions()
-    self._RestartHttpDaemons()
-    self._CheckBackendSince(positions)
-    self._CheckClusterWorks()
-    self._WaitJob(self._SubmitJob("gnt-debug delay --submit --no-master -n %s 1"
-                                  % NODE_NAME))
+    try:
+      positions = self._LogPositions()
+      self._RestartHttpDaemons()
+      self._CheckBackendSince(positions)
+      self._CheckClusterWorks()
+      self._WaitJob(self._SubmitJob("gnt-debug delay --submit --no-master"
+                                    " -n %s 1" % NODE_NAME))
+    except Exception:
+      self._PutBackConfig(config_path, original, quiet=True)
+      raise
+    self._PutBackConfig(config_path, original)
+
+  def _PutBackConfig(self, config_path, original, quiet=False):
+    """Write back the flag file's C{original} text (None: nothing to do)
+    and restart noded and rapi; C{quiet}: ignore a failed restart."""
+    if original is None:
+      return
+    with open(config_path, "w") as config:
+      config.write(original)
+    try:
+      self._RestartHttpDaemons()
+    except (CheckFailed, subprocess.TimeoutExpired):
+      if not quiet:
+        raise
 
   def CheckGanetiReinstall(self):
     """dpkg -i of Ganeti's own .deb; the daemons keep their backend."""
