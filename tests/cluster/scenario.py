@@ -258,6 +258,17 @@ class Scenario(object):
         raise CheckFailed("%s started on %s, not %s" % (daemon, lines or
                                                         "no shim", self.column))
 
+  def _LastLogErrors(self):
+    """The last line naming an error in each HTTP daemon's log."""
+    found = []
+    for (daemon, path) in sorted(HTTP_DAEMON_LOGS.items()):
+      lines = [line for line in self.node.Run("cat %s" % path,
+                                              check=False).stdout.splitlines()
+               if re.search(r"Error|ERROR|denied", line)]
+      if lines:
+        found.append("%s: %s" % (daemon, lines[-1].strip()))
+    return "".join("; " + line for line in found)
+
   def _LogPositions(self):
     return {daemon: self._LogLength(daemon) for daemon in HTTP_DAEMON_LOGS}
 
@@ -518,8 +529,9 @@ class Scenario(object):
                        timeout=DAEMON_UTIL_TIMEOUT * 3)
     missing = sorted(set(daemons) - set(self._RunningDaemons()))
     if missing:
-      raise CheckFailed("not running after the init script: %s (%s)"
-                        % (", ".join(missing), _Tail(output)))
+      raise CheckFailed("not running after the init script: %s (%s)%s"
+                        % (", ".join(missing), _Tail(output),
+                           self._LastLogErrors()))
     self._CheckBackendSince(positions)
     self._CheckClusterWorks()
 
