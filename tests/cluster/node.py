@@ -132,7 +132,7 @@ class Node(object):
       (child,) = children.read().split()
     return int(child)
 
-  def Run(self, command, check=True, timeout=300, input_text=None):
+  def Run(self, command, check=True, timeout=300):
     """Run shell C{command} inside the node as root.
 
     @return: a C{subprocess.CompletedProcess} with text C{stdout}/C{stderr}
@@ -144,16 +144,12 @@ class Node(object):
     argv += ["%s=%s" % item for item in sorted(NODE_ENV.items())]
     argv += ["/bin/sh", "-c", command]
     result = subprocess.run(
-      argv, input=input_text, stdin=None if input_text else subprocess.DEVNULL,
+      argv, stdin=subprocess.DEVNULL,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
       timeout=timeout)
     if check and result.returncode != 0:
       raise CommandFailed(command, result)
     return result
-
-  def Output(self, command, **kwargs):
-    """The standard output of a command that must succeed."""
-    return self.Run(command, **kwargs).stdout
 
   def WriteFile(self, path, content, mode=0o644):
     """Write a file inside the node's root (not under /run)."""
