@@ -1,15 +1,17 @@
 # Two commands matter: `make demo` and `make test`.  Both first set up what
 # a fresh machine lacks: lighttpd (from Debian) and a .venv with this package.
+# `make deb` builds the Debian package (docs/install.md).
 
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# This project's Debian package, which the cluster test bed (tests/cluster)
-# installs into its legacy and fastcgi nodes.
-DEB ?=
+.PHONY: setup lighttpd test-tools demo test testbed bench deb
 
-.PHONY: setup lighttpd testbed-tools demo test testbed bench
+# This project's Debian package: tests/package checks it and the cluster
+# test bed (tests/cluster) installs it into its legacy and fastcgi nodes.
+SHIM_VERSION := $(shell sed -n 's/^SHIM_VERSION = "\(.*\)"$$/\1/p' ganeti/http/__init__.py)
+DEB ?= dist/ganeti-http-shim_$(SHIM_VERSION)_all.deb
 
 setup: lighttpd $(VENV)/.installed
 
@@ -38,24 +40,33 @@ $(VENV)/.installed: setup.py
 	$(PYTHON) -m pip install -q -e '.[test]'
 	touch $@
 
-# The cluster test bed builds a Debian 12 root with mmdebstrap and runs it
-# in namespaces (ip from iproute2; unshare and nsenter are in util-linux).
-testbed-tools:
-	@if ! command -v mmdebstrap >/dev/null 2>&1 \
-	    || { [ ! -x /usr/sbin/ip ] && [ ! -x /sbin/ip ]; }; then \
-	  echo "Installing mmdebstrap and iproute2 (the cluster test bed)" \
-	    "with apt-get"; \
+# tests/package and the cluster test bed (tests/cluster) build Debian 12
+# roots with mmdebstrap and run them in namespaces (ip from iproute2;
+# unshare and nsenter are in util-linux); lintian checks the .deb.
+test-tools:
+	@{ command -v dpkg-deb && command -v lintian && command -v mmdebstrap \
+	    && { [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; }; } >/dev/null 2>&1 || { \
+	  echo "Installing lintian, mmdebstrap and iproute2 (tests/package," \
+	    "tests/cluster) with apt-get"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	    mmdebstrap iproute2 </dev/null; \
-	fi
+	    dpkg lintian mmdebstrap iproute2 </dev/null; }
 
-test: setup testbed-tools
-	GANETI_HTTP_DEB=$(DEB) $(PYTHON) -m pytest -q tests
+test: setup test-tools deb
+	GANETI_HTTP_DEB=$(abspath $(DEB)) $(PYTHON) -m pytest -q tests
 
 # Only the cluster test bed (docs/testbed.md).
-testbed: setup testbed-tools
-	GANETI_HTTP_DEB=$(DEB) $(PYTHON) -m pytest -q tests/cluster
+testbed: setup test-tools deb
+	GANETI_HTTP_DEB=$(abspath $(DEB)) $(PYTHON) -m pytest -q tests/cluster
+
+# dist/ganeti-http-shim_<version>_all.deb (docs/install.md)
+deb:
+	@{ command -v dpkg-deb && command -v python3; } >/dev/null 2>&1 || { \
+	  echo "Installing dpkg and python3 (shims/debian/build-deb) with apt-get"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    dpkg python3 </dev/null; }
+	shims/debian/build-deb dist
 
 demo: setup
 	$(PYTHON) -m shims.demo $(DEMO_ARGS)

@@ -32,11 +32,12 @@ import time
 
 from flup.server import fcgi_base
 
-from ganeti.http import fastcgi_backend
-from ganeti.http import legacy
-from ganeti.http import pipeline
-from ganeti.http import server_options
-from ganeti.http import wsgi_adapter
+from ganeti.http.backends.fastcgi import flup_gateway
+from ganeti.http.backends.fastcgi import listener as fastcgi_listener
+from ganeti.http.backends.fastcgi import wsgi_application
+from ganeti.http.backends.legacy import server as legacy_server
+from ganeti.http.core import pipeline
+from ganeti.http.core import server_options
 
 from bench import measure
 from bench import workload
@@ -100,19 +101,22 @@ def FastCgiRequest(params=None, body=workload.REQUEST_BODY):
                    _Record(fcgi_base.FCGI_STDIN, b"")])
 
 
-class _Server(object):
-  """What the WSGI adapter reads from a server."""
+def _Pipeline():
+  """The request pipeline as a server without TLS sets it up."""
+  return pipeline.RequestPipeline(pipeline.ClientCertificatePolicy(False,
+                                                                   None))
 
-  def __init__(self):
-    self.ganeti_handler = workload.JsonHandler()
-    self.pipeline = pipeline.RequestPipeline(
-      pipeline.ClientCertificatePolicy(False, None))
+
+def _Application():
+  """The WSGI application serving the bench handler."""
+  handler = workload.JsonHandler()
+  return wsgi_application.WsgiApplication(_Pipeline(), lambda: handler,
+                                          tls=False)
 
 
 def _Gateway():
-  return fastcgi_backend.FlupGateway(
-    wsgi_adapter.WsgiApplication(_Server(), tls=False), multiprocess=False,
-    max_connections=20)
+  return flup_gateway.FlupGateway(_Application(), multiprocess=False,
+                                     max_connections=20)
 
 
 def _ReadAll(sock):
@@ -145,7 +149,8 @@ def _CheckOk(response):
 
 def PipelineOnly():
   """Layer 1: C{RequestPipeline.Run} with the bench handler."""
-  server = _Server()
+  request_pipeline = _Pipeline()
+  handler = workload.JsonHandler()
   headers = pipeline.HeadersFromPairs([
     ("Content-Length", str(len(workload.REQUEST_BODY))),
     ("Content-Type", workload.CONTENT_TYPE)])
@@ -153,14 +158,14 @@ def PipelineOnly():
   def _Once():
     incoming = pipeline.IncomingRequest(
       "POST", workload.PATH, headers, io.BytesIO(workload.REQUEST_BODY).read)
-    response = server.pipeline.Run(server.ganeti_handler, incoming)
+    response = request_pipeline.Run(handler, incoming)
     assert response.status == 200
   return _Once
 
 
 def WsgiAdapter():
   """Layer 2: the WSGI application over a CGI environment."""
-  application = wsgi_adapter.WsgiApplication(_Server(), tls=False)
+  application = _Application()
 
   def _StartResponse(status, headers):
     assert status.startswith("200"), status
@@ -196,7 +201,7 @@ def FlupAccepted(directory):
   """Layer 4: as layer 3, on a Unix socket connection accepted each time."""
   gateway = _Gateway()
   request = FastCgiRequest()
-  listener = fastcgi_backend.BindUnixSocket(os.path.join(directory, "l.sock"))
+  listener = fastcgi_listener.BindUnixSocket(os.path.join(directory, "l.sock"))
 
   def _Once():
     with _SendRequest(listener.getsockname(), request) as client:
@@ -213,7 +218,7 @@ def LegacyHandler():
   """The legacy backend's handler (stdlib parsing + pipeline), socket pair."""
   options = server_options.ServerOptions.FromCall(
     "127.0.0.1", 0, workload.JsonHandler(), daemon_name="bench")
-  server = legacy.LegacyHttpServer(options)
+  server = legacy_server.LegacyHttpServer(options)
 
   def _Once():
     (client, conn) = socket.socketpair()
@@ -251,9 +256,9 @@ def FullListener(directory, count, rounds=5):
 
   @return: server CPU seconds per request
   """
-  listener_socket = fastcgi_backend.BindUnixSocket(
+  listener_socket = fastcgi_listener.BindUnixSocket(
     os.path.join(directory, "f.sock"))
-  listener = fastcgi_backend.FastCgiListener(_Gateway(), listener_socket, 20)
+  listener = fastcgi_listener.FastCgiListener(_Gateway(), listener_socket, 20)
   thread = threading.Thread(target=listener.Serve, daemon=True)
   thread.start()
   request = FastCgiRequest()

@@ -53,7 +53,8 @@ from bench import servers
 from bench import streaming
 from bench import transfers
 from bench import workload
-from ganeti.http import lighttpd_supervisor
+from ganeti.http.backends.fastcgi.lighttpd import (
+  supervisor as lighttpd_supervisor)
 from tests.pki import ClusterPki
 
 CONCURRENCY = (1, 16, 64)

@@ -10,8 +10,9 @@ import shutil
 import socket
 import tempfile
 
-from ganeti.http import fastcgi_settings
-from ganeti.http import lighttpd_supervisor
+from ganeti.http.backends.fastcgi import settings as fastcgi_settings
+from ganeti.http.backends.fastcgi.lighttpd import (
+  supervisor as lighttpd_supervisor)
 
 
 def _Config(state_dir, docroot, port, tls_pem, verify_peer, frontend):

@@ -2,7 +2,7 @@
 
 For the deployment where lighttpd runs as a service and spawns the backend
 itself (``bin-path``; see docs/lighttpd.md and
-``ganeti.http.lighttpd_config.render_system_config``)::
+``ganeti.http.backends.fastcgi.lighttpd.config.render_system_config``)::
 
     python3 -m shims.fastcgi_launcher mypackage.mymodule:MakeHandler \\
         [--tls] [--verify-callback mypackage.mymodule:Verify]
@@ -27,9 +27,9 @@ import signal
 import sys
 import threading
 
-from ganeti.http import fastcgi_settings
 from ganeti.http import server as http_server
-from ganeti.http import server_options
+from ganeti.http.backends import selection
+from ganeti.http.core import server_options
 
 
 def LoadObject(spec):
@@ -58,7 +58,7 @@ def main(argv=None):
   parser.add_argument("--daemon-name", default=None)
   parser.add_argument("--max-clients", type=int, default=20)
   args = parser.parse_args(argv)
-  if not fastcgi_settings.SpawnedByLighttpd():
+  if not selection.SpawnedByLighttpd():
     parser.error("not spawned by lighttpd (GANETI_HTTP_FASTCGI_SPAWNED is"
                  " not set); use ganeti.http.server.HttpServer directly")
   logging.basicConfig(level=logging.INFO,

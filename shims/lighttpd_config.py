@@ -1,7 +1,7 @@
 """Print a lighttpd configuration for running a Ganeti daemon behind it.
 
-The template is ganeti.http.lighttpd_config; this renders it for one
-daemon, for lighttpd run as a system service (docs/lighttpd.md, mode 2)::
+The template is ganeti.http.backends.fastcgi.lighttpd.config; this renders
+it for one daemon, for lighttpd run as a system service (docs/lighttpd.md, mode 2)::
 
     python3 -m shims.lighttpd_config --port 5080 \\
         --cert /var/lib/ganeti/rapi.pem \\
@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 
-from ganeti.http import lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 
 
 def _Parser():

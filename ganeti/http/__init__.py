@@ -11,7 +11,29 @@ as in Ganeti, importing this package does not import them.
 
 import email
 import hashlib
+import os
 import ssl
+import sys
+
+#: This package's version: the Debian package's and setup.py's too.
+SHIM_VERSION = "0.1.0"
+
+#: Where the Debian package keeps the Python libraries Debian 12 lacks
+#: (flup), outside the system's Python path.
+PRIVATE_LIBRARY_DIR = "/usr/lib/ganeti-http-shim/python"
+
+
+def _UsePrivateLibraries():
+  """Put L{PRIVATE_LIBRARY_DIR}, if it exists, first on C{sys.path}.
+
+  It holds only the libraries this package needs, in the versions it was
+  tested with, so they win over any other copy and shadow nothing else.
+  """
+  if os.path.isdir(PRIVATE_LIBRARY_DIR) and PRIVATE_LIBRARY_DIR not in sys.path:
+    sys.path.insert(0, PRIVATE_LIBRARY_DIR)
+
+
+_UsePrivateLibraries()
 
 
 def _ReleaseVersion():

@@ -9,13 +9,15 @@ C{curl_config_fn}.
 import ipaddress
 import logging
 import math
-import os
 import threading
 from io import BytesIO
 
 import pycurl
 
 from ganeti import http
+from ganeti.http import client_bodies
+from ganeti.http import client_connections
+from ganeti.http import client_monitor
 from ganeti.http import feedback
 
 
@@ -143,167 +145,6 @@ class HttpClientRequest(object):
     return "https://%s%s" % (address, self.path)
 
 
-# A write callback returning another count than it was given aborts the
-# transfer (curl then reports CURLE_WRITE_ERROR)
-_WRITE_ABORT = 0
-
-
-class _BufferedBody(object):
-  """Collects the response body in memory, for C{resp_body}."""
-
-  def __init__(self):
-    self._buffer = BytesIO()
-    self.Write = self._buffer.write
-
-  def Finish(self, errmsg):
-    """Return C{(error, resp_body)} once the transfer has ended (bytes that
-    are not UTF-8 become U+FFFD rather than failing every request of the
-    L{ProcessRequests} call)."""
-    return (errmsg, self._buffer.getvalue().decode("utf-8", "replace"))
-
-
-class _FileBody(object):
-  """Writes the response body to the request's C{response_file}."""
-
-  def __init__(self, fileobj):
-    self._file = fileobj
-    self._error = None
-
-  def Write(self, data):
-    """curl's WRITEFUNCTION."""
-    try:
-      self._file.write(data)
-    except Exception as err:  # pylint: disable=broad-except
-      self._error = "Writing the response body failed: %s" % err
-      return _WRITE_ABORT
-    return None
-
-  def Finish(self, errmsg):
-    """Return C{(error, resp_body)}; the body is in the file, so None."""
-    return (self._error or errmsg, None)
-
-
-class _FeedbackFnError(Exception):
-  """The caller's feedback function raised (described in the message)."""
-
-
-class _FeedbackBody(object):
-  """Decodes a feedback stream as it arrives, or buffers any other body.
-
-  The response's C{Content-Type}, seen by L{Header}, tells which it is.
-  """
-
-  def __init__(self, feedback_fn):
-    self._feedback_fn = feedback_fn
-    self._content_type = None
-    self._decoder = None
-    self._plain = _BufferedBody()
-    self._error = None
-
-  def Header(self, line):
-    """curl's HEADERFUNCTION: remember the final response's Content-Type."""
-    line = line.decode("iso-8859-1")
-    if line.startswith("HTTP/"):
-      # A new response (after "100 Continue", say): forget the last one's
-      self._content_type = None
-      return
-    (name, sep, value) = line.partition(":")
-    if sep and name.strip().lower() == "content-type":
-      self._content_type = value.strip()
-
-  def _Decoder(self):
-    """The stream's decoder, or None while the body is not a stream."""
-    if self._decoder is None and \
-        feedback.IsFeedbackContentType(self._content_type):
-      self._decoder = feedback.FeedbackDecoder()
-    return self._decoder
-
-  def Write(self, data):
-    """curl's WRITEFUNCTION: pass on each complete feedback message."""
-    if self._error is not None:
-      return _WRITE_ABORT
-    decoder = self._Decoder()
-    if decoder is None:
-      return self._plain.Write(data)
-    try:
-      frames = decoder.feed(data)
-    except feedback.FeedbackProtocolError as err:
-      (frames, self._error) = (err.events, str(err))
-    try:
-      self._Deliver(frames)
-    except _FeedbackFnError as err:
-      # It came first in the stream, before any protocol error
-      self._error = str(err)
-    if self._error is not None:
-      return _WRITE_ABORT
-    return None
-
-  def _Deliver(self, frames):
-    for frame in frames:
-      if frame.kind == feedback.FRAME_FEEDBACK:
-        try:
-          self._feedback_fn(frame.value)
-        except Exception as err:  # pylint: disable=broad-except
-          logging.exception("Feedback function failed")
-          raise _FeedbackFnError("Feedback function failed: %s: %s" %
-                                 (type(err).__name__, err))
-
-  def Finish(self, errmsg):
-    """Return C{(error, resp_body)} once the transfer has ended."""
-    decoder = self._Decoder()
-    if decoder is None:
-      return self._plain.Finish(errmsg)
-    if self._error is not None:
-      return (self._error, "")
-    if errmsg and decoder.final is None:
-      return (errmsg, "")
-    # The frames decide: a transport error after the final frame (a missing
-    # last chunk, say) does not undo a complete stream.
-    try:
-      return (None, feedback.ResultBody(decoder.finish()))
-    except feedback.FeedbackProtocolError as err:
-      return (str(err), "")
-    except feedback.FeedbackRemoteError as err:
-      return ("Remote method failed: %s" % err.message, "")
-
-
-class _UploadBody(object):
-  """Feeds a request body file to curl's READFUNCTION and SEEKFUNCTION.
-
-  Each request reads at its own offset, so several requests may send the
-  same file (Ganeti sends one body to many nodes) and curl may rewind
-  (to retry on a fresh connection, say).
-
-  @ivar size: bytes from C{start} to the file's end
-  @ivar error: why reading failed, or None
-  """
-
-  def __init__(self, fileobj, start):
-    self._file = fileobj
-    self._start = start
-    self.size = max(0, fileobj.seek(0, os.SEEK_END) - start)
-    self._sent = 0
-    self.error = None
-
-  def Read(self, size):
-    """curl's READFUNCTION."""
-    try:
-      self._file.seek(self._start + self._sent)
-      data = self._file.read(min(size, self.size - self._sent))
-    except Exception as err:  # pylint: disable=broad-except
-      self.error = "Reading the request body failed: %s" % err
-      return pycurl.READFUNC_ABORT
-    self._sent += len(data)
-    return data
-
-  def Seek(self, offset, origin):
-    """curl's SEEKFUNCTION: go back to C{offset} of the body."""
-    if origin != os.SEEK_SET or not 0 <= offset <= self.size:
-      return pycurl.SEEKFUNC_CANTSEEK
-    self._sent = offset
-    return pycurl.SEEKFUNC_OK
-
-
 def _RequestHeaders(req):
   """The header lines to send: C{req.headers}, asking for a feedback
   stream when the request takes feedback (added to its Accept header)."""
@@ -321,16 +162,34 @@ def _RequestHeaders(req):
   return headers
 
 
-def _SetRequestBody(curl, req):
-  """Set C{req.post_data} as the body; return an L{_UploadBody} or None.
+def _SetRequestBody(curl, req, guard_resend=False):
+  """Set C{req.post_data} as the body; return an
+  L{client_bodies.UploadBody} or None.
 
   Like str and bytes bodies, a file goes out as a POST body (whatever
   C{CUSTOMREQUEST} says), so the server sees the same headers either way.
+
+  @param guard_resend: the connection may be a kept one, which libcurl
+    sends the request again on a new connection when it dies before the
+    response, whatever the method.  Unless the method may be repeated
+    (L{client_connections.MayResend}), the body then goes through an
+    L{client_bodies.UploadBody} that refuses to be sent a second time,
+    and a request without a body gets a new connection
   """
-  if not hasattr(req.post_data, "read"):
-    curl.setopt(pycurl.POSTFIELDS, req.post_data)
+  data = req.post_data
+  resendable = not guard_resend or client_connections.MayResend(req.method)
+  if hasattr(data, "read"):
+    start = req.post_data_start
+  elif resendable or not data:
+    curl.setopt(pycurl.POSTFIELDS, data)
+    if not resendable:
+      curl.setopt(pycurl.FRESH_CONNECT, True)
     return None
-  upload = _UploadBody(req.post_data, req.post_data_start)
+  else:
+    # pycurl sends a str as ASCII
+    data = BytesIO(data.encode("ascii") if isinstance(data, str) else data)
+    start = 0
+  upload = client_bodies.UploadBody(data, start, resendable=resendable)
   curl.setopt(pycurl.POST, True)
   curl.setopt(pycurl.POSTFIELDSIZE_LARGE, upload.size)
   curl.setopt(pycurl.READFUNCTION, upload.Read)
@@ -338,18 +197,12 @@ def _SetRequestBody(curl, req):
   return upload
 
 
-def _ResponseBody(req):
-  """Where the response body of C{req} goes, as a C{*Body} object."""
-  if req.response_file is not None:
-    return _FileBody(req.response_file)
-  if req.feedback_fn is not None:
-    return _FeedbackBody(req.feedback_fn)
-  return _BufferedBody()
-
-
-def _StartRequest(curl, req):
+def _StartRequest(curl, req, config_target=None, guard_resend=False):
   """Configure C{curl} for C{req}.
 
+  @param config_target: what C{req.curl_config_fn} gets instead of C{curl}
+    (an L{client_connections.OptionRecorder} of it)
+  @param guard_resend: see L{_SetRequestBody}
   @rtype: L{_PendingRequest}
   """
   logging.debug("Starting request %r", req)
@@ -360,7 +213,7 @@ def _StartRequest(curl, req):
   curl.setopt(pycurl.PROXY, "")
   curl.setopt(pycurl.CUSTOMREQUEST, req.method)
   curl.setopt(pycurl.URL, req.url)
-  upload = _SetRequestBody(curl, req)
+  upload = _SetRequestBody(curl, req, guard_resend)
   curl.setopt(pycurl.HTTPHEADER, _RequestHeaders(req))
   if req.read_timeout is None:
     curl.setopt(pycurl.TIMEOUT, 0)
@@ -373,13 +226,13 @@ def _StartRequest(curl, req):
   # Each request gets a fresh handshake
   if hasattr(pycurl, "SSL_SESSIONID_CACHE"):
     curl.setopt(pycurl.SSL_SESSIONID_CACHE, False)
-  body = _ResponseBody(req)
+  body = client_bodies.ResponseBody(req)
   curl.setopt(pycurl.WRITEFUNCTION, body.Write)
   if req.feedback_fn is not None:
     curl.setopt(pycurl.HEADERFUNCTION, body.Header)
 
   if req.curl_config_fn:
-    req.curl_config_fn(curl)
+    req.curl_config_fn(config_target or curl)
 
   return _PendingRequest(curl, req, body, upload)
 
@@ -392,7 +245,7 @@ class _PendingRequest(object):
 
     @param body: the request's C{*Body} object (its C{Finish} gives the
       outcome)
-    @param upload: the L{_UploadBody} of a file body, or None
+    @param upload: the L{client_bodies.UploadBody} of a file body, or None
     """
     assert req.success is None
 
@@ -453,134 +306,6 @@ class _PendingRequest(object):
     self._body = self._upload = None
 
 
-class _SharedLock(object):
-  """A lock owned either by one thread exclusively or by many sharers.
-
-  Not reentrant.  Waiting exclusive acquirers keep new sharers out.
-  """
-
-  def __init__(self):
-    self._cond = threading.Condition(threading.Lock())
-    self._exclusive_owner = None
-    self._sharers = set()
-    self._exclusive_waiting = 0
-
-  def _IsFree(self):
-    return self._exclusive_owner is None and not self._sharers
-
-  def _CanShare(self):
-    return self._exclusive_owner is None and not self._exclusive_waiting
-
-  def acquire(self, shared=0):
-    """Acquire the lock, shared if C{shared} is true, else exclusively."""
-    me = threading.current_thread()
-    with self._cond:
-      assert self._exclusive_owner is not me and me not in self._sharers, \
-        "Lock is already held by this thread"
-      if shared:
-        self._cond.wait_for(self._CanShare)
-        self._sharers.add(me)
-      else:
-        self._exclusive_waiting += 1
-        try:
-          self._cond.wait_for(self._IsFree)
-        finally:
-          # Sharers held back by this waiter may go on if it gave up
-          self._exclusive_waiting -= 1
-          self._cond.notify_all()
-        self._exclusive_owner = me
-    return True
-
-  def release(self):
-    """Release the lock held by the current thread in either mode."""
-    me = threading.current_thread()
-    with self._cond:
-      if self._exclusive_owner is me:
-        self._exclusive_owner = None
-      else:
-        assert me in self._sharers, "Cannot release a lock not held"
-        self._sharers.remove(me)
-      self._cond.notify_all()
-
-  def is_owned(self, shared=-1):
-    """Tell whether the current thread holds the lock.
-
-    @param shared: negative for either mode, 0 for exclusive, positive for
-      shared
-    """
-    me = threading.current_thread()
-    with self._cond:
-      if shared < 0:
-        return self._exclusive_owner is me or me in self._sharers
-      if shared == 0:
-        return self._exclusive_owner is me
-      return me in self._sharers
-
-
-class _NoOpRequestMonitor(object):
-  """Stands in for L{_PendingRequestMonitor} when nobody watches."""
-
-  @staticmethod
-  def acquire(*_args, **_kwargs):
-    pass
-
-  release = acquire
-  Disable = acquire
-
-
-class _PendingRequestMonitor(object):
-  """Shows a thread's unfinished requests to Ganeti's lock monitor.
-
-  The lock monitor calls L{GetLockInfo} from its own thread, so finishing a
-  request happens under this object's lock in exclusive mode.
-  """
-
-  def __init__(self, owner, pending_fn):
-    """Set up the monitor.
-
-    @type owner: threading.Thread
-    @param owner: thread processing the requests
-    @param pending_fn: returns the L{_PendingRequest} objects not yet done
-    """
-    self._owner = owner
-    self._pending_fn = pending_fn
-    self._lock = _SharedLock()
-    self.acquire = self._lock.acquire
-    self.release = self._lock.release
-
-  def Disable(self):
-    """Stop reporting requests; called once all are done."""
-    self._lock.acquire(shared=0)
-    try:
-      self._pending_fn = None
-    finally:
-      self._lock.release()
-
-  def GetLockInfo(self, requested):  # pylint: disable=unused-argument
-    """Describe the pending requests as lock monitor entries.
-
-    @param requested: the fields asked for (ignored; all are given)
-    @return: list of C{(name, None, [owner thread name], None)}, with names
-      C{rpc/<nicename>} or C{rpc/<host><path>}
-    """
-    self._lock.acquire(shared=1)
-    try:
-      if not self._pending_fn:
-        return []
-      owner_name = self._owner.name
-      result = []
-      for pending in self._pending_fn():
-        req = pending.GetCurrentRequest()
-        if req.nicename is None:
-          name = "%s%s" % (req.host, req.path)
-        else:
-          name = req.nicename
-        result.append(("rpc/%s" % name, None, [owner_name], None))
-      return result
-    finally:
-      self._lock.release()
-
-
 def _ProcessCurlRequests(multi, requests):
   """Run curl handles to completion on C{multi}.
 
@@ -615,12 +340,46 @@ def _ProcessCurlRequests(multi, requests):
     multi.select(1.0)
 
 
+def _NewMulti(curl_multi):
+  """A multi handle with Ganeti's cap on connections."""
+  multi = curl_multi()
+  try:
+    if _MAX_TOTAL_CONNECTIONS is not None:
+      multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, _MAX_TOTAL_CONNECTIONS)
+  except (pycurl.error, AttributeError):
+    pass  # an old libcurl or pycurl: no cap
+  return multi
+
+
+def _StartRequests(requests, curl_factory, record_options):
+  """Configure a curl handle for each request.
+
+  @return: C{(pending, identities)}: the L{_PendingRequest} of each handle,
+    and the set of the requests' L{client_connections.TlsIdentity} (empty
+    unless C{record_options})
+  """
+  pending = {}
+  identities = set()
+  for req in requests:
+    curl = curl_factory()
+    if record_options:
+      recorder = client_connections.OptionRecorder(curl)
+      pending[curl] = _StartRequest(curl, req, config_target=recorder,
+                                    guard_resend=True)
+      identities.add(client_connections.TlsIdentity(recorder.options))
+    else:
+      pending[curl] = _StartRequest(curl, req)
+  return (pending, identities)
+
+
 def ProcessRequests(requests, lock_monitor_cb=None, _curl=pycurl.Curl,
                     _curl_multi=pycurl.CurlMulti,
                     _curl_process=_ProcessCurlRequests):
   """Run C{requests} concurrently and wait until all have finished.
 
   Results are stored in the request objects; nothing is returned.
+  Connections stay open for later calls (see L{client_connections}) when
+  all requests have the same TLS settings.
 
   @type requests: list of L{HttpClientRequest}
   @param requests: requests not processed before
@@ -631,32 +390,42 @@ def ProcessRequests(requests, lock_monitor_cb=None, _curl=pycurl.Curl,
              req.resp_status_code is None and req.resp_body is None
              for req in requests)
 
-  pending = {}
-  for req in requests:
-    client = _StartRequest(_curl(), req)
-    pending[client.GetCurlHandle()] = client
+  # Replaced curl classes are tests' fakes: they get the plain behaviour
+  reuse = (_curl is pycurl.Curl and _curl_multi is pycurl.CurlMulti and
+           client_connections.KeepAliveEnabled())
+  (pending, identities) = _StartRequests(requests, _curl, reuse)
   assert len(pending) == len(requests)
 
   if lock_monitor_cb:
-    monitor = _PendingRequestMonitor(threading.current_thread(),
-                                     pending.values)
+    monitor = client_monitor.PendingRequestMonitor(
+      threading.current_thread(), pending.values)
     lock_monitor_cb(monitor)
   else:
-    monitor = _NoOpRequestMonitor
+    monitor = client_monitor.NoOpRequestMonitor
 
-  multi = _curl_multi()
+  if reuse and len(identities) == 1 and None not in identities:
+    pool = client_connections.Pool()
+    lease = pool.Checkout(identities.pop(), lambda: _NewMulti(_curl_multi))
+    multi = lease.multi
+    for curl in pending:
+      lease.PrepareTransfer(curl)
+  else:
+    lease = None
+    multi = _NewMulti(_curl_multi)
+
   try:
-    if _MAX_TOTAL_CONNECTIONS is not None:
-      multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, _MAX_TOTAL_CONNECTIONS)
-  except (pycurl.error, AttributeError):
-    pass  # an old libcurl or pycurl: no cap
-
-  for curl, errmsg in _curl_process(multi, list(pending)):
-    monitor.acquire(shared=0)
-    try:
-      pending.pop(curl).Done(errmsg)
-    finally:
-      monitor.release()
+    for curl, errmsg in _curl_process(multi, list(pending)):
+      monitor.acquire(shared=0)
+      try:
+        pending.pop(curl).Done(errmsg)
+      finally:
+        monitor.release()
+  except BaseException:
+    if lease is not None:
+      multi.close()  # in an unknown state: not for reuse
+    raise
+  if lease is not None:
+    pool.Checkin(lease)
 
   assert not pending, "Not all requests were processed"
   monitor.Disable()

@@ -1,25 +1,30 @@
 """Ganeti's HTTP server API: C{HttpServer}, C{HttpServerHandler} and friends.
 
 C{HttpServer(...)} reads the daemon's backend flag (see
-L{ganeti.http.backend_flag}) and returns a server of that backend:
+L{ganeti.http.backends.selection}) and returns a server of that backend
+(the table is in L{ganeti.http.backends}):
 
-- C{legacy}: the threaded stdlib server (L{ganeti.http.legacy}), which *is*
-  an C{http.server.HTTPServer}, as in Ganeti 3.2;
+- C{legacy}: the threaded stdlib server
+  (L{ganeti.http.backends.legacy.server}), which *is* an
+  C{http.server.HTTPServer}, as in Ganeti 3.2;
 - C{fastcgi}: lighttpd in front of the handler running as a FastCGI
-  application (L{ganeti.http.fastcgi_server}).
+  application (L{ganeti.http.backends.fastcgi.server}), imported only then.
 
 Both take either of Ganeti's calling conventions (see
-L{ganeti.http.server_options}) and run requests through the same
-L{ganeti.http.pipeline}.
+L{ganeti.http.core.server_options}) and run requests through the same
+L{ganeti.http.core.pipeline}.
 """
 
 import logging
 
-from ganeti.http import backend_flag
-from ganeti.http import legacy
-from ganeti.http import pipeline
-from ganeti.http import responder
-from ganeti.http.server_options import ServerOptions
+from ganeti.http import SHIM_VERSION
+from ganeti.http import backends
+from ganeti.http.backends import selection
+from ganeti.http.backends.legacy import request_handler
+from ganeti.http.backends.legacy import server as legacy_server
+from ganeti.http.core import pipeline
+from ganeti.http.core import responder
+from ganeti.http.core.server_options import ServerOptions
 
 # Public names of Ganeti's module, defined where they are used.
 DEFAULT_ERROR_CONTENT_TYPE = pipeline.DEFAULT_ERROR_CONTENT_TYPE
@@ -27,7 +32,7 @@ DEFAULT_ERROR_MESSAGE = pipeline.DEFAULT_ERROR_MESSAGE
 HttpServerHandler = pipeline.HttpServerHandler
 _HttpServerRequest = pipeline._HttpServerRequest  # pylint: disable=protected-access
 _FormatCertificateDigest = pipeline._FormatCertificateDigest  # pylint: disable=protected-access
-GanetiRequestHandler = legacy.GanetiRequestHandler
+GanetiRequestHandler = request_handler.GanetiRequestHandler
 HttpResponder = responder.HttpResponder  # 3.0/3.1's RAPI test helper uses it
 
 
@@ -46,7 +51,7 @@ class HttpServerRequestExecutor(object):
                               " HTTP server")
 
 
-class HttpServer(legacy.LegacyHttpServer):
+class HttpServer(legacy_server.LegacyHttpServer):
   """The HTTP server of a Ganeti daemon, on the backend its flag selects.
 
   Accepts C{HttpServer(local_address, port, ganeti_handler, ssl_params=None,
@@ -60,7 +65,7 @@ class HttpServer(legacy.LegacyHttpServer):
   The server is bound when this returns; C{Start()} serves, C{Stop()}
   stops.  C{backend} says which backend it is.
 
-  @raise backend_flag.BackendFlagError: the flag has an unknown value or
+  @raise selection.BackendFlagError: the flag has an unknown value or
       the selected backend cannot run here
   """
 
@@ -73,14 +78,15 @@ class HttpServer(legacy.LegacyHttpServer):
   @classmethod
   def FromOptions(cls, options):
     """Create the server for L{ServerOptions} on the flagged backend."""
-    daemon_name = options.daemon_name or backend_flag.DefaultDaemonName()
-    (backend, source) = backend_flag.ResolveBackend(daemon_name)
-    logging.info("HTTP backend of %s: %s (from %s)", daemon_name, backend,
-                 source)
-    if backend == backend_flag.BACKEND_FASTCGI:
-      # Imported here: the legacy backend must not need flup or lighttpd.
-      from ganeti.http import fastcgi_server  # pylint: disable=import-outside-toplevel
-      return fastcgi_server.FastCgiHttpServer(options, source)
+    choice = selection.Choose(options.daemon_name)
+    logging.info("HTTP backend of %s: %s (from %s), ganeti-http-shim %s",
+                 choice.daemon_name, choice.backend, choice.source,
+                 SHIM_VERSION)
+    server_class = backends.ServerClass(choice.backend)
+    if not issubclass(cls, server_class):
+      return server_class(options, choice)
+    # This class is the legacy server itself (Ganeti's code and tests use
+    # it as one): made here, as __init__ does nothing.
     server = super().__new__(cls)
-    legacy.LegacyHttpServer.__init__(server, options)
+    server_class.__init__(server, options, choice)
     return server

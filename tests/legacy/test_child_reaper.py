@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ganeti.http import child_reaper
+from ganeti.http.system import child_reaper
 from ganeti.http import server as http_server
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from ganeti import http
 from ganeti.http import client
+from ganeti.http import client_monitor
 from ganeti.http import server as http_server
 
 
@@ -317,7 +318,7 @@ class TestPendingRequestMonitor:
   def test(self):
     pending = [_Pending(_Request("/a")), _Pending(_Request("/b", nicename="b"))]
     owner = threading.Thread(name="job-42")
-    monitor = client._PendingRequestMonitor(owner, lambda: pending)
+    monitor = client_monitor.PendingRequestMonitor(owner, lambda: pending)
     assert sorted(monitor.GetLockInfo(set())) == [
       ("rpc/b", None, ["job-42"], None),
       ("rpc/localhost/a", None, ["job-42"], None),
@@ -329,7 +330,7 @@ class TestPendingRequestMonitor:
     assert monitor.GetLockInfo(set()) == []
 
   def testNoOp(self):
-    monitor = client._NoOpRequestMonitor
+    monitor = client_monitor.NoOpRequestMonitor
     monitor.acquire(shared=0)
     monitor.release()
     monitor.Disable()
@@ -372,7 +373,7 @@ class TestSharedLock:
     return acquired.wait(wait), thread
 
   def testOwnership(self):
-    lock = client._SharedLock()
+    lock = client_monitor.SharedLock()
     assert not lock.is_owned()
     lock.acquire(shared=1)
     assert lock.is_owned() and lock.is_owned(shared=1)
@@ -385,7 +386,7 @@ class TestSharedLock:
     assert not lock.is_owned()
 
   def testMisuse(self):
-    lock = client._SharedLock()
+    lock = client_monitor.SharedLock()
     with pytest.raises(AssertionError):
       lock.release()
     lock.acquire(shared=1)
@@ -396,7 +397,7 @@ class TestSharedLock:
     lock.release()
 
   def testSharersExcludeWriter(self):
-    lock = client._SharedLock()
+    lock = client_monitor.SharedLock()
     lock.acquire(shared=1)
     acquired, _ = self._TryAcquire(lock, shared=1, wait=5)
     assert acquired
@@ -411,7 +412,7 @@ class TestSharedLock:
     assert not writer.is_alive() and not sharer.is_alive()
 
   def testWriterExcludesAll(self):
-    lock = client._SharedLock()
+    lock = client_monitor.SharedLock()
     lock.acquire(shared=0)
     acquired, sharer = self._TryAcquire(lock, shared=1)
     assert not acquired

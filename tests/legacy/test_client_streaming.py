@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from ganeti import http
 from ganeti.http import client
+from ganeti.http import client_bodies
 from ganeti.http import feedback
 from ganeti.http import server as http_server
 from tests.legacy.test_client import _CurlConfig
@@ -101,7 +102,7 @@ class _Transfer(object):
     """
     self.Headers(_FEEDBACK_HEADERS if headers is None else headers)
     self.Write(chunks)
-    if errmsg is None and client._WRITE_ABORT in self.returns:
+    if errmsg is None and client_bodies.WRITE_ABORT in self.returns:
       errmsg = _CURL_WRITE_ERROR
     self.pending.Done(errmsg)
     return self.req
@@ -222,7 +223,7 @@ class TestFeedbackDecoding:
     req = transfer.Run([body])
     # The frame before the bad one is still delivered, none after it
     assert transfer.received == [1]
-    assert transfer.returns == [client._WRITE_ABORT]
+    assert transfer.returns == [client_bodies.WRITE_ABORT]
     assert req.success is False
     assert req.error.startswith("Feedback frame 2 (at byte 15")
     assert why in req.error
@@ -231,7 +232,7 @@ class TestFeedbackDecoding:
   def testDataAfterFinalFrame(self):
     transfer = _Transfer()
     req = transfer.Run([b'{"result":1}\x03', b'{"feedback":2}\x03'])
-    assert transfer.returns == [None, client._WRITE_ABORT]
+    assert transfer.returns == [None, client_bodies.WRITE_ABORT]
     assert transfer.received == []
     assert req.success is False
     assert "after the final frame" in req.error
@@ -252,7 +253,7 @@ class TestFeedbackDecoding:
     first_end = body.index(feedback.SEPARATOR) + 1
     req = transfer.Run([body[:first_end], body[first_end:]])
     assert transfer.received == ["first"]
-    assert transfer.returns == [None, client._WRITE_ABORT]
+    assert transfer.returns == [None, client_bodies.WRITE_ABORT]
     assert req.success is False
     assert req.error == ("Feedback function failed: RuntimeError: cannot show"
                          " 'second'")
@@ -264,7 +265,7 @@ class TestFeedbackDecoding:
   def testFeedbackFunctionRaisesBeforeInvalidFrame(self):
     transfer = _Transfer(raise_on=1)
     req = transfer.Run([b'{"feedback":1}\x03garbage\x03'])
-    assert transfer.returns == [client._WRITE_ABORT]
+    assert transfer.returns == [client_bodies.WRITE_ABORT]
     assert req.error.startswith("Feedback function failed: RuntimeError")
 
   @pytest.mark.parametrize("headers", [
@@ -413,7 +414,7 @@ class TestUploadAndResponseFile:
     req = client.HttpClientRequest("192.0.2.1", 1811, "GET", "/x",
                                    response_file=_FailingFile())
     pending = client._StartRequest(curl, req)
-    assert curl.opts[pycurl.WRITEFUNCTION](b"data") == client._WRITE_ABORT
+    assert curl.opts[pycurl.WRITEFUNCTION](b"data") == client_bodies.WRITE_ABORT
     pending.Done(_CURL_WRITE_ERROR)
     assert (req.success, req.resp_body) == (False, None)
     assert req.error == "Writing the response body failed: disk full"

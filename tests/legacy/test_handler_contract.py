@@ -123,6 +123,22 @@ def test_str_result_is_sent_as_utf8(serve):
   assert int(headers["Content-Length"]) == len(raw)
 
 
+def test_handler_replaced_on_a_running_server_serves_next_request(serve):
+  """Ganeti 3.2's own test_server.py replaces C{ganeti_handler} on a
+  running server and expects the next request to reach the new one."""
+  class Handler(http_server.HttpServerHandler):
+    def __init__(self, answer):
+      http_server.HttpServerHandler.__init__(self)
+      self.answer = answer
+
+    def HandleRequest(self, req):
+      return self.answer
+  running = serve(Handler(b"first"))
+  assert running.Request("GET", "/")[2] == b"first"
+  running.server.ganeti_handler = Handler(b"second")
+  assert running.Request("GET", "/")[2] == b"second"
+
+
 @pytest.mark.parametrize("exception_class", STATUS_EXCEPTIONS,
                          ids=lambda cls: cls.__name__)
 def test_status_exception_gives_status_headers_and_error_page(serve,

@@ -20,8 +20,9 @@ import time
 
 import pytest
 
-from ganeti.http import lighttpd_config
-from ganeti.http import lighttpd_supervisor
+from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import (
+  supervisor as lighttpd_supervisor)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
   os.path.abspath(__file__))))

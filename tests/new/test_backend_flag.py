@@ -1,11 +1,13 @@
 """The backend flag: precedence of its five places, and its errors."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
-from ganeti.http import backend_flag
-from ganeti.http.backend_flag import BackendFlagError, ResolveBackend
+from ganeti.http.backends import selection as backend_flag
+from ganeti.http.backends.selection import BackendFlagError, ResolveBackend
 
 
 def _Environ(tmp_path, file_text=None, **variables):
@@ -185,3 +187,41 @@ def test_default_daemon_name_uses_argv(monkeypatch):
 def test_constants():
   assert backend_flag.BACKEND_LEGACY == "legacy"
   assert backend_flag.BACKEND_FASTCGI == "fastcgi"
+
+
+# Run in a fresh interpreter: prints the flup and fastcgi modules loaded
+# after serving on the legacy backend, then those loaded once the fastcgi
+# backend's server class is asked for (which shows the check sees them).
+_LEGACY_IMPORTS_SCRIPT = r"""
+import sys
+from ganeti.http import backends
+from ganeti.http import server
+
+def Loaded():
+  return sorted(name for name in sys.modules
+                if name.split(".")[0] == "flup" or "fastcgi" in name)
+
+srv = server.HttpServer("127.0.0.1", 0, server.HttpServerHandler(),
+                        daemon_name="noded")
+srv.server_close()
+print(srv.backend, *Loaded())
+backends.ServerClass(backends.FASTCGI)
+print(*Loaded())
+"""
+
+
+def test_legacy_backend_imports_neither_flup_nor_fastcgi(tmp_path):
+  (flag_environ, _) = _Environ(tmp_path, GANETI_HTTP_BACKEND="legacy")
+  environ = {name: value for (name, value) in os.environ.items()
+             if not name.startswith("GANETI_HTTP_")}
+  environ.update(flag_environ)
+  top_dir = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+  result = subprocess.run([sys.executable, "-c", _LEGACY_IMPORTS_SCRIPT],
+                          env=environ, cwd=top_dir, capture_output=True,
+                          text=True, timeout=60, check=False)
+  assert result.returncode == 0, result.stderr
+  (legacy_line, fastcgi_line) = result.stdout.splitlines()
+  assert legacy_line.split() == ["legacy"]
+  assert "flup.server.fcgi_base" in fastcgi_line.split()
+  assert "ganeti.http.backends.fastcgi.server" in fastcgi_line.split()

@@ -14,10 +14,11 @@ import threading
 
 import pytest
 
-from ganeti.http import fastcgi_backend
-from ganeti.http import pipeline
+from ganeti.http.backends.fastcgi import flup_gateway as fastcgi_backend
+from ganeti.http.backends.fastcgi import listener as fastcgi_listener
+from ganeti.http.core import pipeline
 from ganeti.http import server as http_server
-from ganeti.http import wsgi_adapter
+from ganeti.http.backends.fastcgi import wsgi_application as wsgi_adapter
 
 from tests.new.test_fastcgi_records import Pair, Record
 
@@ -51,27 +52,22 @@ class Handler(http_server.HttpServerHandler):
     raise http_server.http.HttpNotFound()
 
 
-class _Server(object):
-  """What the WSGI application reads from a server."""
-
-  def __init__(self):
-    self.ganeti_handler = Handler()
-    self.pipeline = pipeline.RequestPipeline(
-      pipeline.ClientCertificatePolicy(False, None))
-
-
 def _Gateway():
+  request_pipeline = pipeline.RequestPipeline(
+    pipeline.ClientCertificatePolicy(False, None))
+  handler = Handler()
   return fastcgi_backend.FlupGateway(
-    wsgi_adapter.WsgiApplication(_Server(), tls=False), multiprocess=False,
-    max_connections=2)
+    wsgi_adapter.WsgiApplication(request_pipeline, lambda: handler,
+                                 tls=False),
+    multiprocess=False, max_connections=2)
 
 
 @pytest.fixture
 def fastcgi_socket(tmp_path):
   """The path of a served FastCGI socket (two threads)."""
   path = str(tmp_path / "fcgi.sock")
-  listen_socket = fastcgi_backend.BindUnixSocket(path)
-  listener = fastcgi_backend.FastCgiListener(_Gateway(), listen_socket, 2)
+  listen_socket = fastcgi_listener.BindUnixSocket(path)
+  listener = fastcgi_listener.FastCgiListener(_Gateway(), listen_socket, 2)
   thread = threading.Thread(target=listener.Serve, daemon=True)
   thread.start()
   yield path

@@ -1,4 +1,4 @@
-"""FastCGI record decoding and encoding (ganeti.http.fastcgi_records).
+"""FastCGI record decoding and encoding (ganeti.http.backends.fastcgi.records).
 
 The expected bytes are built here by hand from the FastCGI specification,
 not with the module under test.
@@ -10,7 +10,7 @@ import hypothesis
 from hypothesis import strategies
 import pytest
 
-from ganeti.http import fastcgi_records
+from ganeti.http.backends.fastcgi import records as fastcgi_records
 
 STDIN = 5
 PARAMS = 4

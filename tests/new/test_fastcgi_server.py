@@ -22,10 +22,13 @@ import time
 import pytest
 
 from ganeti import http as ganeti_http
-from ganeti.http import backend_flag
-from ganeti.http import child_reaper
-from ganeti.http import fastcgi_backend
-from ganeti.http import lighttpd_config
+from ganeti.http.backends import selection as backend_flag
+from ganeti.http.system import child_reaper
+from ganeti.http.backends.fastcgi import flup_gateway as fastcgi_backend
+from ganeti.http.backends.fastcgi import listener as fastcgi_listener
+from ganeti.http.backends.fastcgi import peer_check
+from ganeti.http.backends.fastcgi import workers as fastcgi_workers
+from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 from ganeti.http import server as http_server
 from tests.conftest import SslParams
 from tests.new.lighttpd_helpers import REPO, ProcessesUsing, WaitFor
@@ -333,7 +336,7 @@ def test_a_process_given_lighttpds_pid_is_refused(fastcgi, monkeypatch,
 
 def test_refusals_are_logged_at_most_once_per_interval(caplog):
   now = [1000.0]
-  check = fastcgi_backend.PeerCheck(lambda: None, log_interval=60,
+  check = peer_check.PeerCheck(lambda: None, log_interval=60,
                                     clock=lambda: now[0])
   (ours, theirs) = socket.socketpair()
   with ours, theirs, caplog.at_level(logging.WARNING):
@@ -363,10 +366,10 @@ def test_failed_fork_leaves_sigterm_unblocked(monkeypatch, tmp_path):
   def FailingFork():
     raise BlockingIOError("fork: resource temporarily unavailable")
 
-  listen_socket = fastcgi_backend.BindUnixSocket(str(tmp_path / "s.sock"))
+  listen_socket = fastcgi_listener.BindUnixSocket(str(tmp_path / "s.sock"))
   gateway = fastcgi_backend.FlupGateway(lambda environ, start: [], False, 2)
-  workers = fastcgi_backend.ForkedWorkers(
-    lambda: fastcgi_backend.FastCgiListener(gateway, listen_socket, 2), 2)
+  workers = fastcgi_workers.ForkedWorkers(
+    lambda: fastcgi_listener.FastCgiListener(gateway, listen_socket, 2), 2)
   monkeypatch.setattr(os, "fork", FailingFork)
   try:
     with pytest.raises(BlockingIOError):
@@ -379,10 +382,10 @@ def test_failed_fork_leaves_sigterm_unblocked(monkeypatch, tmp_path):
 def test_restart_waits_when_fork_fails(monkeypatch, tmp_path, caplog):
   """A worker that cannot be forked again is retried later; the thread
   watching the workers goes on (it died with the error before)."""
-  listen_socket = fastcgi_backend.BindUnixSocket(str(tmp_path / "s.sock"))
+  listen_socket = fastcgi_listener.BindUnixSocket(str(tmp_path / "s.sock"))
   gateway = fastcgi_backend.FlupGateway(lambda environ, start: [], False, 2)
-  workers = fastcgi_backend.ForkedWorkers(
-    lambda: fastcgi_backend.FastCgiListener(gateway, listen_socket, 2), 1)
+  workers = fastcgi_workers.ForkedWorkers(
+    lambda: fastcgi_listener.FastCgiListener(gateway, listen_socket, 2), 1)
   try:
     workers.Start()
     (pid, ) = workers.pids
@@ -417,13 +420,13 @@ def test_new_worker_never_runs_the_daemons_sigterm_handler(tmp_path):
     if os.getpid() != parent:
       marker.write_text("%d" % os.getpid())
 
-  listen_socket = fastcgi_backend.BindUnixSocket(str(tmp_path / "s.sock"))
+  listen_socket = fastcgi_listener.BindUnixSocket(str(tmp_path / "s.sock"))
   gateway = fastcgi_backend.FlupGateway(lambda environ, start: [], False, 2)
   previous = signal.signal(signal.SIGTERM, DaemonHandler)
   try:
     for _ in range(5):
-      workers = fastcgi_backend.ForkedWorkers(
-        lambda: fastcgi_backend.FastCgiListener(gateway, listen_socket, 2), 2)
+      workers = fastcgi_workers.ForkedWorkers(
+        lambda: fastcgi_listener.FastCgiListener(gateway, listen_socket, 2), 2)
       workers.Start()
       workers.Stop(timeout=30)
   finally:
@@ -438,7 +441,7 @@ def test_workers_dying_young_are_restarted_ever_more_slowly(caplog):
   def CannotStart():
     raise RuntimeError("cannot start")
 
-  workers = fastcgi_backend.ForkedWorkers(CannotStart, 2)
+  workers = fastcgi_workers.ForkedWorkers(CannotStart, 2)
   with caplog.at_level(logging.ERROR):
     workers.Start()
     try:
@@ -479,6 +482,7 @@ def test_backend_attribute_and_log(fastcgi, caplog):
   running = fastcgi(PidHandler())
   assert running.server.backend == "fastcgi"
   assert "HTTP backend of test: fastcgi" in caplog.text
+  assert "ganeti-http-shim %s" % ganeti_http.SHIM_VERSION in caplog.text
 
 
 def test_handler_exception_in_a_worker_keeps_daemon_serving(fastcgi,
@@ -941,7 +945,7 @@ def test_worker_processes_limit_malloc_arenas(tmp_path):
     daemon.stdout.close()
   assert statuses == [200] * 100
   assert len(answers) == 2  # both workers answered
-  limit = max(daemon_arenas, fastcgi_backend.WORKER_MALLOC_ARENAS)
+  limit = max(daemon_arenas, fastcgi_workers.WORKER_MALLOC_ARENAS)
   assert limit < 10  # what 10 threads a worker would make without the cap
   for counts in answers.values():
     assert max(counts) <= limit, (counts, daemon_arenas)

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from ganeti.http import backend_flag
-from ganeti.http import fastcgi_settings
+from ganeti.http.backends import selection as backend_flag
+from ganeti.http.backends.fastcgi import settings as fastcgi_settings
 
 
 def _Load(tmp_path, text, daemon="noded", **variables):

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from ganeti.http import lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 from ganeti.http import server as http_server
 from tests.new.lighttpd_helpers import (REPO, Alive, ProcessesMentioning,
                                         Request, Settings, WaitFor,

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from ganeti.http import lighttpd_config
-from ganeti.http.lighttpd_config import FrontendSettings
+from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd.config import FrontendSettings
 from tests.new.lighttpd_helpers import (REPO, CanSwitchToNobody, FreePort,
                                         ProcessesMentioning, Request,
                                         Settings, WaitFor, fcgi_app,
@@ -122,6 +122,7 @@ def test_limits_and_timeouts(supervise, scratch_dir):
                       max_request_body=10 * 1024 * 1024 + 1,
                       stream_request_body=True, read_idle_timeout=11,
                       write_idle_timeout=12, keep_alive_idle=0,
+                      keep_alive_requests=7,
                       graceful_shutdown_timeout=3, http2=True)
   directives = _Directives(_Check(supervise, settings))
   assert "server.max-request-size = %d" % (10 * 1024 + 1) in directives
@@ -129,6 +130,7 @@ def test_limits_and_timeouts(supervise, scratch_dir):
   assert "server.max-read-idle = 11" in directives
   assert "server.max-write-idle = 12" in directives
   assert "server.max-keep-alive-idle = 0" in directives
+  assert "server.max-keep-alive-requests = 7" in directives
   assert ('server.feature-flags = ("server.graceful-shutdown-timeout" => 3,'
           ' "server.h2proto" => "enable")') in directives
 
@@ -250,6 +252,7 @@ def test_unrepresentable_values_are_refused(bad):
   {"read_idle_timeout": 0},
   {"write_idle_timeout": 65536},  # lighttpd would take it for 0
   {"keep_alive_idle": 70000},
+  {"keep_alive_requests": -1},
   {"username": ""},
   ])
 def test_invalid_settings_are_refused(changes):

@@ -13,7 +13,7 @@ import warnings
 
 import pytest
 
-from ganeti.http import lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 from tests.new.lighttpd_helpers import (CanSwitchToNobody, Request,
                                         Settings, fcgi_app, scratch_dir,
                                         supervise)

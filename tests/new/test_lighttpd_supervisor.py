@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from ganeti.http import lighttpd_config
-from ganeti.http.lighttpd_supervisor import LighttpdError, LighttpdSupervisor
+from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd.supervisor import (
+  LighttpdError, LighttpdSupervisor)
 from tests.new.lighttpd_helpers import (REPO, Alive, ListeningSocket,
                                         ProcessesMentioning, Request,
                                         Settings, WaitFor, fcgi_app,
@@ -365,8 +366,9 @@ def test_start_fails_when_lighttpd_does_not_answer(supervise, scratch_dir,
 _DAEMON = """
 import os, signal, socket, sys, time
 sys.path.insert(0, %(repo)r)
-from ganeti.http import lighttpd_supervisor
-from ganeti.http.lighttpd_supervisor import LighttpdSupervisor
+from ganeti.http.backends.fastcgi.lighttpd import (
+  supervisor as lighttpd_supervisor)
+from ganeti.http.backends.fastcgi.lighttpd.supervisor import LighttpdSupervisor
 if %(die_while_starting)r:
   def _Die(pid):
     os.kill(os.getpid(), signal.SIGKILL)

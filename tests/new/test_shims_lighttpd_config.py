@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from ganeti.http import lighttpd_supervisor
+from ganeti.http.backends.fastcgi.lighttpd import (
+  supervisor as lighttpd_supervisor)
 from tests.new.lighttpd_helpers import REPO
 
 

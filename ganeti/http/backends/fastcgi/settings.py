@@ -1,6 +1,6 @@
 """Settings of the fastcgi backend that Ganeti's arguments do not carry.
 
-They live in the backend flag's INI file (see L{backend_flag}): section
+They live in the backend flag's INI file (see L{selection}): section
 C{[fastcgi]} for every daemon, C{[fastcgi:<daemon>]} for one daemon (its
 keys win).  Keys:
 
@@ -28,12 +28,12 @@ keys win).  Keys:
 - C{write-idle-timeout}: seconds lighttpd waits for a client to take
   response data and, once a response has started, for the handler's next
   piece of it (a streaming method's next feedback message): longer and
-  the response is cut (default 360, L{DEFAULT_WRITE_IDLE_TIMEOUT}; at most
+  the response is cut (default 360, lighttpd's; at most
   65535, lighttpd's limit).  A daemon that lighttpd spawned has lighttpd's
   own setting instead (C{shims.lighttpd_config --write-idle-timeout}).
 
-The environment variable C{GANETI_HTTP_FASTCGI_PROCESSES} overrides
-C{processes}.  C{GANETI_HTTP_FASTCGI_SPAWNED=1}, which the system-service
+The variable C{GANETI_HTTP_FASTCGI_PROCESSES} (in the environment or in
+Ganeti's defaults file, see L{selection.Variable}) overrides C{processes}.  C{GANETI_HTTP_FASTCGI_SPAWNED=1}, which the system-service
 configuration of lighttpd sets (L{lighttpd_config.render_system_config}),
 says that lighttpd spawned the daemon with the FastCGI socket as its
 standard input.
@@ -43,16 +43,19 @@ import grp
 import os
 import pwd
 
-from ganeti.http import backend_flag
-from ganeti.http import lighttpd_config
+from ganeti.http.backends import selection
+from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 
-ENV_PROCESSES = "GANETI_HTTP_FASTCGI_PROCESSES"
 DEFAULT_FRONTEND_USER = "www-data"
-DEFAULT_WRITE_IDLE_TIMEOUT = lighttpd_config.DEFAULT_WRITE_IDLE_TIMEOUT
 ROOT_RUNTIME_DIR = "/run/ganeti-http"
 
 
-class FrontendIdentity(object):
+class SettingsError(selection.BackendFlagError):
+  """A setting of the fastcgi backend is malformed or cannot be met (a
+  kind of L{selection.BackendFlagError}: the settings share its file)."""
+
+
+class FrontendAccount(object):
   """Who lighttpd runs as; all None when it runs as the daemon's user."""
 
   def __init__(self, user=None, group=None, uid=None, gid=None):
@@ -71,7 +74,8 @@ class FastCgiSettings(object):
 
   def __init__(self, processes=1, frontend_user=DEFAULT_FRONTEND_USER,
                frontend_group=None, runtime_dir=None, lighttpd=None,
-               sendfile_dirs=(), write_idle_timeout=DEFAULT_WRITE_IDLE_TIMEOUT,
+               sendfile_dirs=(),
+               write_idle_timeout=lighttpd_config.DEFAULT_WRITE_IDLE_TIMEOUT,
                sources=None):
     self._sources = dict(sources or {})
     for (key, value, maximum) in (
@@ -79,7 +83,7 @@ class FastCgiSettings(object):
         ("write-idle-timeout", write_idle_timeout,
          lighttpd_config.MAX_IDLE_TIMEOUT)):
       if value < 1 or (maximum is not None and value > maximum):
-        raise backend_flag.BackendFlagError(
+        raise SettingsError(
           "%s must be at least 1%s, not %d%s" %
           (key, " and at most %d" % maximum if maximum else "", value,
            self._From(key)))
@@ -92,7 +96,7 @@ class FastCgiSettings(object):
     self.sendfile_dirs = tuple(sendfile_dirs)
     for path in self.sendfile_dirs:
       if not os.path.isabs(path):
-        raise backend_flag.BackendFlagError(
+        raise SettingsError(
           "sendfile-dirs must be absolute paths, not %r%s" %
           (path, self._From("sendfile-dirs")))
 
@@ -104,49 +108,48 @@ class FastCgiSettings(object):
   def FrontendIdentity(self):
     """Resolve the frontend account (only when running as root).
 
-    @raise backend_flag.BackendFlagError: the account does not exist
+    @raise SettingsError: the account does not exist
     """
     if os.geteuid() != 0:
-      return FrontendIdentity()
+      return FrontendAccount()
     try:
       account = pwd.getpwnam(self.frontend_user)
       group = (grp.getgrnam(self.frontend_group) if self.frontend_group
                else grp.getgrgid(account.pw_gid))
     except KeyError as err:
-      raise backend_flag.BackendFlagError(
+      raise SettingsError(
         "The fastcgi backend's frontend account does not exist: %s%s" %
         (err, self._From("frontend-user") or self._From("frontend-group")))
-    return FrontendIdentity(account.pw_name, group.gr_name, account.pw_uid,
+    return FrontendAccount(account.pw_name, group.gr_name, account.pw_uid,
                             group.gr_gid)
-
-
-def SpawnedByLighttpd(environ=os.environ):
-  """Whether lighttpd spawned this process as its FastCGI application."""
-  return environ.get(backend_flag.ENV_SPAWNED) == "1"
 
 
 def Load(daemon_name, environ=os.environ):
   """Read the settings of C{daemon_name}.
 
-  @raise backend_flag.BackendFlagError: a value is malformed
+  @raise selection.BackendFlagError: the file cannot be read or parsed
+  @raise SettingsError: a value is malformed
   """
-  path = backend_flag.ConfigPath(environ)
+  path = selection.ConfigPath(environ)
+  config = selection.ReadConfig(path)
   values = {}
   sources = {}
   for section in ("fastcgi", "fastcgi:%s" % daemon_name):
-    for (key, value) in backend_flag.ReadSection(path, section).items():
+    for (key, value) in config.get(section, {}).items():
       values[key] = value
       sources[key] = "key %r in section [%s] of %s" % (key, section, path)
-  if environ.get(ENV_PROCESSES):
-    values["processes"] = environ[ENV_PROCESSES]
-    sources["processes"] = "environment variable %s" % ENV_PROCESSES
+  (processes, source) = selection.Variable(selection.ENV_PROCESSES, environ)
+  if processes:
+    values["processes"] = processes
+    sources["processes"] = source
   numbers = {}
   for (key, default) in (("processes", 1),
-                         ("write-idle-timeout", DEFAULT_WRITE_IDLE_TIMEOUT)):
+                         ("write-idle-timeout",
+                          lighttpd_config.DEFAULT_WRITE_IDLE_TIMEOUT)):
     try:
       numbers[key] = int(values.get(key, default))
     except ValueError:
-      raise backend_flag.BackendFlagError(
+      raise SettingsError(
         "%s of the fastcgi backend must be a number, not %r (from %s)"
         % (key, values[key], sources[key]))
   runtime_dir = values.get("runtime-dir")
@@ -162,8 +165,9 @@ def Load(daemon_name, environ=os.environ):
     runtime_dir=runtime_dir,
     lighttpd=values.get("lighttpd"),
     sendfile_dirs=_PathList(
-      environ.get(backend_flag.ENV_SPAWNED_SENDFILE_DIRS, "")
-      if SpawnedByLighttpd(environ) else values.get("sendfile-dirs", "")),
+      environ.get(selection.ENV_SPAWNED_SENDFILE_DIRS, "")
+      if selection.SpawnedByLighttpd(environ)
+      else values.get("sendfile-dirs", "")),
     sources=sources)
 
 

@@ -26,7 +26,7 @@ import subprocess
 import threading
 import time
 
-from ganeti.http import process_identity
+from ganeti.http.system import process_identity
 
 #: Seconds an exited child is left to whoever started it.
 GRACE = 10.0

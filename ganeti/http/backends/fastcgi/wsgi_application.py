@@ -19,14 +19,9 @@ import ssl
 import urllib.parse
 
 from ganeti import http as ganeti_http
-from ganeti.http import pipeline
-from ganeti.http import response_body
-
-#: WSGI environment key under which a server may offer a list: it calls
-#: each callable appended there once it is done with the request's
-#: connection (the FastCGI gateway: once lighttpd closed it, having read and
-#: acted on everything sent, such as opening an X-Sendfile file).
-AFTER_CONNECTION_KEY = "ganeti.http.after_connection"
+from ganeti.http.backends.fastcgi import flup_gateway
+from ganeti.http.core import pipeline
+from ganeti.http.core import response_body
 
 # CGI variables that carry request headers without the HTTP_ prefix.
 _UNPREFIXED_HEADERS = {
@@ -100,10 +95,13 @@ def _RequestTarget(environ):
 
 
 class WsgiApplication(object):
-  """Serves C{server.ganeti_handler} through C{server.pipeline}.
+  """Serves a Ganeti handler through the request pipeline.
 
-  @param server: an object with C{ganeti_handler} and C{pipeline}
-      attributes, read on every request (tests swap the handler at run time)
+  @param request_pipeline: the server's L{pipeline.RequestPipeline}
+  @param current_handler: returns the daemon's C{HttpServerHandler}; asked
+      on every request, as the legacy backend reads the server's
+      C{ganeti_handler} on every request (Ganeti's own tests replace it on
+      a running server)
   @param tls: whether lighttpd terminates TLS for this server; without it a
       client certificate in the environment is ignored
   @param sendfile_dirs: directories from which a file a handler returns is
@@ -111,8 +109,10 @@ class WsgiApplication(object):
       the backend; lighttpd must be configured with the same list
   """
 
-  def __init__(self, server, tls, sendfile_dirs=()):
-    self._server = server
+  def __init__(self, request_pipeline, current_handler, tls,
+               sendfile_dirs=()):
+    self._pipeline = request_pipeline
+    self._current_handler = current_handler
     self._tls = tls
     self._sendfile_dirs = tuple(os.path.join(os.path.realpath(path), "")
                                 for path in sendfile_dirs)
@@ -127,11 +127,10 @@ class WsgiApplication(object):
       tls=self._tls,
       peer_certificate=(PeerCertificateFromEnviron(environ)
                         if self._tls else None))
-    response = self._server.pipeline.Run(self._server.ganeti_handler,
-                                         incoming)
+    response = self._pipeline.Run(self._current_handler(), incoming)
     body = response.body
     headers = response.headers
-    after_connection = environ.get(AFTER_CONNECTION_KEY)
+    after_connection = environ.get(flup_gateway.AFTER_CONNECTION_KEY)
     sendfile_value = (self._SendfileValue(body)
                       if after_connection is not None and
                       not isinstance(body, bytes) else None)

@@ -10,8 +10,8 @@ import email.utils
 import io
 
 from ganeti import http as ganeti_http
-from ganeti.http import pipeline
-from ganeti.http import response_body
+from ganeti.http.core import pipeline
+from ganeti.http.core import response_body
 
 
 class HttpResponder(object):

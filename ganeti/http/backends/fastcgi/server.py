@@ -1,4 +1,4 @@
-"""The fastcgi backend: lighttpd in front, the Ganeti handler behind it.
+"""The fastcgi backend's server: assembles lighttpd, flup and the handler.
 
 What C{HttpServer(...)} returns when a daemon's flag says C{fastcgi}:
 
@@ -25,15 +25,20 @@ import signal
 import socket
 import threading
 
-from ganeti.http import backend_flag
-from ganeti.http import child_reaper
-from ganeti.http import fastcgi_backend
-from ganeti.http import fastcgi_settings
-from ganeti.http import lighttpd_config
-from ganeti.http import lighttpd_supervisor
-from ganeti.http import pipeline
-from ganeti.http import state_dirs
-from ganeti.http import wsgi_adapter
+from ganeti.http import backends
+from ganeti.http.backends import base
+from ganeti.http.backends import selection
+from ganeti.http.backends.fastcgi import flup_gateway
+from ganeti.http.backends.fastcgi import listener as fastcgi_listener
+from ganeti.http.backends.fastcgi import peer_check
+from ganeti.http.backends.fastcgi import settings as fastcgi_settings
+from ganeti.http.backends.fastcgi import workers
+from ganeti.http.backends.fastcgi import wsgi_application
+from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
+from ganeti.http.backends.fastcgi.lighttpd import state_dirs
+from ganeti.http.backends.fastcgi.lighttpd import (
+  supervisor as lighttpd_supervisor)
+from ganeti.http.core import pipeline
 
 #: Seconds L{FastCgiHttpServer.Stop} lets requests in progress finish
 #: (lighttpd's graceful shutdown; Ganeti's RPCs can take that long) ...
@@ -45,48 +50,33 @@ STOP_TIMEOUT = GRACEFUL_STOP_TIMEOUT + 5
 _SPAWNER_POLL_INTERVAL = 1.0
 
 
-class FastCgiHttpServer(object):
+class FastCgiHttpServer(base.ServerBase):
   """A Ganeti HTTP server with lighttpd as frontend and flup as backend.
 
-  Offers what Ganeti's code uses of the legacy server: C{Start()},
-  C{Stop()}, C{server_address}, C{socket}, C{server_close()},
-  C{ganeti_handler}, C{ssl_verify_peer}, C{ssl_verify_callback}.
+  Offers what Ganeti's code uses of a server (see L{base}).
 
-  @ivar backend: C{"fastcgi"}
+  @param options: L{ServerOptions<ganeti.http.core.server_options.
+      ServerOptions>}
+  @param choice: the L{selection.Choice} that selected this backend
   @ivar spawned: whether a system lighttpd spawned this daemon as its
-      FastCGI application (see L{fastcgi_settings.SpawnedByLighttpd})
+      FastCGI application (see L{selection.SpawnedByLighttpd})
   """
-  backend = backend_flag.BACKEND_FASTCGI
-  allow_reuse_address = True
+  backend = backends.FASTCGI
 
-  def __init__(self, options, flag_source):
-    self.ganeti_handler = options.handler
-    # Ganeti 3.2's server reaps forgotten children; 3.0's main loop does.
-    self._reaps_children = options.mainloop is None
-    self._release_reaper = None
-    self.ssl_verify_peer = options.ssl_verify_peer
-    self.ssl_verify_callback = options.ssl_verify_callback
-    self.address_family = options.address_family
-    self.settings = fastcgi_settings.Load(options.daemon_name
-                                          or backend_flag.DefaultDaemonName())
-    self._flag_source = flag_source
-    self.pipeline = pipeline.RequestPipeline(
-      pipeline.ClientCertificatePolicy(options.ssl_verify_peer,
-                                       options.ssl_verify_callback))
+  def __init__(self, options, choice):
+    self._SetUpFromOptions(options, pipeline.MAX_REQUEST_BODY_SIZE, choice)
+    self.settings = fastcgi_settings.Load(choice.daemon_name)
+    self._flag_source = choice.source
     self._ssl_params = options.ssl_params
     self._max_clients = options.max_clients
-    self.spawned = fastcgi_settings.SpawnedByLighttpd()
+    self.spawned = selection.SpawnedByLighttpd()
     if self.spawned:
       # A system lighttpd started this daemon (bin-path) and listens on
       # the port itself; the FastCGI socket is our standard input.
       self._lighttpd = None
-      self.socket = fastcgi_backend.InheritedFastCgiSocket()
-      # Read once, for this server: daemons this one starts (noded starts
-      # the master daemons) must not take their standard input for a
-      # FastCGI socket.
-      for variable in (backend_flag.ENV_SPAWNED,
-                       backend_flag.ENV_SPAWNED_SENDFILE_DIRS):
-        os.environ.pop(variable, None)
+      self.socket = fastcgi_listener.InheritedFastCgiSocket()
+      # Read once, for this server.
+      selection.ForgetSpawned()
       self.server_address = (options.local_address, options.port)
     else:
       self._lighttpd = self._FindLighttpd()
@@ -107,18 +97,24 @@ class FastCgiHttpServer(object):
 
     When spawned by a system lighttpd, only the backend is started, on the
     inherited socket.  A server made with Ganeti 3.2's signature also reaps
-    the daemon's forgotten children (L{child_reaper}), as 3.2's does.
+    the daemon's forgotten children (L{base.ServerBase._HoldReaper}), as
+    3.2's does.
     """
     self._StartServing()
-    if self._reaps_children and self._release_reaper is None:
-      self._release_reaper = child_reaper.Hold()
+    self._HoldReaper()
+    self._PublishStatus(
+      self._ssl_params is not None,
+      processes={"lighttpd": [self._supervisor.pid if self._supervisor
+                              else self._spawner],
+                 "workers": self._workers.pids if self._workers else []},
+      state_dir=self._state_dir)
 
   def _StartServing(self):
     if self.spawned:
       self._fastcgi_socket = self.socket
       # Not os.getppid(): lighttpd may have died while this process started,
       # leaving it with another parent, and it would then run forever.
-      self._spawner = fastcgi_backend.ListeningProcess(self.socket)
+      self._spawner = peer_check.ListeningProcess(self.socket)
       self._StartBackend()
       self._spawner_watch = _SpawnerWatch(self._spawner)
       logging.info("Serving FastCGI on the socket inherited from lighttpd"
@@ -127,13 +123,15 @@ class FastCgiHttpServer(object):
     frontend = self.settings.FrontendIdentity()
     state_dirs.RemoveAbandoned(self.settings.runtime_dir)
     self._state_dir = state_dirs.Create(self.settings.runtime_dir)
-    socket_path = os.path.join(self._state_dir, "fastcgi.sock")
+    socket_path = lighttpd_config.StateLayout(self._state_dir).fastcgi_socket
     try:
-      self._fastcgi_socket = fastcgi_backend.BindUnixSocket(
+      self._fastcgi_socket = fastcgi_listener.BindUnixSocket(
         socket_path, owner_uid=frontend.uid, owner_gid=frontend.gid)
       self._StartBackend()
-      config = lighttpd_config.render(self._FrontendSettings(socket_path,
-                                                             frontend))
+      config = lighttpd_config.render(FrontendSettings(
+        self.settings, self.pipeline, self.ganeti_handler, self.server_address,
+        self._ssl_params, self.ssl_verify_peer, self._state_dir, socket_path,
+        frontend))
       self._supervisor = lighttpd_supervisor.LighttpdSupervisor(
         config, self._state_dir, listen_socket=self.socket,
         lighttpd_binary=self._lighttpd, user=frontend.user,
@@ -163,70 +161,39 @@ class FastCgiHttpServer(object):
           "%s is not an executable file" % self.settings.lighttpd)
       return self.settings.lighttpd
     except lighttpd_supervisor.LighttpdError as err:
-      raise backend_flag.BackendFlagError(
+      raise selection.BackendFlagError(
         "The fastcgi HTTP backend was selected by %s, but lighttpd is not"
         " usable (%s); install lighttpd and lighttpd-mod-openssl or select"
         " the legacy backend" % (self._flag_source, err))
-
-  def _FrontendSettings(self, socket_path, frontend):
-    ssl_params = self._ssl_params
-    # A handler reading its body as a stream gets it from lighttpd as it
-    # arrives (chunked uploads then need Content-Length: 411 otherwise);
-    # other handlers get it after lighttpd has received all of it, which
-    # the body size limit keeps small.
-    streaming = getattr(self.ganeti_handler, "STREAM_REQUEST_BODY", False)
-    if streaming:
-      max_request_body = getattr(self.ganeti_handler, "REQUEST_BODY_LIMIT",
-                                 None) or 0
-    else:
-      max_request_body = self.pipeline.max_body_size
-    return lighttpd_config.FrontendSettings(
-      bind_address=self.server_address[0],
-      port=self.server_address[1],
-      fastcgi_socket=socket_path,
-      state_dir=self._state_dir,
-      ssl_cert_path=ssl_params and ssl_params.ssl_cert_path,
-      ssl_key_path=ssl_params and ssl_params.ssl_key_path,
-      ssl_chain_path=ssl_params and ssl_params.ssl_chain_path,
-      # Without TLS there is no certificate to ask for (Ganeti's node
-      # daemon passes ssl_verify_peer=True with --no-ssl too).
-      ssl_verify_peer=self.ssl_verify_peer and ssl_params is not None,
-      max_request_body=max_request_body,
-      stream_request_body=streaming,
-      graceful_shutdown_timeout=GRACEFUL_STOP_TIMEOUT,
-      write_idle_timeout=self.settings.write_idle_timeout,
-      sendfile_dirs=self.settings.sendfile_dirs,
-      username=frontend.user,
-      groupname=frontend.group,
-      socket_activation=True)
 
   def _StartBackend(self):
     # max_clients requests at once in all, split over the processes: fewer
     # threads per process also means less contention for its GIL.
     threads = -(-self._max_clients // self.settings.processes)
-    gateway = fastcgi_backend.FlupGateway(
-      wsgi_adapter.WsgiApplication(
-        self, tls=self._ssl_params is not None,
+    gateway = flup_gateway.FlupGateway(
+      wsgi_application.WsgiApplication(
+        self.pipeline, lambda: self.ganeti_handler,
+        tls=self._ssl_params is not None,
         sendfile_dirs=self.settings.sendfile_dirs),
       multiprocess=self.settings.processes > 1,
       max_connections=threads * self.settings.processes)
 
     if self.spawned:
-      peer_check = fastcgi_backend.PeerCheck(
-        fastcgi_backend.SpawningLighttpd(self._spawner))
+      check = peer_check.PeerCheck(
+        peer_check.SpawningLighttpd(self._spawner))
     else:
-      peer_check = fastcgi_backend.PeerCheck(
-        fastcgi_backend.LighttpdFromPidFile(
+      check = peer_check.PeerCheck(
+        peer_check.LighttpdFromPidFile(
           lighttpd_config.StateLayout(self._state_dir).pid_file,
           os.getpid()))
 
     def _MakeListener():
-      return fastcgi_backend.FastCgiListener(gateway, self._fastcgi_socket,
-                                             threads, peer_check)
+      return fastcgi_listener.FastCgiListener(
+        gateway, self._fastcgi_socket, threads, check)
 
     if self.settings.processes > 1:
-      self._workers = fastcgi_backend.ForkedWorkers(_MakeListener,
-                                                    self.settings.processes)
+      self._workers = workers.ForkedWorkers(_MakeListener,
+                                            self.settings.processes)
       self._workers.Start()
     else:
       self._listener = _MakeListener()
@@ -257,18 +224,56 @@ class FastCgiHttpServer(object):
     """Stop lighttpd gracefully (requests in progress get
     L{GRACEFUL_STOP_TIMEOUT} seconds to finish), then the backend; close
     the port."""
+    self._WithdrawStatus()
     if self._supervisor is not None:
       self._supervisor.stop(STOP_TIMEOUT)
       self._supervisor = None
     self._StopBackend()
     self.server_close()
-    if self._release_reaper is not None:
-      self._release_reaper()
-      self._release_reaper = None
+    self._ReleaseReaper()
 
   def server_close(self):
     """Close the listening TCP socket."""
     self.socket.close()
+
+
+def FrontendSettings(settings, request_pipeline, handler, address,
+                     ssl_params, verify_peer, state_dir, socket_path,
+                     frontend):
+  """lighttpd's L{lighttpd_config.FrontendSettings} for a daemon's server
+  (also what C{ganeti-http config} shows before the daemon starts).
+
+  @param settings: the daemon's L{fastcgi_settings.FastCgiSettings}
+  @param request_pipeline: the server's L{pipeline.RequestPipeline}
+  @param handler: the daemon's C{HttpServerHandler}
+  @param address: C{(host, port)} the server is bound to
+  @param frontend: L{fastcgi_settings.FrontendAccount} lighttpd runs as
+  """
+  # A handler reading its body as a stream gets it from lighttpd as it
+  # arrives (chunked uploads then need Content-Length: 411 otherwise);
+  # other handlers get it after lighttpd has received all of it, which
+  # the body size limit keeps small.
+  streaming = pipeline.StreamsRequestBody(handler)
+  max_request_body = request_pipeline.BodyLimit(handler) or 0
+  return lighttpd_config.FrontendSettings(
+    bind_address=address[0],
+    port=address[1],
+    fastcgi_socket=socket_path,
+    state_dir=state_dir,
+    ssl_cert_path=ssl_params and ssl_params.ssl_cert_path,
+    ssl_key_path=ssl_params and ssl_params.ssl_key_path,
+    ssl_chain_path=ssl_params and ssl_params.ssl_chain_path,
+    # Without TLS there is no certificate to ask for (Ganeti's node
+    # daemon passes ssl_verify_peer=True with --no-ssl too).
+    ssl_verify_peer=verify_peer and ssl_params is not None,
+    max_request_body=max_request_body,
+    stream_request_body=streaming,
+    graceful_shutdown_timeout=GRACEFUL_STOP_TIMEOUT,
+    write_idle_timeout=settings.write_idle_timeout,
+    sendfile_dirs=settings.sendfile_dirs,
+    username=frontend.user,
+    groupname=frontend.group,
+    socket_activation=True)
 
 
 def _SpawnerWatch(spawner):

@@ -20,15 +20,15 @@ here, once, so it cannot differ between backends:
 """
 
 import html
+import http
 import http.client
-import http.server
 import logging
 import re
 import string
 
 from ganeti import http as ganeti_http
-from ganeti.http import request_body
-from ganeti.http import response_body
+from ganeti.http.core import request_body
+from ganeti.http.core import response_body
 
 
 #: Content type of the default error page.
@@ -53,7 +53,9 @@ SUPPORTED_METHODS = frozenset([ganeti_http.HTTP_GET, ganeti_http.HTTP_POST,
 #: Largest request body accepted (Ganeti's limit), in bytes.
 MAX_REQUEST_BODY_SIZE = 10 * 1024 * 1024
 
-_STATUS_TEXTS = http.server.BaseHTTPRequestHandler.responses
+#: Status code -> (short text, long text), the texts of http.server's pages.
+_STATUS_TEXTS = {status: (status.phrase, status.description)
+                 for status in http.HTTPStatus.__members__.values()}
 
 
 def _FormatCertificateDigest(der_cert):
@@ -70,7 +72,7 @@ class _HttpServerRequest(object):
   @ivar request_body: the body as bytes (C{b""} when there is none)
   @ivar request_sock: the client connection, or a stand-in where the
       backend has none to offer (FastCGI: see
-      C{wsgi_adapter.DetachedClientSocket})
+      C{wsgi_application.DetachedClientSocket})
   @ivar resp_headers: headers the handler adds to a successful response
   @ivar private: free for the handler, kept from C{PreHandleRequest} to
       C{HandleRequest}
@@ -277,6 +279,12 @@ def StatusOf(err):
   return ganeti_http.HttpInternalServerError.code
 
 
+def StreamsRequestBody(handler):
+  """Whether C{handler} reads its request body as a stream, as it arrives
+  (C{STREAM_REQUEST_BODY}), rather than whole."""
+  return getattr(handler, "STREAM_REQUEST_BODY", False)
+
+
 class RequestPipeline(object):
   """Runs requests through a Ganeti handler.
 
@@ -322,7 +330,7 @@ class RequestPipeline(object):
                              headers=incoming.headers, body=None,
                              sock=incoming.sock)
     body = self._OpenBody(handler, incoming)
-    if getattr(handler, "STREAM_REQUEST_BODY", False):
+    if StreamsRequestBody(handler):
       req.request_body_stream = body
     else:
       req.request_body = body.read()
@@ -344,7 +352,7 @@ class RequestPipeline(object):
     Buffered handlers get this server's size limit; streaming ones their
     own C{REQUEST_BODY_LIMIT}, if any.
     """
-    if getattr(handler, "STREAM_REQUEST_BODY", False):
+    if StreamsRequestBody(handler):
       return getattr(handler, "REQUEST_BODY_LIMIT", None)
     return self.max_body_size
 

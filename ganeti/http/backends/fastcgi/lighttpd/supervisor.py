@@ -32,14 +32,11 @@ Privileges: lighttpd started as root reads its certificate and key, opens
 its pid file and binds before switching to C{server.username}; it opens its
 error log and upload files after.  With C{user}/C{group} given (and this
 process root) the state directory is prepared accordingly: see
-L{LighttpdSupervisor._PrepareStateDir}.
+L{state_dirs.PrepareForLighttpd}.
 """
 
-import errno
-import grp
 import logging
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -48,7 +45,8 @@ import subprocess
 import threading
 import time
 
-from ganeti.http.lighttpd_config import StateLayout
+from ganeti.http.backends.fastcgi.lighttpd import state_dirs
+from ganeti.http.backends.fastcgi.lighttpd.config import StateLayout
 
 DEFAULT_MODULE_DIR = "/usr/lib/lighttpd"
 
@@ -204,7 +202,7 @@ class _Instance(object):
 class LighttpdSupervisor(object):
   """Runs and watches lighttpd for one daemon.
 
-  @param config_text: the configuration (see L{ganeti.http.lighttpd_config})
+  @param config_text: the configuration (see L{config})
   @param state_dir: the directory the configuration's state paths are in
       (its C{settings.state_dir}); this class owns it and sets its modes
   @param listen_socket: a bound, listening socket to hand over (the
@@ -240,7 +238,7 @@ class LighttpdSupervisor(object):
       raise LighttpdError("lighttpd binary %s is not executable" %
                           self._binary)
     self._module_dir = module_dir or DEFAULT_MODULE_DIR
-    self._owner = _ResolveOwner(user, group)
+    self._owner = state_dirs.ResolveOwner(user, group)
     if listen_socket is not None:
       address = listen_socket.getsockname()
     self._address = _ProbeAddress(address)
@@ -285,38 +283,6 @@ class LighttpdSupervisor(object):
   def __exit__(self, *exc_info):
     self.stop()
 
-  def _PrepareStateDir(self):
-    """Create the state directory and its files, and write the configuration.
-
-    Without a user to switch to, everything belongs to this process and is
-    private to it.  With one (this process being root):
-
-      - the directory and the empty document root are root's, group
-        lighttpd's group, mode 0710: lighttpd may pass through, not list,
-        and cannot replace the configuration or the pid file;
-      - the configuration (read before the switch) stays root's, 0600;
-      - the error log and upload directory, used after the switch, are
-        lighttpd's user's, 0600/0700.
-    """
-    layout = self._layout
-    if self._owner is None:
-      (uid, gid, dir_mode) = (None, None, 0o700)
-    else:
-      (uid, gid) = self._owner
-      dir_mode = 0o710
-    os.makedirs(layout.state_dir, exist_ok=True)
-    for directory in (layout.state_dir, layout.document_root):
-      _MakeDir(directory, dir_mode, None if gid is None else os.getuid(), gid)
-    _MakeDir(layout.upload_dir, 0o700, uid, gid)
-    _TouchFile(layout.error_log, uid, gid)
-
-    temporary = layout.config + ".new"
-    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
-                      os.O_NOFOLLOW, 0o600), "w") as handle:
-      os.fchmod(handle.fileno(), 0o600)
-      handle.write(self._config_text)
-    os.replace(temporary, layout.config)
-
   def _Command(self):
     return [self._binary, "-f", self._layout.config, "-m", self._module_dir]
 
@@ -326,7 +292,8 @@ class LighttpdSupervisor(object):
     @return: lighttpd's output (warnings), usually empty
     @raise LighttpdError: lighttpd rejects the configuration
     """
-    self._PrepareStateDir()
+    state_dirs.PrepareForLighttpd(self._layout, self._owner,
+                                  self._config_text)
     result = subprocess.run(self._Command() + ["-tt"], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env=_ChildEnvironment(), timeout=60, check=False)
@@ -500,43 +467,3 @@ def _ChildEnvironment():
   """This process's environment without its own socket-activation variables."""
   return dict((key, value) for (key, value) in os.environ.items()
               if key not in _SOCKET_ACTIVATION_ENV)
-
-
-def _ResolveOwner(user, group):
-  """Return C{(uid, gid)} lighttpd switches to, or None if it does not."""
-  if (user is None and group is None) or os.geteuid() != 0:
-    return None
-  if user is None:
-    uid = os.getuid()
-    gid = grp.getgrnam(group).gr_gid
-  else:
-    entry = pwd.getpwnam(user)
-    uid = entry.pw_uid
-    gid = entry.pw_gid if group is None else grp.getgrnam(group).gr_gid
-  return (uid, gid)
-
-
-def _MakeDir(path, mode, uid, gid):
-  """Create directory C{path} if needed and set its mode and owner."""
-  try:
-    os.mkdir(path, mode)
-  except FileExistsError:
-    pass
-  if os.path.islink(path):
-    raise OSError(errno.ELOOP, "Refusing a symlink in the state directory",
-                  path)
-  os.chmod(path, mode)
-  if uid is not None:
-    os.chown(path, uid, gid)
-
-
-def _TouchFile(path, uid, gid):
-  """Create file C{path} if needed, mode 0600, owned by C{uid}/C{gid}."""
-  descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND |
-                       os.O_NOFOLLOW, 0o600)
-  try:
-    os.fchmod(descriptor, 0o600)
-    if uid is not None:
-      os.fchown(descriptor, uid, gid)
-  finally:
-    os.close(descriptor)

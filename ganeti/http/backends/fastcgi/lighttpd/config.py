@@ -1,7 +1,7 @@
 """lighttpd configurations for the fastcgi backend, rendered from settings.
 
 Pure: nothing here touches the file system or a process; the supervisor
-(L{ganeti.http.lighttpd_supervisor}) writes, checks and runs the text.
+(L{supervisor}) writes, checks and runs the text.
 docs/lighttpd.md explains every directive written here.
 
 Two deployments share one renderer:
@@ -22,7 +22,8 @@ import os
 from typing import Optional, Tuple, Union
 
 from ganeti import http
-from ganeti.http import backend_flag
+from ganeti.http.backends import selection
+from ganeti.http.core import tls
 
 #: Longest Unix socket path, in bytes (C{sun_path} minus its NUL).
 _MAX_SOCKET_PATH = 107
@@ -32,6 +33,15 @@ DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT = 8
 
 #: lighttpd's own default for server.max-write-idle (seconds), kept.
 DEFAULT_WRITE_IDLE_TIMEOUT = 360
+
+#: server.max-keep-alive-idle for RPC traffic (lighttpd's: 5 s): a job's
+#: RPCs come seconds apart, an idle connection costs the node one fd.  The
+#: client reuses connections idle for less (client_connections.MAX_IDLE_AGE)
+#: so a request never starts on a connection lighttpd is closing.
+DEFAULT_KEEP_ALIVE_IDLE = 30
+#: server.max-keep-alive-requests (lighttpd's: 1000); the last response
+#: says Connection: close.  Higher, as RPCs are small and frequent.
+DEFAULT_KEEP_ALIVE_REQUESTS = 10000
 
 #: Largest idle timeout lighttpd 1.4 takes: it keeps them in an unsigned
 #: short, and larger values wrap (65536 would mean 0 s).
@@ -75,6 +85,11 @@ class StateLayout(object):
     """An empty directory: lighttpd never serves files."""
     return self._Path("empty-docroot")
 
+  @property
+  def fastcgi_socket(self):
+    """The daemon's FastCGI socket (made by the daemon, not lighttpd)."""
+    return self._Path("fastcgi.sock")
+
 
 @dataclasses.dataclass(frozen=True)
 class FrontendSettings(object):
@@ -103,6 +118,8 @@ class FrontendSettings(object):
       data; also how long lighttpd waits for the backend's next piece of a
       response once it has started
   @ivar keep_alive_idle: seconds an idle keep-alive connection is kept
+  @ivar keep_alive_requests: requests a keep-alive connection serves
+      before lighttpd closes it
   @ivar username: user lighttpd switches to when started as root
   @ivar groupname: group lighttpd switches to when started as root
   @ivar socket_activation: lighttpd inherits the listening socket (fd 3,
@@ -127,7 +144,8 @@ class FrontendSettings(object):
   stream_request_body: bool = False
   read_idle_timeout: int = 60
   write_idle_timeout: int = DEFAULT_WRITE_IDLE_TIMEOUT
-  keep_alive_idle: int = 5
+  keep_alive_idle: int = DEFAULT_KEEP_ALIVE_IDLE
+  keep_alive_requests: int = DEFAULT_KEEP_ALIVE_REQUESTS
   username: Optional[str] = None
   groupname: Optional[str] = None
   socket_activation: bool = False
@@ -170,6 +188,7 @@ class FrontendSettings(object):
     _CheckInt("write_idle_timeout", self.write_idle_timeout, 1,
               MAX_IDLE_TIMEOUT)
     _CheckInt("keep_alive_idle", self.keep_alive_idle, 0, MAX_IDLE_TIMEOUT)
+    _CheckInt("keep_alive_requests", self.keep_alive_requests, 0)
     _CheckInt("graceful_shutdown_timeout", self.graceful_shutdown_timeout, 0)
     for name in ("username", "groupname"):
       if getattr(self, name) is not None and not getattr(self, name):
@@ -318,6 +337,7 @@ def _ServerDirectives(settings):
   yield ("server.max-read-idle", settings.read_idle_timeout)
   yield ("server.max-write-idle", settings.write_idle_timeout)
   yield ("server.max-keep-alive-idle", settings.keep_alive_idle)
+  yield ("server.max-keep-alive-requests", settings.keep_alive_requests)
   yield ("server.feature-flags", {
     "server.graceful-shutdown-timeout": settings.graceful_shutdown_timeout,
     "server.h2proto": settings.http2,
@@ -327,15 +347,17 @@ def _ServerDirectives(settings):
 
   if settings.tls:
     yield ("ssl.engine", True)
-    # As Ganeti: the chain file, when given, starts with the certificate.
-    yield ("ssl.pemfile", settings.ssl_chain_path or settings.ssl_cert_path)
+    # The TLS rules are tls's, as the legacy backend's.
+    yield ("ssl.pemfile", tls.PresentedChain(settings.ssl_cert_path,
+                                             settings.ssl_chain_path))
     yield ("ssl.privkey", settings.ssl_key_path)
-    yield ("ssl.openssl.ssl-conf-cmd", {"MinProtocol": "TLSv1.2"})
+    yield ("ssl.openssl.ssl-conf-cmd",
+           {"MinProtocol": tls.MINIMUM_VERSION_OPENSSL})
     if settings.ssl_verify_peer:
-      # The cluster certificate is both server certificate and client CA.
       yield ("ssl.verifyclient.activate", True)
       yield ("ssl.verifyclient.enforce", True)
-      yield ("ssl.verifyclient.ca-file", settings.ssl_cert_path)
+      yield ("ssl.verifyclient.ca-file",
+             tls.ClientCertificateAuthority(settings.ssl_cert_path))
       yield ("ssl.verifyclient.exportcert", True)
 
 
@@ -361,7 +383,8 @@ def _Render(settings, backends):
   """Return the whole configuration text."""
   directives = list(_ServerDirectives(settings))
   directives.append(("fastcgi.server", {"/": tuple(backends)}))
-  lines = ["# lighttpd configuration written by ganeti.http.lighttpd_config;",
+  lines = ["# lighttpd configuration written by"
+           " ganeti.http.backends.fastcgi.lighttpd.config;",
            "# see docs/lighttpd.md."]
   lines.extend("%s = %s" % (key, _Value(value)) for (key, value) in directives)
   return "\n".join(lines) + "\n"
@@ -423,10 +446,10 @@ def render_system_config(settings, command, max_procs=1, environment=None):
   # Tells ganeti.http that lighttpd spawned it (and so to serve FastCGI on
   # its standard input instead of starting a lighttpd of its own).
   options["bin-environment"] = dict(environment or {})
-  options["bin-environment"][backend_flag.ENV_SPAWNED] = "1"
+  options["bin-environment"][selection.ENV_SPAWNED] = "1"
   backend_options = _BackendOptions(settings)
   if settings.sendfile_dirs:
-    options["bin-environment"][backend_flag.ENV_SPAWNED_SENDFILE_DIRS] = (
+    options["bin-environment"][selection.ENV_SPAWNED_SENDFILE_DIRS] = (
       ",".join(backend_options["x-sendfile-docroot"]))
   options.update(backend_options)
   return _Render(settings, [options])

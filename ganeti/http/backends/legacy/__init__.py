@@ -1,0 +1,1 @@
+"""The legacy backend: Python's threaded C{http.server} with stdlib TLS."""

@@ -1,0 +1,1 @@
+"""Operating-system helpers: which process is which, and reaping children."""
