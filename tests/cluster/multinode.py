@@ -30,6 +30,7 @@ RAPI_USER = "testbed"
 RAPI_PASSWORD = "testbed-secret"
 PACKAGE = "ganeti-http-shim"
 BACKEND_CONFIG = "/etc/ganeti/http-backend.conf"
+RAPI_ARGS = "-b 0.0.0.0 --require-authentication"
 
 #: Short names and addresses of the nodes; the first is the master.
 NODES = (("node1", "192.0.2.11"), ("node2", "192.0.2.12"),
@@ -96,6 +97,16 @@ def _GenerateKeys(directory):
   subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "3072", "-N", "",
                   "-C", "root@testbed", "-f",
                   os.path.join(directory, "id_rsa")], check=True)
+
+
+def _SetShellVariable(path, name, value):
+  """Replace the assignment of C{name} in a shell defaults file."""
+  with open(path) as defaults:
+    lines = defaults.read().splitlines()
+  lines = [line for line in lines if not line.startswith(name + "=")]
+  lines.append('%s="%s"' % (name, value))
+  with open(path, "w") as defaults:
+    defaults.write("\n".join(lines) + "\n")
 
 
 def _Read(directory, name):
@@ -168,6 +179,10 @@ class Cluster(object):
       node.WriteFile("%s/%s" % (directory, script), "#!/bin/sh\nexit 0\n",
                      mode=0o755)
     node.Run("mkdir -p /run/ganeti")
+    # Debian's /etc/default/ganeti binds RAPI to 127.0.0.1; the load's
+    # RAPI client is another node, as a cluster's RAPI clients are.
+    _SetShellVariable(node.HostPath("/etc/default/ganeti"), "RAPI_ARGS",
+                      RAPI_ARGS)
     if self.deb_path:
       node.CopyFile(self.deb_path, "/tmp/%s.deb" % PACKAGE)
       node.Run("dpkg -i /tmp/%s.deb" % PACKAGE, timeout=180)
