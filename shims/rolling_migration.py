@@ -12,8 +12,8 @@ For each step the script:
 
  1. reads what the daemons are configured for now (C{ganeti-http status
     --json} on the node), to roll back to;
- 2. runs C{ganeti-http set DAEMON BACKEND --restart} on the node for each
-    daemon (Ganeti's own C{daemon-util stop} and C{start});
+ 2. runs C{ganeti-http set DAEMON BACKEND} on the node for each daemon,
+    then restarts it with Ganeti's own C{daemon-util stop} and C{start};
  3. checks: C{ganeti-http status --json} on the node (each daemon runs the
     new backend, no restart needed, no problem), C{daemon-util check}, and
     C{gnt-cluster verify} on the master;
@@ -167,15 +167,21 @@ class Migration(object):
 
   def Apply(self, step, backends):
     """Set each daemon's backend (C{backends}: {daemon: backend}) and
-    restart it; with L{RESTART_ONLY} only restart."""
+    restart it; with L{RESTART_ONLY} only restart.
+
+    The restart is Ganeti's (the one C{ganeti-http set --restart} runs),
+    written out because it must also start a daemon a failed start left
+    stopped (C{--restart} leaves a stopped daemon alone).
+    """
     for daemon in step.daemons:
       program = DAEMONS[daemon]
+      restart = "%s stop %s && %s start %s" % (DAEMON_UTIL, program,
+                                               DAEMON_UTIL, program)
       if step.backend == RESTART_ONLY:
-        self.runner.Must(step.node, "%s stop %s && %s start %s"
-                         % (DAEMON_UTIL, program, DAEMON_UTIL, program))
+        self.runner.Must(step.node, restart)
       else:
-        self.runner.Must(step.node, "%s set %s %s --restart"
-                         % (GANETI_HTTP, daemon, backends[daemon]))
+        self.runner.Must(step.node, "%s set %s %s && %s" % (
+          GANETI_HTTP, daemon, backends[daemon], restart))
 
   def Check(self, step, backends):
     """The checks after a step; raise L{StepFailed} on the first failed."""

@@ -85,40 +85,57 @@ class Load(object):
     self._processes = []
 
 
-_REFUSED = re.compile(r"Failed to connect to (\S+) port (\d+).*Couldn't"
-                      r" connect|ConnectionRefusedError")
+#: What a client sees when the daemon it talks to restarts: refused (no
+#: listening socket), reset (a connection queued on the listening socket
+#: when the old process closed it, or a kept-alive connection to the old
+#: process), broken pipe (a kept-alive connection written after the reset).
+_CONNECTION_LOST = re.compile(
+  r"Couldn't connect|Connection refused|Connection reset|Broken pipe|"
+  r"Empty reply|ConnectionRefusedError|ConnectionResetError|BrokenPipeError"
+  r"|RemoteDisconnected")
+_CURL_ADDRESS = re.compile(r"Failed to connect to (\S+) port (\d+)")
+_RPC_NODE = re.compile(r"rpc call to node (\S+?):? ")
 
 
-def RefusedByRestart(events, rapi_target, slack=2.0):
-  """The failed jobs, queries and RAPI requests that failed because a
-  daemon refused connections while it restarted: the failure says the
-  connection was refused, and the probe saw that daemon (C{HOST:PORT};
-  RAPI requests go to C{rapi_target}) refuse within C{slack} s of it.
+def _Target(event, rapi_target, node_targets):
+  """C{HOST:PORT} of the daemon a failed operation talked to, or None."""
+  detail = event.get("detail", "")
+  if event["kind"] == "rapi":
+    return rapi_target
+  match = _CURL_ADDRESS.search(detail)
+  if match:
+    return "%s:%s" % match.groups()
+  match = _RPC_NODE.search(detail)
+  return node_targets.get(match.group(1)) if match else None
 
-  @return: C{(explained, unexplained)} lists of events
+
+def LostToRestarts(events, rapi_target, node_targets, slack=2.0):
+  """Split the failed jobs, queries, RAPI requests and RAPI jobs: those
+  that lost their connection (see L{_CONNECTION_LOST}) to a daemon the
+  probe saw refuse connections within C{slack} s, i.e. while it
+  restarted, and the others.
+
+  @param rapi_target: C{HOST:PORT} the RAPI client talks to
+  @param node_targets: {node name: noded's C{HOST:PORT}}
+  @return: C{(lost to restarts, others)}, lists of events
   """
   refusals = [e for e in events if e["kind"] == "refused"]
-  explained = []
-  unexplained = []
+  lost = []
+  others = []
   for event in events:
     if event["ok"] or event["kind"] not in ("job", "query", "rapi",
                                             "rapi_job"):
       continue
-    match = _REFUSED.search(event.get("detail", ""))
-    target = None
-    if match and match.group(1):
-      target = "%s:%s" % match.groups()
-    elif match and event["kind"] == "rapi":
-      target = rapi_target
-    if target and any(
+    target = _Target(event, rapi_target, node_targets)
+    if target and _CONNECTION_LOST.search(event.get("detail", "")) and any(
         refusal["op"] == target and
         refusal["t"] - slack <= event["t"] + event.get("dt", 0) and
         event["t"] <= refusal["t"] + refusal["dt"] + slack
         for refusal in refusals):
-      explained.append(event)
+      lost.append(event)
     else:
-      unexplained.append(event)
-  return (explained, unexplained)
+      others.append(event)
+  return (lost, others)
 
 
 def _Children(pid):
