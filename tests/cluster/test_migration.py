@@ -58,10 +58,6 @@ STEPS = (
 FAILING_FLIP = ("node3 noded -> fastcgi, no frontend account: rolled back",
                 "node3:noded=fastcgi", "frontend-user", "no-such-user")
 
-#: {column: text of its table}, for the report.
-TABLES = {}
-
-
 def ScriptSteps(steps, column):
   """The script's STEP arguments: full node names; on stock, restarts."""
   result = []
@@ -145,7 +141,6 @@ def _FailingFlip(cluster, load):
 
 
 def _Report(column, text):
-  TABLES[column] = text
   print("\n== rolling migration, %s ==\n%s" % (column, text))
   path = os.environ.get(REPORT_VARIABLE)
   if path:
