@@ -22,7 +22,8 @@ For each step the script:
 
 A command for another node runs through C{gnt-cluster command -n NODE}
 (Ganeti's ssh); a command for this node runs here.  C{--dry-run} prints
-every command and runs none.  The backend C{restart} only restarts the
+every command and runs none; a command that runs longer than C{--timeout}
+seconds fails its step.  The backend C{restart} only restarts the
 daemons (no C{ganeti-http} needed): the same procedure on a node without
 the package, e.g. to compare with stock Ganeti.
 
@@ -33,7 +34,9 @@ command line is wrong; 3 a step failed and so did its rollback.
 import argparse
 import json
 import re
+import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -94,8 +97,9 @@ def ParseStep(text):
 class Runner(object):
   """Runs (or with C{dry_run} prints) commands on the cluster's nodes."""
 
-  def __init__(self, dry_run, out=sys.stdout):
+  def __init__(self, dry_run, timeout=None, out=sys.stdout):
     self.dry_run = dry_run
+    self.timeout = timeout
     self.out = out
     self._local_names = {socket.gethostname(), socket.getfqdn(),
                          "localhost"}
@@ -117,12 +121,22 @@ class Runner(object):
     self.Say("+ %s" % " ".join(shlex.quote(part) for part in argv))
     if self.dry_run:
       return (0, "")
-    result = subprocess.run(argv, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            universal_newlines=True, check=False)
-    output = result.stdout
-    if local or result.returncode != 0:
-      return (result.returncode, output)
+    # A session of its own: on timeout the whole command (ssh included)
+    # is killed, or its children would keep the output pipe open.
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT,
+                               universal_newlines=True,
+                               start_new_session=True)
+    try:
+      (output, _) = process.communicate(timeout=self.timeout)
+    except subprocess.TimeoutExpired:
+      os.killpg(process.pid, signal.SIGKILL)
+      (output, _) = process.communicate()
+      return (124, "still running after %s s, killed: %s" % (self.timeout,
+                                                             output))
+    if local or process.returncode != 0:
+      return (process.returncode, output)
     # gnt-cluster command exits 0 whatever the command did; it prints
     # "return code = N" after the command's output.
     codes = _RETURN_CODE.findall(output)
@@ -268,8 +282,13 @@ def main(argv=None):
                       help="an error code gnt-cluster verify is to treat as"
                            " a warning (its --ignore-errors), e.g."
                            " ENODESETUP; may be repeated")
+  parser.add_argument("--timeout", type=float, default=900,
+                      metavar="SECONDS",
+                      help="a command that runs longer fails its step"
+                           " (default: %(default)s)")
   args = parser.parse_args(argv)
-  migration = Migration(Runner(args.dry_run), args.verify_ignore)
+  migration = Migration(Runner(args.dry_run, args.timeout),
+                        args.verify_ignore)
   return migration.Run(args.steps)
 
 
