@@ -16,7 +16,8 @@ For each step the script:
     then restarts it with Ganeti's own C{daemon-util stop} and C{start};
  3. checks: C{ganeti-http status --json} on the node (each daemon runs the
     new backend, no restart needed, no problem), C{daemon-util check}, and
-    C{gnt-cluster verify} on the master;
+    C{gnt-cluster verify} on the master (again after a pause if it finds
+    an error, see L{Migration.Verify});
  4. on the first failed check, sets the step's daemons back to what they
     ran before, restarts them, checks again, and stops.
 
@@ -40,6 +41,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 DAEMON_UTIL = "/usr/lib/ganeti/daemon-util"
 GANETI_HTTP = "ganeti-http"
@@ -48,6 +50,11 @@ RESTART_ONLY = "restart"
 #: The daemons serving HTTP, by the name ganeti-http uses, with their
 #: program name (daemon-util's).
 DAEMONS = {"noded": "ganeti-noded", "rapi": "ganeti-rapi"}
+
+#: gnt-cluster verify runs this often, VERIFY_PAUSE seconds apart, before
+#: a step counts as failed (see L{Migration.Verify}).
+VERIFY_ATTEMPTS = 3
+VERIFY_PAUSE = 10
 
 EXIT_OK = 0
 EXIT_ROLLED_BACK = 1
@@ -149,9 +156,10 @@ class Runner(object):
     """L{OnNode}; raise L{StepFailed} unless it exits 0."""
     (status, output) = self.OnNode(node, command)
     if status != 0:
+      errors = [line for line in output.splitlines() if "ERROR" in line]
       raise StepFailed("%s on %s exited with %d: %s"
                        % (command, node or "the master", status,
-                          _Tail(output)))
+                          _Tail("\n".join(errors) or output)))
     return output
 
 
@@ -208,7 +216,25 @@ class Migration(object):
       if not self.runner.dry_run:
         for entry in _StatusEntries(output):
           _CheckStatus(entry, backends[entry["daemon"]])
-    self.runner.Must(None, self.verify_command)
+    self.Verify()
+
+  def Verify(self):
+    """gnt-cluster verify on the master, up to L{VERIFY_ATTEMPTS} times.
+
+    Under load verify can catch an instance between its admin state and
+    its state on the node (a startup or shutdown job in progress) and
+    report it as an error; an error that stays is reported.
+    """
+    for attempt in range(1, VERIFY_ATTEMPTS + 1):
+      try:
+        self.runner.Must(None, self.verify_command)
+        return
+      except StepFailed as err:
+        if attempt == VERIFY_ATTEMPTS:
+          raise
+        self.runner.Say("!! %s; verifying again in %d s"
+                        % (err, VERIFY_PAUSE))
+        time.sleep(VERIFY_PAUSE)
 
   def RunStep(self, step):
     """One step; return an exit status (L{EXIT_OK} when it worked)."""
