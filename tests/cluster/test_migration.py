@@ -114,9 +114,9 @@ def _StartLoad(cluster, load, instances):
              "--password", multinode.RAPI_PASSWORD)
 
 
-def _FailingFlip(cluster, load):
+def _FailingFlip(cluster):
   """L{FAILING_FLIP}: the script exits 1, having rolled back; return its
-  table row."""
+  row's name and time window."""
   (name, step, key, value) = FAILING_FLIP
   node = cluster.Node(step.split(":")[0])
   config = node.HostPath(multinode.BACKEND_CONFIG)
@@ -137,7 +137,7 @@ def _FailingFlip(cluster, load):
                               " noded" % node.hostname).stdout
   assert "running:    legacy" in status, status
   time.sleep(SETTLE_SECONDS)
-  return (name, migration_load.Summarize(load.events, mark, time.time()))
+  return (name, mark, time.time())
 
 
 def _Report(column, text):
@@ -152,7 +152,7 @@ def _Report(column, text):
 def test_rolling_migration(column, root_tarball):
   cluster = multinode.Cluster(root_tarball, _DebPath(column))
   load = migration_load.Load()
-  rows = []
+  windows = []  # (row name, start, end)
   scripts = []
   dead = []
   try:
@@ -167,10 +167,9 @@ def test_rolling_migration(column, root_tarball):
     _StartLoad(cluster, load, instances)
     mark = time.time()
     time.sleep(SETTLE_SECONDS)
-    rows.append(("before the first step",
-                 migration_load.Summarize(load.events, mark, time.time())))
+    windows.append(("before the first step", mark, time.time()))
     if column != "stock":
-      rows.append(_FailingFlip(cluster, load))
+      windows.append(_FailingFlip(cluster))
     for (index, (name, steps)) in enumerate(STEPS):
       mark = time.time()
       command = ScriptCommand(ScriptSteps(steps, column))
@@ -181,16 +180,23 @@ def test_rolling_migration(column, root_tarball):
       if last:  # what the drivers do while they stop counts too
         dead = load.Dead()
         load.Stop()
-      rows.append((RowName(name, column), migration_load.Summarize(
-        load.events, mark, time.time())))
+      windows.append((RowName(name, column), mark, time.time()))
       if last:
         break
     jobs = cluster.gnt.Run("gnt-job list --no-headers -o id,summary,status")
   finally:
     load.Stop()
     cluster.Stop()  # raises if a node left a process behind
+  # Summed up once every driver stopped: an operation that began in one
+  # step may end (and be reported) during a later one.
+  rows = [(name, migration_load.Summarize(load.events, start, end))
+          for (name, start, end) in windows]
   total = migration_load.Summarize(load.events, 0, time.time())
-  _Report(column, migration_load.FormatTable(rows, total))
+  retried = ["%s: script: %s" % (name, line[3:])
+             for (name, _, result) in scripts
+             for line in result.stdout.splitlines() if line.startswith("!! ")]
+  _Report(column, "\n".join([migration_load.FormatTable(rows, total)] +
+                            retried))
   failed_scripts = ["%s: %s exited %d:\n%s" % (name, command,
                                                 result.returncode,
                                                 result.stdout + result.stderr)
