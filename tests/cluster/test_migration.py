@@ -1,0 +1,221 @@
+"""The rolling migration: a three-node Ganeti 3.0 cluster flips under load.
+
+C{make migration-test} runs it (not part of C{make test}: it takes
+minutes).  Two columns, each on a fresh cluster (L{multinode.Cluster}):
+
+- C{package}: this project's .deb (C{GANETI_HTTP_DEB}) on every node,
+  every daemon on legacy; then the steps below, each one run of the
+  operator's script C{shims/rolling_migration.py} on the master (set the
+  backend, restart, C{ganeti-http status}, C{gnt-cluster verify}, roll
+  back on failure);
+- C{stock}: Ganeti 3.0 as Debian ships it, the same script restarting the
+  same daemons in the same order (backend C{restart}): the reference.
+
+The load (L{migration_load.Load}) runs from before the first step to after
+the last; after each step it runs on for L{SETTLE_SECONDS} on the mixed
+cluster.  The table (one row per step) is printed and, if
+C{GANETI_HTTP_MIGRATION_REPORT} names a file, written there.
+"""
+
+import os
+import re
+import time
+
+import pytest
+
+from tests.cluster import ganeti_commands
+from tests.cluster import migration_load
+from tests.cluster import multinode
+from tests.cluster import multinode_root
+
+DEB_VARIABLE = "GANETI_HTTP_DEB"
+REPORT_VARIABLE = "GANETI_HTTP_MIGRATION_REPORT"
+SCRIPT_SOURCE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir,
+                             "shims", "rolling_migration.py")
+SCRIPT_PATH = "/root/rolling_migration.py"
+
+#: Load before the first step, and after each step, in seconds.
+SETTLE_SECONDS = 20
+
+#: gnt-cluster verify's error this environment causes on every node
+#: whatever the HTTP layer: a kernel without /proc/sysrq-trigger in the
+#: namespaces (ENODESETUP); the script passes it to --ignore-errors.
+VERIFY_IGNORE = ("ENODESETUP",)
+
+#: (row name, [STEP of the script]); the stock column restarts instead.
+STEPS = (
+  ("node3 noded -> fastcgi", ["node3:noded=fastcgi"]),
+  ("node2 noded -> fastcgi", ["node2:noded=fastcgi"]),
+  ("node1 noded+rapi -> fastcgi", ["node1:noded,rapi=fastcgi"]),
+  ("node2 noded -> legacy (rollback)", ["node2:noded=legacy"]),
+  ("every daemon -> fastcgi", ["node1:noded,rapi=fastcgi",
+                               "node2:noded=fastcgi", "node3:noded=fastcgi"]),
+)
+
+#: The package column first tries a flip that must fail and be rolled
+#: back: node3's fastcgi frontend account set to one that does not exist,
+#: so noded cannot start on fastcgi; the script must put it back on legacy.
+FAILING_FLIP = ("node3 noded -> fastcgi, no frontend account: rolled back",
+                "node3:noded=fastcgi", "frontend-user", "no-such-user")
+
+def ScriptSteps(steps, column):
+  """The script's STEP arguments: full node names; on stock, restarts."""
+  result = []
+  for step in steps:
+    (node, rest) = step.split(":", 1)
+    if column == "stock":
+      rest = rest.split("=")[0] + "=restart"
+    result.append("%s:%s" % (multinode.FullName(node), rest))
+  return result
+
+
+def RowName(name, column):
+  """A step's row name; on stock the step restarts instead of flipping."""
+  if column == "stock":
+    return re.sub(r" -> \w+( \(rollback\))?", " restarted", name)
+  return name
+
+
+def ScriptCommand(steps, dry_run=False):
+  return " ".join(["python3", SCRIPT_PATH] +
+                  ["--verify-ignore=%s" % code for code in VERIFY_IGNORE] +
+                  (["--dry-run"] if dry_run else []) + steps)
+
+
+@pytest.fixture(scope="module")
+def root_tarball():
+  assert os.geteuid() == 0, "the migration test needs root (namespaces)"
+  return multinode_root.RootTarball()
+
+
+def _DebPath(column):
+  if column == "stock":
+    return None
+  path = os.environ.get(DEB_VARIABLE, "")
+  assert os.path.isfile(path), (
+    "%s must name this project's .deb (make migration-test sets it); got %r"
+    % (DEB_VARIABLE, path))
+  return path
+
+
+def _StartLoad(cluster, load, instances):
+  master = cluster.master
+  nodes = cluster.node_names
+  load.Start(master, "jobs", "--delay", "1", "--pause", "1",
+             *sum([["--instance", name] for name in instances] +
+                  [["--node", name] for name in nodes], []))
+  load.Start(master, "rpc", "--pause", "0.5",
+             *sum([["--node", name] for name in nodes], []))
+  load.Start(master, "probe",
+             *(["%s:1811" % address for (_, address) in multinode.NODES] +
+               ["%s:5080" % multinode.CLUSTER_ADDRESS]))
+  load.Start(cluster.nodes[1], "rapi", "--host", multinode.CLUSTER_ADDRESS,
+             "--user", multinode.RAPI_USER,
+             "--password", multinode.RAPI_PASSWORD)
+
+
+def _FailingFlip(cluster):
+  """L{FAILING_FLIP}: the script exits 1, having rolled back; return its
+  row's name and time window."""
+  (name, step, key, value) = FAILING_FLIP
+  node = cluster.Node(step.split(":")[0])
+  config = node.HostPath(multinode.BACKEND_CONFIG)
+  with open(config) as original:
+    text = original.read()
+  ganeti_commands.SetConfigKey(config, "fastcgi", key, value)
+  mark = time.time()
+  try:
+    result = cluster.master.Run(ScriptCommand(ScriptSteps([step],
+                                                          "package")),
+                                check=False, timeout=1200)
+  finally:
+    with open(config, "w") as restored:
+      restored.write(text)
+  output = result.stdout + result.stderr
+  assert result.returncode == 1 and "== rolled back" in output, output
+  status = cluster.master.Run("gnt-cluster command -n %s ganeti-http status"
+                              " noded" % node.hostname).stdout
+  assert "running:    legacy" in status, status
+  time.sleep(SETTLE_SECONDS)
+  return (name, mark, time.time())
+
+
+def _Report(column, text):
+  print("\n== rolling migration, %s ==\n%s" % (column, text))
+  path = os.environ.get(REPORT_VARIABLE)
+  if path:
+    with open(path, "a") as report:
+      report.write("## %s\n\n%s\n\n" % (column, text))
+
+
+@pytest.mark.parametrize("column", ("stock", "package"))
+def test_rolling_migration(column, root_tarball):
+  cluster = multinode.Cluster(root_tarball, _DebPath(column))
+  load = migration_load.Load()
+  windows = []  # (row name, start, end)
+  scripts = []
+  dead = []
+  try:
+    cluster.Init()
+    instances = cluster.AddInstances()
+    cluster.master.CopyFile(SCRIPT_SOURCE, SCRIPT_PATH)
+    dry_run = cluster.master.Run(ScriptCommand(
+      ScriptSteps(sum([steps for (_, steps) in STEPS], []), column),
+      dry_run=True))
+    assert "ganeti-http set" in dry_run.stdout or column == "stock", \
+      dry_run.stdout
+    _StartLoad(cluster, load, instances)
+    mark = time.time()
+    time.sleep(SETTLE_SECONDS)
+    windows.append(("before the first step", mark, time.time()))
+    if column != "stock":
+      windows.append(_FailingFlip(cluster))
+    for (index, (name, steps)) in enumerate(STEPS):
+      mark = time.time()
+      command = ScriptCommand(ScriptSteps(steps, column))
+      result = cluster.master.Run(command, check=False, timeout=1200)
+      scripts.append((name, command, result))
+      time.sleep(SETTLE_SECONDS)
+      last = index == len(STEPS) - 1 or result.returncode != 0
+      if last:  # what the drivers do while they stop counts too
+        dead = load.Dead()
+        load.Stop()
+      windows.append((RowName(name, column), mark, time.time()))
+      if last:
+        break
+    jobs = cluster.gnt.Run("gnt-job list --no-headers -o id,summary,status")
+  finally:
+    load.Stop()
+    cluster.Stop()  # raises if a node left a process behind
+  # Summed up once every driver stopped: an operation that began in one
+  # step may end (and be reported) during a later one.
+  rows = [(name, migration_load.Summarize(load.events, start, end))
+          for (name, start, end) in windows]
+  total = migration_load.Summarize(load.events, 0, time.time())
+  retried = ["%s: script: %s" % (name, line[3:])
+             for (name, _, result) in scripts
+             for line in result.stdout.splitlines() if line.startswith("!! ")]
+  _Report(column, "\n".join([migration_load.FormatTable(rows, total)] +
+                            retried))
+  failed_scripts = ["%s: %s exited %d:\n%s" % (name, command,
+                                                result.returncode,
+                                                result.stdout + result.stderr)
+                    for (name, command, result) in scripts
+                    if result.returncode != 0]
+  assert not failed_scripts, "\n".join(failed_scripts)
+  assert not dead, "load drivers ended early: %s" % dead
+  # Ganeti 3.0's RPC client does not retry a lost connection: a job whose
+  # RPC reaches a node while its noded restarts fails, on stock Ganeti as
+  # with the package (the reference column shows it), and so does a RAPI
+  # request while RAPI restarts.  Any other failure of a job, query or
+  # RAPI request fails the test.
+  (_, others) = migration_load.LostToRestarts(
+    load.events, "%s:5080" % multinode.CLUSTER_ADDRESS,
+    {multinode.FullName(name): "%s:1811" % address
+     for (name, address) in multinode.NODES})
+  assert not others, "failed, and not while a daemon restarted: %s" % (
+    others,)
+  failed_jobs = [line.split()[0] for line in jobs.splitlines()
+                 if line.split()[-1] != "success"]
+  assert len(failed_jobs) <= len(total["jobs_failed"]), (
+    "gnt-job list has failed jobs the load did not see fail: %s" % jobs)
