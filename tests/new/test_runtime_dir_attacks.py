@@ -294,7 +294,20 @@ def test_daemon_under_umask_077_makes_a_runtime_dir_lighttpd_can_use(
     daemon.stdout.close()
 
 
-def test_non_root_daemon_default_runtime_dir():
+@pytest.fixture
+def package_for_nobody():
+  """A copy of this project's C{ganeti} package that nobody can read (the
+  checkout itself may be in a directory private to root, as CI's is);
+  return the directory to put on C{sys.path}."""
+  path = tempfile.mkdtemp(prefix="ganeti-http-package-")
+  os.chmod(path, 0o755)
+  shutil.copytree(os.path.join(REPO, "ganeti"), os.path.join(path, "ganeti"),
+                  ignore=shutil.ignore_patterns("__pycache__"))
+  yield path
+  shutil.rmtree(path, ignore_errors=True)
+
+
+def test_non_root_daemon_default_runtime_dir(package_for_nobody):
   """Issue 10's RAPI case: a daemon of another user (RAPI runs as
   gnt-rapi) uses /run/ganeti-http/<user>, not /tmp; missing, it is an
   error naming the path and the fix."""
@@ -304,7 +317,8 @@ def test_non_root_daemon_default_runtime_dir():
           "try:\n"
           "  print(settings.Load('rapi', {%r: %r}).runtime_dir)\n"
           "except settings.SettingsError as err:\n"
-          "  print(err)\n" % (REPO, selection.ENV_CONFIG_FILE, str(config)))
+          "  print(err)\n" % (package_for_nobody, selection.ENV_CONFIG_FILE,
+                              str(config)))
   mine = os.path.join(fastcgi_settings.ROOT_RUNTIME_DIR, "nobody")
   os.makedirs(fastcgi_settings.ROOT_RUNTIME_DIR, exist_ok=True)
   shutil.rmtree(mine, ignore_errors=True)
