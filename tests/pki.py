@@ -52,8 +52,9 @@ def _Issue(common_name, issuer_name=None, issuer_key=None):
   return key, cert
 
 
-def _Write(directory, name, key, cert):
-  path = os.path.join(directory, name + ".pem")
+def WriteCredential(path, key, cert):
+  """Write C{key} and C{cert} as one PEM file at C{path}, readable by all
+  (lighttpd may run as another user); return its L{Credential}."""
   with open(path, "wb") as handle:
     handle.write(key.private_bytes(serialization.Encoding.PEM,
                                    serialization.PrivateFormat.PKCS8,
@@ -63,6 +64,10 @@ def _Write(directory, name, key, cert):
   digest = http.FormatCertificateDigest(
     cert.public_bytes(serialization.Encoding.DER))
   return Credential(path, digest)
+
+
+def _Write(directory, name, key, cert):
+  return WriteCredential(os.path.join(directory, name + ".pem"), key, cert)
 
 
 class ClusterPki(object):

@@ -32,6 +32,8 @@ from ganeti.http import client_connections
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 from ganeti.http import server as http_server
 
+from bench.cluster_master import RpcCurlConfig
+
 
 class _Relay(object):
   """Relays TCP connections from its own port to a server's.
@@ -130,20 +132,6 @@ class _CountingHandler(http_server.HttpServerHandler):
                        else body})
 
 
-def _CurlConfig(ca_path, cert_path):
-  """A C{curl_config_fn} as Ganeti's RPC client sets it."""
-  def _Configure(curl):
-    curl.setopt(pycurl.FOLLOWLOCATION, False)
-    curl.setopt(pycurl.CAINFO, ca_path)
-    curl.setopt(pycurl.SSL_VERIFYHOST, 0)
-    curl.setopt(pycurl.SSL_VERIFYPEER, True)
-    curl.setopt(pycurl.SSLCERTTYPE, "PEM")
-    curl.setopt(pycurl.SSLCERT, cert_path)
-    curl.setopt(pycurl.SSLKEYTYPE, "PEM")
-    curl.setopt(pycurl.SSLKEY, cert_path)
-  return _Configure
-
-
 @pytest.fixture(autouse=True)
 def _FreshPool(monkeypatch):
   """Each test starts with an empty pool and reuse on."""
@@ -175,7 +163,7 @@ class _Node(object):
     cert_path = (cert or self._pki.node).path
     return client.HttpClientRequest(
       "127.0.0.1", self.relay.port, method, path, post_data=body,
-      curl_config_fn=_CurlConfig(self._pki.cluster.path, cert_path))
+      curl_config_fn=RpcCurlConfig(self._pki.cluster.path, cert_path))
 
 
 @pytest.fixture
@@ -231,7 +219,7 @@ class TestTlsIdentity:
     for (i, cert) in enumerate([pki.node, pki.cluster, pki.node]):
       shutil.copyfile(cert.path, path)
       req = node.Request("/run/%d" % i)
-      req.curl_config_fn = _CurlConfig(pki.cluster.path, path)
+      req.curl_config_fn = RpcCurlConfig(pki.cluster.path, path)
       assert _Run([req])[0]["digest"] == cert.digest, i
 
   def testIdentityFollowsFileContents(self, tmp_path, pki):
@@ -368,14 +356,14 @@ _FORK_SCRIPT = r"""
 import json, os, sys
 sys.path.insert(0, sys.argv[1])
 from ganeti.http import client
-from tests.legacy.test_client_keepalive import _CurlConfig
+from bench.cluster_master import RpcCurlConfig
 
 port, ca, cert = int(sys.argv[2]), sys.argv[3], sys.argv[4]
 
 def Call(path):
   req = client.HttpClientRequest("127.0.0.1", port, "POST", path,
                                  post_data="x",
-                                 curl_config_fn=_CurlConfig(ca, cert))
+                                 curl_config_fn=RpcCurlConfig(ca, cert))
   client.ProcessRequests([req])
   return [req.success, req.error, req.resp_status_code]
 

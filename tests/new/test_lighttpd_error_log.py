@@ -15,13 +15,14 @@ import sys
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ganeti.http.backends.fastcgi.lighttpd import output
 from tests.new.lighttpd_helpers import REPO, WaitFor
 from tests.new.test_runtime_dir_attacks import AsNobody
+from tests.pki import WriteCredential
 
 pytestmark = pytest.mark.skipif(
   os.geteuid() != 0, reason="runs the daemon as root, lighttpd as nobody;"
@@ -167,12 +168,7 @@ def _HostileCertificate(path):
                  .not_valid_before(now - datetime.timedelta(days=1))
                  .not_valid_after(now + datetime.timedelta(days=1))
                  .sign(key, hashes.SHA256()))
-  with open(path, "wb") as handle:
-    handle.write(key.private_bytes(serialization.Encoding.PEM,
-                                   serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
-    handle.write(certificate.public_bytes(serialization.Encoding.PEM))
-  return path
+  return WriteCredential(path, key, certificate).path
 
 
 def test_client_certificate_subject_cannot_forge_lines(daemon, log_path,

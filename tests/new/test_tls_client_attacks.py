@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.new.lighttpd_helpers import fcgi_app, scratch_dir, supervise
+from tests.pki import WriteCredential
 from tests.new.test_lighttpd_frontend import tls_port
 
 _ = (fcgi_app, scratch_dir, supervise, tls_port)  # fixtures
@@ -25,15 +26,6 @@ def _ClusterKeyAndName(pki):
     pem = handle.read()
   key = serialization.load_pem_private_key(pem, None)
   return (key, x509.load_pem_x509_certificate(pem).subject)
-
-
-def _Write(path, key, certificate):
-  with open(path, "wb") as handle:
-    handle.write(key.private_bytes(serialization.Encoding.PEM,
-                                   serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
-    handle.write(certificate.public_bytes(serialization.Encoding.PEM))
-  return path
 
 
 def _Certificate(subject, issuer, issuer_key, key, days=(-1, 30), ca=False):
@@ -54,8 +46,8 @@ def _Expired(pki, path):
   (cluster_key, cluster_name) = _ClusterKeyAndName(pki)
   key = ec.generate_private_key(ec.SECP256R1())
   name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "node1")])
-  return _Write(path, key, _Certificate(name, cluster_name, cluster_key, key,
-                                        days=(-30, -1)))
+  return WriteCredential(path, key, _Certificate(
+    name, cluster_name, cluster_key, key, days=(-30, -1))).path
 
 
 def _FakeCluster(pki, path):
@@ -64,15 +56,16 @@ def _FakeCluster(pki, path):
   fake_key = ec.generate_private_key(ec.SECP256R1())
   key = ec.generate_private_key(ec.SECP256R1())
   name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "node1")])
-  return _Write(path, key, _Certificate(name, cluster_name, fake_key, key))
+  return WriteCredential(path, key, _Certificate(
+    name, cluster_name, fake_key, key)).path
 
 
 def _SelfSignedClusterName(pki, path):
   """A self-signed certificate that names itself as the cluster."""
   (_, cluster_name) = _ClusterKeyAndName(pki)
   key = ec.generate_private_key(ec.SECP256R1())
-  return _Write(path, key, _Certificate(cluster_name, cluster_name, key, key,
-                                        ca=True))
+  return WriteCredential(path, key, _Certificate(
+    cluster_name, cluster_name, key, key, ca=True)).path
 
 
 def _Context(certificate_path=None, maximum=None):
