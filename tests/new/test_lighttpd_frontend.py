@@ -1,5 +1,6 @@
 """lighttpd as rendered and supervised here, seen by clients: TLS client
-certificates, body limits, streaming, addresses, privilege separation."""
+certificates, body limits, streaming, addresses, privilege separation (TLS
+attacks on both backends: tests/legacy/test_tls_attacks.py)."""
 
 import grp
 import json
@@ -9,7 +10,6 @@ import shutil
 import socket
 import ssl
 import stat
-import warnings
 
 import pytest
 
@@ -88,29 +88,6 @@ def test_other_clients_are_refused_in_the_handshake(tls_port, pki, who):
     _Handshake(tls_port, credential)
   assert ("unknown ca" in str(info.value) if who
           else "certificate required" in str(info.value))
-
-
-def test_old_protocols_are_refused(supervise, scratch_dir, fcgi_app, pki):
-  (_, port) = _Serve(supervise, scratch_dir, fcgi_app,
-                     ssl_cert_path=pki.cluster.path,
-                     ssl_key_path=pki.cluster.path)
-  assert _Handshake(port, maximum=ssl.TLSVersion.TLSv1_2).startswith(
-    b"HTTP/1.0 200")
-  context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-  context.check_hostname = False
-  context.verify_mode = ssl.CERT_NONE
-  try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore", DeprecationWarning)
-      context.minimum_version = ssl.TLSVersion.TLSv1
-      context.maximum_version = ssl.TLSVersion.TLSv1_1
-    context.set_ciphers("ALL:@SECLEVEL=0")
-  except (ValueError, ssl.SSLError):
-    pytest.skip("this OpenSSL cannot even offer TLS 1.1")
-  with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-    with pytest.raises(ssl.SSLError) as info:
-      context.wrap_socket(raw)
-  assert "protocol version" in str(info.value)
 
 
 def test_plain_http_gets_no_client_certificate(supervise, scratch_dir,

@@ -9,7 +9,10 @@ configuration (L{ganeti.http.backends.fastcgi.lighttpd.config}):
 - a client that must present a certificate (C{ssl_verify_peer}) needs one
   that chains to the server's own certificate: Ganeti's cluster
   certificate is both the server certificate and the CA;
-- TLS 1.2 or newer.
+- TLS 1.2 or newer;
+- no renegotiation: a client asking for one gets a no_renegotiation alert
+  (lighttpd does the same; OpenSSL 3 does it by default, older versions
+  renegotiate unless told not to).
 """
 
 import ssl
@@ -40,6 +43,7 @@ def ServerContext(ssl_params, verify_peer):
   """
   context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
   context.minimum_version = MINIMUM_VERSION
+  context.options |= ssl.OP_NO_RENEGOTIATION
   context.load_cert_chain(
     certfile=PresentedChain(ssl_params.ssl_cert_path,
                             ssl_params.ssl_chain_path),
