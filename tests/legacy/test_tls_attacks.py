@@ -3,18 +3,18 @@ it (client certificates of the cluster required, then the digest check),
 on both backends (issue 14's list of what holds; docs/security.md, "Client
 certificates and TLS").
 
-Each attack has a control beside it, a test without a backend: the same
-client against a server that allows the thing (a Python or openssl
-server made here) really does it, so the attack's test can fail.
+Where a refusal could as well come from the client (old protocols,
+renegotiation, early data), a control beside the attack's test, a test
+without a backend, shows the same client doing the thing against a server
+that allows it (a Python or openssl server made here).
 """
 
 import datetime
-import os
+import select
 import socket
 import ssl
 import struct
 import subprocess
-import select
 import threading
 import time
 import types
@@ -161,8 +161,9 @@ def _OpenSslClient(port, credential, stdin, options, until=None):
   input (once it has done what it was doing: writing a session file)."""
   # Line-buffered: s_client's stdio would hold back what it prints.
   client = subprocess.Popen(
-    ["stdbuf", "-oL", "openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-tls1_3",
-     "-cert", credential.path, "-key", credential.path] + options,
+    ["stdbuf", "-oL", "openssl", "s_client", "-connect",
+     "127.0.0.1:%d" % port, "-tls1_3", "-cert", credential.path, "-key",
+     credential.path] + options,
     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     bufsize=0)  # select() sees what no reader's buffer holds back
   output = []
@@ -171,7 +172,7 @@ def _OpenSslClient(port, credential, stdin, options, until=None):
     deadline = time.monotonic() + TIMEOUT * 3
     while True:
       (ready, _, _) = select.select([client.stdout], [], [],
-                                    deadline - time.monotonic())
+                                    max(0, deadline - time.monotonic()))
       assert ready, "openssl s_client hangs: %r" % output
       line = client.stdout.readline().decode("utf-8", "replace")
       output.append(line)
@@ -222,8 +223,10 @@ class _PermissiveServer(object):
         raw.close()
 
   def Close(self):
+    self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
     self.listener.close()
     self.thread.join(TIMEOUT)
+    assert not self.thread.is_alive()
 
 
 @pytest.fixture
@@ -388,6 +391,21 @@ def test_resumed_session_keeps_its_certificate(node_server, pki, maximum,
   assert node_server.digests == [getattr(pki, who).digest] * 2
   assert node_server.paths == (["/first", "/resumed"] if who == "node"
                                else [])
+
+
+@_TLS_VERSIONS
+def test_session_of_a_server_without_client_certificates_is_not_resumed(
+    serve, node_server, pki, maximum):
+  """A session that RAPI (same cluster certificate, no client
+  certificates) gave a client without a certificate does not resume on
+  noded: each server's sessions and tickets are its own."""
+  rapi = serve(_RecordingHandler(), ssl_params=SslParams(pki.cluster))
+  context = _Context(maximum=maximum)
+  session = _Get(rapi.port, context, "/rapi").session
+  assert session.has_ticket or session.id
+  with pytest.raises((ssl.SSLError, ConnectionError)):
+    _Get(node_server.port, context, "/attack", session)
+  assert (node_server.paths, node_server.digests) == ([], [])
 
 
 @pytest.mark.parametrize("who", ["foreign", None],
