@@ -2,7 +2,8 @@
 
   python -m bench.idle_flood [--backend fastcgi|legacy] [--mode MODE]
       [--connections N] [--trickle SECONDS] [--hold SECONDS] [--probes K]
-      [--probe-timeout SECONDS] [--netns [--firewall [--max-per-address M]]]
+      [--settle SECONDS] [--probe-timeout SECONDS]
+      [--netns [--firewall [--max-per-address M]]]
 
 Starts a server (L{bench.serve}, HTTPS requiring a client certificate, or
 plain HTTP for C{--mode head}), opens N connections to it from 127.0.0.1
@@ -301,6 +302,7 @@ def _Measure(args, server, client_cert, sources):
     opened = json.loads(holder.stdout.readline() or b"{}").get("open")
     if opened is None:
       raise SystemExit("The holder did not start")
+    time.sleep(args.settle)
     started = time.monotonic()
     rss = _LighttpdRssKiB(server.pid)
     latencies = []
@@ -342,6 +344,10 @@ def _ParseArgs(argv):
                       help="valid requests sent while they are held")
   parser.add_argument("--interval", type=float, default=0.5,
                       help="seconds between valid requests")
+  parser.add_argument("--settle", type=float, default=0,
+                      help="seconds to wait after the connections are"
+                           " open before the first valid request (the"
+                           " server may still be accepting them)")
   parser.add_argument("--probe-timeout", type=float, default=PROBE_TIMEOUT,
                       help="seconds before a valid request counts as"
                            " failed (default: %(default)s)")

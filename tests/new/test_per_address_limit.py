@@ -35,6 +35,12 @@ FLOOD = max(10000, lighttpd_limits.MaxConnections(
 #: without the rule the valid client waits for as long as the flood lasts.
 PROBE_TIMEOUT = 5
 
+#: Seconds between the flood's connections being open and the first valid
+#: request: lighttpd may still be accepting connections from its listen
+#: queue, and those whose handshake the full queue left unfinished on the
+#: server's side complete with their next trickled byte (every 2 s).
+SETTLE = 6
+
 #: Seconds the whole run may take before the namespaces are killed.
 RUN_TIMEOUT = 240
 
@@ -42,12 +48,13 @@ RUN_TIMEOUT = 240
 def _Flood(*options):
   """Run the bench's flood in its own namespaces: FLOOD connections from
   one address trickling a ClientHello (a byte every 2 s, faster than
-  lighttpd's 10 s read timeout), 3 requests of a valid client from
+  lighttpd's 10 s read timeout), then 3 requests of a valid client from
   another; its result."""
   command = [sys.executable, "-m", "bench.idle_flood", "--netns",
              "--connections", str(FLOOD), "--mode", "tls-hello",
              "--trickle", "2", "--hold", "60", "--probes", "3",
-             "--interval", "0.2", "--probe-timeout", str(PROBE_TIMEOUT)]
+             "--interval", "0.2", "--settle", str(SETTLE),
+             "--probe-timeout", str(PROBE_TIMEOUT)]
   result = subprocess.run(command + list(options), cwd=REPO,
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True,
