@@ -78,24 +78,32 @@ def test_without_the_rule_the_same_flood_locks_the_valid_client_out():
   assert result["failed"] == result["probes"], result
 
 
-#: Run in a network namespace of its own: the operator's table, then the
-#: command's output loaded twice, then connections from ::1 and 127.0.0.1
-#: to the node daemon's port; prints what happened as JSON.
+#: Run in a network namespace of its own: the command's output saved and
+#: included at "boot" by a ruleset shaped like Debian's /etc/nftables.conf
+#: with a table of the operator's, then loaded again, then connections from
+#: ::1 and 127.0.0.1 to the node daemon's port; prints what happened.
 _IN_NAMESPACE = textwrap.dedent(r"""
-  import json, socket, subprocess, sys
+  import json, os, socket, subprocess, sys, tempfile
   from ganeti.http.cli import daemons
   MAX = int(sys.argv[1])
   run = lambda *args, **kw: subprocess.run(args, check=True,
                                            universal_newlines=True, **kw)
   run("ip", "link", "set", "lo", "up")
-  run("nft", "add table inet filter; add chain inet filter input"
-      " { type filter hook input priority 0; }; add rule inet filter input"
-      " tcp dport 9 counter accept")
   script = run(sys.executable, "-m", "ganeti.http.cli.main", "firewall",
                "--max-per-address", str(MAX),
                stdout=subprocess.PIPE).stdout
-  for _ in range(2):
-    run("nft", "-f", "-", input=script)
+  with tempfile.TemporaryDirectory() as directory:
+    saved = os.path.join(directory, "ganeti-http.nft")
+    with open(saved, "w") as handle:
+      handle.write(script)
+    conf = os.path.join(directory, "nftables.conf")
+    with open(conf, "w") as handle:
+      handle.write("flush ruleset\ntable inet filter {\n chain input {\n"
+                   "  type filter hook input priority filter;\n"
+                   "  tcp dport 9 counter accept\n }\n}\n"
+                   "include \"%s\"\n" % saved)
+    run("nft", "-f", conf)
+  run("nft", "-f", "-", input=script)
   port = daemons.Port(daemons.Find("noded"))
   accepted = {}
   for (family, address) in ((socket.AF_INET6, "::1"),
@@ -118,6 +126,7 @@ _IN_NAMESPACE = textwrap.dedent(r"""
 
 
 def test_limit_holds_for_ipv6_and_ipv4_and_leaves_other_tables_alone():
+  """Included at boot, then loaded again by hand."""
   result = subprocess.run(
     ["unshare", "--net", sys.executable, "-c", _IN_NAMESPACE, "5"],
     cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -126,7 +135,7 @@ def test_limit_holds_for_ipv6_and_ipv4_and_leaves_other_tables_alone():
   report = json.loads(result.stdout)
   assert report["accepted"] == {"::1": 5, "127.0.0.1": 5}
   ruleset = report["ruleset"]
-  # Loaded twice: one table of ours, the operator's untouched
+  # Loaded twice: one table of ours, the operator's kept
   assert ruleset.count("table inet ganeti-http {") == 1
   assert ruleset.count("ct count over 5 } reject with tcp reset") == 4
   assert "table inet filter {" in ruleset
