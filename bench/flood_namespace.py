@@ -25,8 +25,9 @@ _INSIDE = "GANETI_HTTP_BENCH_IN_NETNS"
 
 
 def Inside():
-  """Whether this process runs in the namespace L{Enter} made."""
-  return os.environ.get(_INSIDE) == "1"
+  """Whether this process runs in the namespaces L{Enter} made: the first
+  process of a new PID namespace, started by it."""
+  return os.environ.get(_INSIDE) == "1" and os.getpid() == 1
 
 
 def Enter(argv):
@@ -39,8 +40,15 @@ def Enter(argv):
   os.execvpe(command[0], command, dict(os.environ, **{_INSIDE: "1"}))
 
 
+def _CheckInside():
+  if not Inside():
+    raise RuntimeError("addresses and nftables rules go into the bench's own"
+                       " network namespace only")
+
+
 def AddAddresses():
   """Bring the loopback device up with the three addresses."""
+  _CheckInside()
   subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
   for address in (SERVER, FLOOD_SOURCE, VALID_SOURCE):
     subprocess.run(["ip", "address", "add", address + "/32", "dev", "lo"],
@@ -48,15 +56,11 @@ def AddAddresses():
 
 
 def LoadFirewall(cli_args):
-  """Load what C{ganeti-http firewall CLI_ARGS} prints, as it prints it;
-  return that text."""
-  if not Inside():
-    raise RuntimeError("nftables rules are only loaded into the bench's own"
-                       " network namespace")
+  """Load what C{ganeti-http firewall CLI_ARGS} prints, as it prints it."""
+  _CheckInside()
   script = subprocess.run(
     [sys.executable, "-m", "ganeti.http.cli.main", "firewall"] +
     list(cli_args), check=True, stdout=subprocess.PIPE, cwd=servers.REPO,
     universal_newlines=True).stdout
   subprocess.run(["nft", "-f", "-"], input=script, check=True,
                  universal_newlines=True)
-  return script

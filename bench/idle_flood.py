@@ -28,9 +28,8 @@ source address holds.
 
 Bounded: at most L{MAX_CONNECTIONS} connections for at most L{MAX_HOLD}
 seconds, to 127.0.0.1 (or 192.0.2.1 in the run's own namespace) only,
-from a child process that raises its own
-RLIMIT_NOFILE and closes everything when its standard input closes or its
-time is up.  Everything started is stopped, the temporary directory
+from a child process that raises its own RLIMIT_NOFILE and closes
+everything when its standard input closes or its time is up.  Everything started is stopped, the temporary directory
 removed.
 """
 
@@ -52,6 +51,7 @@ from bench import procs
 from bench import run as bench_run
 from bench import servers
 from ganeti.http.cli import daemons
+from ganeti.http.cli import firewall
 
 #: Upper bounds of one run.
 MAX_CONNECTIONS = 20000
@@ -383,11 +383,12 @@ def _Firewall(args):
   """Load the table into the namespace; return its limit (None: none)."""
   if not args.firewall:
     return None
-  cli_args = ["noded"]
-  if args.max_per_address is not None:
-    cli_args.extend(["--max-per-address", str(args.max_per_address)])
-  script = flood_namespace.LoadFirewall(cli_args)
-  return int(script.split(" ct count over ")[1].split()[0])
+  if args.max_per_address is None:
+    flood_namespace.LoadFirewall(["noded"])
+    return firewall.DEFAULT_MAX_PER_ADDRESS
+  flood_namespace.LoadFirewall(["noded", "--max-per-address",
+                                str(args.max_per_address)])
+  return args.max_per_address
 
 
 def main(argv=None):
