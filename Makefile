@@ -42,15 +42,17 @@ $(VENV)/.installed: setup.py
 
 # tests/package and the cluster test bed (tests/cluster) build Debian 12
 # roots with mmdebstrap and run them in namespaces (ip from iproute2;
-# unshare and nsenter are in util-linux); lintian checks the .deb.
+# unshare and nsenter are in util-linux); lintian checks the .deb;
+# tests/new/test_per_address_limit.py loads nftables rules in a namespace.
 test-tools:
 	@{ command -v dpkg-deb && command -v lintian && command -v mmdebstrap \
-	    && { [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; }; } >/dev/null 2>&1 || { \
-	  echo "Installing lintian, mmdebstrap and iproute2 (tests/package," \
-	    "tests/cluster) with apt-get"; \
+	    && { [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } \
+	    && { [ -x /usr/sbin/nft ] || [ -x /sbin/nft ]; }; } >/dev/null 2>&1 || { \
+	  echo "Installing lintian, mmdebstrap, iproute2 and nftables" \
+	    "(tests/package, tests/cluster, tests/new) with apt-get"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	    dpkg lintian mmdebstrap iproute2 </dev/null; }
+	    dpkg lintian mmdebstrap iproute2 nftables </dev/null; }
 
 # The rolling migration takes minutes: only `make migration-test` runs it.
 MIGRATION_TEST := tests/cluster/test_migration.py

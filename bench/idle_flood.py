@@ -2,6 +2,8 @@
 
   python -m bench.idle_flood [--backend fastcgi|legacy] [--mode MODE]
       [--connections N] [--trickle SECONDS] [--hold SECONDS] [--probes K]
+      [--settle SECONDS] [--probe-timeout SECONDS]
+      [--netns [--firewall [--max-per-address M]]]
 
 Starts a server (L{bench.serve}, HTTPS requiring a client certificate, or
 plain HTTP for C{--mode head}), opens N connections to it from 127.0.0.1
@@ -16,10 +18,18 @@ certificate no client gets past the TLS handshake).  With C{--trickle S}
 each connection then sends one more byte every S seconds, which resets
 any idle timer.
 
+With C{--netns} the run happens in network (and PID, mount) namespaces of
+its own (L{bench.flood_namespace}): the server listens on 192.0.2.1 at
+the node daemon's port, the connections come from 192.0.2.2 and the valid
+client from 192.0.2.3.  C{--firewall} then first loads, into that
+namespace only, the nftables table C{ganeti-http firewall noded} prints
+(with C{--max-per-address M} if given), which limits the connections one
+source address holds.
+
 Bounded: at most L{MAX_CONNECTIONS} connections for at most L{MAX_HOLD}
-seconds, to 127.0.0.1 only, from a child process that raises its own
-RLIMIT_NOFILE and closes everything when its standard input closes or its
-time is up.  Everything started is stopped, the temporary directory
+seconds, to 127.0.0.1 (or 192.0.2.1 in the run's own namespace) only,
+from a child process that raises its own RLIMIT_NOFILE and closes
+everything when its standard input closes or its time is up.  Everything started is stopped, the temporary directory
 removed.
 """
 
@@ -36,9 +46,12 @@ import subprocess
 import sys
 import time
 
+from bench import flood_namespace
 from bench import procs
 from bench import run as bench_run
 from bench import servers
+from ganeti.http.cli import daemons
+from ganeti.http.cli import firewall
 
 #: Upper bounds of one run.
 MAX_CONNECTIONS = 20000
@@ -49,10 +62,10 @@ MAX_HOLD = 300
 #: connection attempts, and the client only retries after 1, 3, 7 s...).
 CONNECT_STALL = 3
 
-#: Seconds a valid request may take before it counts as failed.
+#: Seconds a valid request may take before it counts as failed (default).
 PROBE_TIMEOUT = 10
 
-_ADDRESS = "127.0.0.1"
+_LOOPBACK = "127.0.0.1"
 
 #: The start of a request head, never finished (C{head} mode); trickled
 #: bytes continue it with header lines.
@@ -105,8 +118,10 @@ class _Holder(object):
   """N connections that each sent C{payload} (or its first byte, when
   trickling) and are then left open."""
 
-  def __init__(self, port, count, payload, trickle):
+  def __init__(self, address, port, source, count, payload, trickle):
+    self._address = address
     self._port = port
+    self._source = source
     self._count = count
     (self._start, continuation) = payload
     self._stream = self._start + continuation
@@ -121,7 +136,9 @@ class _Holder(object):
     for _ in range(self._count):
       sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
       sock.setblocking(False)
-      sock.connect_ex((_ADDRESS, self._port))
+      if self._source:
+        sock.bind((self._source, 0))
+      sock.connect_ex((self._address, self._port))
       self._selector.register(sock, selectors.EVENT_WRITE)
       pending.add(sock)
     last_progress = time.monotonic()
@@ -194,8 +211,8 @@ class _Holder(object):
 def HoldMain(args):
   """The child: open, report, hold, report, close."""
   RaiseFdLimit(args.connections + 64)
-  holder = _Holder(args.port, args.connections, _Payload(args.mode),
-                   args.trickle)
+  holder = _Holder(args.address, args.port, args.source, args.connections,
+                   _Payload(args.mode), args.trickle)
   try:
     opened = holder.Open()
     print(json.dumps({"open": opened}), flush=True)
@@ -206,20 +223,23 @@ def HoldMain(args):
     holder.Close()
 
 
-def _ValidRequest(port, tls, client_cert):
-  """Seconds one request of a valid client took, or None if it failed."""
+def _ValidRequest(target, tls, client_cert, source, timeout):
+  """Seconds one request of a valid client (from C{source}, if given) to
+  C{target} (address, port) took, or None if it failed."""
+  (address, port) = target
+  source_address = (source, 0) if source else None
   start = time.monotonic()
   if tls:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.load_cert_chain(client_cert)
-    connection = http.client.HTTPSConnection(_ADDRESS, port,
-                                             timeout=PROBE_TIMEOUT,
-                                             context=context)
+    connection = http.client.HTTPSConnection(
+      address, port, timeout=timeout, context=context,
+      source_address=source_address)
   else:
-    connection = http.client.HTTPConnection(_ADDRESS, port,
-                                            timeout=PROBE_TIMEOUT)
+    connection = http.client.HTTPConnection(address, port, timeout=timeout,
+                                            source_address=source_address)
   try:
     connection.request("GET", "/")
     response = connection.getresponse()
@@ -246,13 +266,15 @@ def _LighttpdRssKiB(server_pid):
   return total
 
 
-def _StartHolder(args, port):
+def _StartHolder(args, address, port, source):
   command = [sys.executable, "-m", "bench.idle_flood", "--hold-only",
-             "--port", str(port), "--mode", args.mode,
+             "--address", address, "--port", str(port), "--mode", args.mode,
              "--connections", str(args.connections),
              "--hold", str(args.hold)]
   if args.trickle:
     command.extend(["--trickle", str(args.trickle)])
+  if source:
+    command.extend(["--source", source])
   return subprocess.Popen(command, cwd=servers.REPO, stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE,
                           env=dict(os.environ, PYTHONPATH=servers.REPO))
@@ -271,18 +293,23 @@ def _StopHolder(holder):
   return report.get("closed_by_server")
 
 
-def _Measure(args, server, client_cert):
-  """Flood, probe, return the result as a dict."""
-  holder = _StartHolder(args, server.port)
+def _Measure(args, server, client_cert, sources):
+  """Flood from C{sources[0]}, probe from C{sources[1]} (None: any
+  address), return the result as a dict."""
+  (flood_source, valid_source) = sources
+  holder = _StartHolder(args, server.address, server.port, flood_source)
   try:
     opened = json.loads(holder.stdout.readline() or b"{}").get("open")
     if opened is None:
       raise SystemExit("The holder did not start")
+    time.sleep(args.settle)
     started = time.monotonic()
     rss = _LighttpdRssKiB(server.pid)
     latencies = []
     for _ in range(args.probes):
-      latencies.append(_ValidRequest(server.port, server.tls, client_cert))
+      latencies.append(_ValidRequest((server.address, server.port),
+                                     server.tls, client_cert, valid_source,
+                                     args.probe_timeout))
       time.sleep(args.interval)
     probing = time.monotonic() - started
   finally:
@@ -291,7 +318,8 @@ def _Measure(args, server, client_cert):
   return {
     "mode": args.mode + (" trickling every %ss" % args.trickle
                          if args.trickle else ""),
-    "held": opened, "probes": len(latencies),
+    "attempted": args.connections, "held": opened,
+    "probes": len(latencies),
     "failed": len(latencies) - len(answered),
     "p50_s": round(statistics.median(answered), 3) if answered else None,
     "max_s": round(max(answered), 3) if answered else None,
@@ -316,9 +344,26 @@ def _ParseArgs(argv):
                       help="valid requests sent while they are held")
   parser.add_argument("--interval", type=float, default=0.5,
                       help="seconds between valid requests")
+  parser.add_argument("--settle", type=float, default=0,
+                      help="seconds to wait after the connections are"
+                           " open before the first valid request (the"
+                           " server may still be accepting them)")
+  parser.add_argument("--probe-timeout", type=float, default=PROBE_TIMEOUT,
+                      help="seconds before a valid request counts as"
+                           " failed (default: %(default)s)")
+  parser.add_argument("--netns", action="store_true",
+                      help="run in network namespaces of its own: flood"
+                           " and valid client from two addresses")
+  parser.add_argument("--firewall", action="store_true",
+                      help="with --netns: load `ganeti-http firewall"
+                           " noded` into the namespace first")
+  parser.add_argument("--max-per-address", type=int,
+                      help="with --firewall: its --max-per-address")
   parser.add_argument("--hold-only", action="store_true",
                       help=argparse.SUPPRESS)
+  parser.add_argument("--address", default=_LOOPBACK, help=argparse.SUPPRESS)
   parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+  parser.add_argument("--source", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if not 1 <= args.connections <= MAX_CONNECTIONS:
     parser.error("--connections must be 1..%d" % MAX_CONNECTIONS)
@@ -326,7 +371,24 @@ def _ParseArgs(argv):
     parser.error("--hold must be at most %d seconds" % MAX_HOLD)
   if args.trickle < 0:
     parser.error("--trickle must not be negative")
+  if args.firewall and not args.netns:
+    parser.error("--firewall needs --netns (rules go into the run's own"
+                 " namespace only)")
+  if args.max_per_address is not None and not args.firewall:
+    parser.error("--max-per-address needs --firewall")
   return args
+
+
+def _Firewall(args):
+  """Load the table into the namespace; return its limit (None: none)."""
+  if not args.firewall:
+    return None
+  if args.max_per_address is None:
+    flood_namespace.LoadFirewall(["noded"])
+    return firewall.DEFAULT_MAX_PER_ADDRESS
+  flood_namespace.LoadFirewall(["noded", "--max-per-address",
+                                str(args.max_per_address)])
+  return args.max_per_address
 
 
 def main(argv=None):
@@ -335,17 +397,28 @@ def main(argv=None):
   if args.hold_only:
     HoldMain(args)
     return
+  if args.netns and not flood_namespace.Inside():
+    flood_namespace.Enter(sys.argv[1:] if argv is None else argv)
+  (address, port, sources, limit) = (_LOOPBACK, 0, (None, None), None)
+  if args.netns:
+    flood_namespace.AddAddresses()
+    limit = _Firewall(args)
+    (address, port) = (flood_namespace.SERVER,
+                       daemons.Port(daemons.Find("noded")))
+    sources = (flood_namespace.FLOOD_SOURCE, flood_namespace.VALID_SOURCE)
   workspace = bench_run.Workspace()
   tls = args.mode != "head"
   server = servers.ServerProcess(
     servers.TargetSpec(args.backend, args.backend), workspace.config_path,
     os.path.join(workspace.logs_dir, "server.log"),
     tls_pem=workspace.pki.cluster.path if tls else None,
-    client_digest=workspace.pki.node.digest if tls else None)
+    client_digest=workspace.pki.node.digest if tls else None,
+    extra_args=["--address", address, "--port", str(port)])
   try:
     server.Start()
-    result = _Measure(args, server, workspace.pki.node.path)
+    result = _Measure(args, server, workspace.pki.node.path, sources)
     result["backend"] = args.backend
+    result["per_address_limit"] = limit
     print(json.dumps(result))
   finally:
     server.Stop()

@@ -2,6 +2,7 @@
 
   python -m bench.serve {legacy,fastcgi,static} [--tls PEM] [--client-digest D]
       [--signature {dev,3.0}] [--streaming DIR | --docroot DIR]
+      [--address ADDRESS] [--port PORT]
 
 C{legacy} and C{fastcgi} start C{ganeti.http.server.HttpServer} with the
 bench's JSON handler, or with C{--streaming DIR} the handler of the
@@ -12,7 +13,8 @@ for a daemon; C{--signature 3.0} calls it as Ganeti 3.0/3.1's daemons do
 (a stand-in main loop first; a forked child per connection).  C{static} starts a plain lighttpd serving the JSON handler's
 answer as a file, or with C{--docroot DIR} the files of DIR.
 
-Prints one JSON line C{{"port": ..., "pid": ...}} once serving, then waits
+Prints one JSON line C{{"address": ..., "port": ..., "pid": ...}} once
+serving, then waits
 for end-of-file (or SIGTERM) on standard input and stops everything.
 """
 
@@ -42,8 +44,10 @@ def _ReleasedVerifyCallback(client_digest):
     bool(ok) and cert.digest("sha1") == expected)
 
 
-def _NewHttpServer(signature, handler, tls_pem, client_digest, max_clients):
-  """C{HttpServer} on 127.0.0.1, any port, called the C{signature} way."""
+def _NewHttpServer(signature, handler, tls_pem, client_digest, max_clients,
+                   address, port):
+  """C{HttpServer} on C{address} and C{port} (0: any), called the
+  C{signature} way."""
   kwargs = {"daemon_name": "bench"}
   if tls_pem:
     kwargs["ssl_params"] = ganeti_http.HttpSslParams(tls_pem, tls_pem)
@@ -51,11 +55,11 @@ def _NewHttpServer(signature, handler, tls_pem, client_digest, max_clients):
   if signature == "3.0":
     if tls_pem:
       kwargs["ssl_verify_callback"] = _ReleasedVerifyCallback(client_digest)
-    return http_server.HttpServer(_StandInMainloop(), "127.0.0.1", 0,
+    return http_server.HttpServer(_StandInMainloop(), address, port,
                                   max_clients, handler, **kwargs)
   if tls_pem:
     kwargs["ssl_verify_callback"] = lambda digest: digest == client_digest
-  return http_server.HttpServer("127.0.0.1", 0, handler,
+  return http_server.HttpServer(address, port, handler,
                                 max_clients=max_clients, **kwargs)
 
 
@@ -63,13 +67,13 @@ class _Server(object):
   """C{HttpServer} with the bench handler, as a target."""
 
   def __init__(self, backend, signature, tls_pem, client_digest, max_clients,
-               handler):
+               handler, address="127.0.0.1", port=0):
     self._server = _NewHttpServer(signature, handler, tls_pem, client_digest,
-                                  max_clients)
+                                  max_clients, address, port)
     if self._server.backend != backend:
       raise SystemExit("Asked for backend %s, got %s" %
                        (backend, self._server.backend))
-    self.port = self._server.server_address[1]
+    (self.address, self.port) = self._server.server_address[:2]
 
   def Start(self):
     """Serve in the background."""
@@ -92,7 +96,7 @@ def _Target(args):
   else:
     handler = workload.JsonHandler()
   return _Server(args.target, args.signature, args.tls, args.client_digest,
-                 args.max_clients, handler)
+                 args.max_clients, handler, args.address, args.port)
 
 
 def _ParseArgs(argv):
@@ -116,6 +120,12 @@ def _ParseArgs(argv):
                            " GET /file/NAME")
   parser.add_argument("--docroot", metavar="DIR",
                       help="serve the files of DIR (static)")
+  parser.add_argument("--address", default="127.0.0.1",
+                      help="address to listen on (legacy, fastcgi; default:"
+                           " %(default)s)")
+  parser.add_argument("--port", type=int, default=0,
+                      help="port to listen on (legacy, fastcgi; default:"
+                           " any free one)")
   return parser.parse_args(argv)
 
 
@@ -135,8 +145,9 @@ def main(argv=None):
   target = _Target(args)
   target.Start()
   try:
-    sys.stdout.write(json.dumps({"port": target.port, "pid": os.getpid()}) +
-                     "\n")
+    sys.stdout.write(json.dumps({
+      "address": getattr(target, "address", "127.0.0.1"),
+      "port": target.port, "pid": os.getpid()}) + "\n")
     sys.stdout.flush()
     _WaitForEndOfInput()
   finally:

@@ -79,6 +79,7 @@ class ServerProcess(object):
     self._client_digest = client_digest
     self._extra_args = list(extra_args)
     self._process = None
+    self.address = None
     self.port = None
 
   @property
@@ -116,7 +117,8 @@ class ServerProcess(object):
       self.Stop()
       raise ServerError("%s did not start; see %s" % (self.spec.label,
                                                        self._log_path))
-    self.port = json.loads(line)["port"]
+    announced = json.loads(line)
+    (self.address, self.port) = (announced["address"], announced["port"])
 
   def Stop(self):
     """Close the child's standard input and wait for it (SIGKILL late)."""

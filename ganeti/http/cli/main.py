@@ -14,6 +14,7 @@ import ganeti.http as ganeti_http
 from ganeti.http.backends import selection
 from ganeti.http.cli import checks
 from ganeti.http.cli import daemons
+from ganeti.http.cli import firewall
 from ganeti.http.cli import flag_file
 from ganeti.http.cli import preview
 from ganeti.http.cli import status
@@ -45,6 +46,7 @@ examples:
   ganeti-http status
   ganeti-http set noded fastcgi --restart
   ganeti-http check && ganeti-http unset noded
+  ganeti-http firewall | nft -f -
 """
 
 
@@ -203,6 +205,20 @@ def _Config(args):
   return EXIT_OK
 
 
+def _Firewall(args):
+  ports = [(daemon.name, daemons.Port(daemon))
+           for daemon in _Names(args.daemons)]
+  sys.stdout.write(firewall.Render(ports, args.max_per_address))
+  return EXIT_OK
+
+
+def _MaxPerAddress(text):
+  try:
+    return firewall.CheckMaxPerAddress(text)
+  except ValueError as err:
+    raise argparse.ArgumentTypeError("%r: %s" % (text, err))
+
+
 def _Parser():
   parser = argparse.ArgumentParser(
     prog="ganeti-http",
@@ -260,6 +276,23 @@ def _Parser():
     " fastcgi backend if it started now.")
   command.add_argument("daemon", metavar="DAEMON")
   command.set_defaults(run=_Config)
+
+  command = commands.add_parser(
+    "firewall", help="an nftables table limiting connections per address",
+    description="Print an nftables table (%s, its own: loading it again"
+    " replaces it and nothing else) that refuses a new connection to a"
+    " daemon's port (default: every daemon's) from a source address, IPv4"
+    " or IPv6, already holding more than MAX of them.  lighttpd has no such"
+    " limit before a request arrives.  Nothing is loaded: pipe it into"
+    " \"nft -f -\", or save it and include it at boot"
+    " (docs/operations.md)." % firewall.TABLE)
+  command.add_argument("daemons", nargs="*", metavar="DAEMON")
+  command.add_argument("--max-per-address", type=_MaxPerAddress,
+                       default=firewall.DEFAULT_MAX_PER_ADDRESS,
+                       metavar="MAX",
+                       help="connections one address may hold to one"
+                       " daemon (default: %(default)s)")
+  command.set_defaults(run=_Firewall)
   return parser
 
 
