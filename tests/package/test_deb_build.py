@@ -159,9 +159,11 @@ def test_triggers_tmpfiles_and_scripts(unpacked):
 
 
 def _RunLogged(script, argument, tmp_path):
-  """Run the maintainer script C{script} with C{argument}, the commands it
-  calls to change the system replaced by ones that only log their
-  arguments; return the logged calls, one list of words each."""
+  """Run the maintainer script C{script} with C{argument}, every command it
+  calls replaced by one that only logs its arguments (the stand-ins are
+  all there is on C{PATH}: a command without one fails the script instead
+  of changing this machine); return the logged calls, one list of words
+  each."""
   stubs = tmp_path / "stubs"
   stubs.mkdir(exist_ok=True)
   log = tmp_path / "calls"
@@ -173,8 +175,7 @@ def _RunLogged(script, argument, tmp_path):
                     '[ "${0##*/}" != id ] || echo "$2"\n' % log)
     stub.chmod(0o755)
   log.write_text("")
-  subprocess.run([script, argument], check=True, env={
-    "PATH": "%s:/usr/sbin:/usr/bin:/sbin:/bin" % stubs})
+  subprocess.run([script, argument], check=True, env={"PATH": str(stubs)})
   return [line.split() for line in log.read_text().splitlines()]
 
 
