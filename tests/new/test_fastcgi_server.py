@@ -845,7 +845,8 @@ def test_worker_processes_lock_memory_as_the_daemon_did(tmp_path, locked):
   try:
     port = json.loads(daemon.stdout.readline())
     answers = {}
-    for _ in range(40):
+
+    def _BothWorkersAnswered():
       connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
       try:
         connection.request("GET", "/")
@@ -853,8 +854,13 @@ def test_worker_processes_lock_memory_as_the_daemon_did(tmp_path, locked):
       finally:
         connection.close()
       answers[pid] = locked_kib
-      if len(answers) == 2:
-        break
+      return len(answers) == 2
+
+    # A worker accepts only once it has locked its memory, which takes a
+    # while (the child's copy of the daemon's ~140 MiB, longer under
+    # load): the worker that is ready first may take any number of
+    # requests meanwhile.  Ask until both have answered.
+    WaitFor(_BothWorkersAnswered, timeout=120, interval=0)
   finally:
     daemon.stdin.close()
     assert daemon.wait(60) == 0

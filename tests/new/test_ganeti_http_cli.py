@@ -3,8 +3,8 @@ files, a real lighttpd -tt and real servers that publish their status.
 
 Every test points the command at files of its own through the variables
 the daemons honour (GANETI_HTTP_BACKEND_CONFIG, GANETI_HTTP_DEFAULTS_FILE,
-GANETI_HTTP_STATUS_DIR, and Ganeti's GANETI_ROOTDIR for the certificates
-and pid files).
+and Ganeti's GANETI_ROOTDIR for the certificates, pid files and the status
+files: daemon and command must find the latter in the same place).
 """
 
 import json
@@ -20,6 +20,7 @@ import pytest
 import ganeti.http as ganeti_http
 from ganeti.http.backends import selection
 from ganeti.http.backends import status_file
+from ganeti.http.cli import daemons
 from tests.new.lighttpd_helpers import REPO, WaitFor, scratch_dir  # noqa: F401
 from tests.pki import ClusterPki
 
@@ -63,7 +64,6 @@ class Node(object):
     self.environ.update({
       selection.ENV_CONFIG_FILE: self.config,
       selection.ENV_DEFAULTS_FILE: self.defaults,
-      selection.ENV_STATUS_DIR: self.run_dir,
       "GANETI_ROOTDIR": root,
       "PYTHONPATH": REPO})
     self.servers = []
@@ -248,6 +248,14 @@ def test_a_stopped_server_removes_its_status_file(node):
   assert not os.path.exists(status_path)
   assert node.Json("status", "noded")["daemons"][0]["running"]["running"] \
     is False
+
+
+def test_status_files_lie_next_to_ganetis_pid_files_under_its_root(node):
+  """Under GANETI_ROOTDIR, as in Ganeti's virtual clusters."""
+  noded = daemons.Find("noded")
+  assert os.path.dirname(status_file.StatusPath("noded", node.environ)) == \
+    os.path.dirname(daemons.PidFile(noded, node.environ)) == node.run_dir
+  assert daemons.CertificatePath(noded, node.environ) == node.certificate
 
 
 def _Certificate(node):

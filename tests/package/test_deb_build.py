@@ -14,7 +14,9 @@ import pytest
 
 import ganeti.http
 from ganeti.http.backends import selection
-from tests.package.conftest import REPO
+from ganeti.http.backends.fastcgi import settings
+from ganeti.http.cli import daemons
+from tests.package.conftest import BUILD_DEB, REPO
 
 PACKAGE = "ganeti-http-shim"
 LIBRARY = os.path.dirname(ganeti.http.PRIVATE_LIBRARY_DIR)
@@ -24,6 +26,14 @@ CONFFILE = "/etc/ganeti/http-backend.conf"
 #: standard library; None: the .deb brings it itself.
 DEBIAN_PACKAGES = {"pycurl": "python3-pycurl", "OpenSSL": "python3-openssl",
                    "flup": None}
+
+#: The fastcgi backend's default runtime directories as the code decides
+#: them: (directory, mode, owner) of root's daemons and of RAPI's account.
+RAPI_USER = daemons.Find("rapi").user
+RUNTIME_DIRS = [
+  (settings.ROOT_RUNTIME_DIR, "%04o" % settings.ROOT_RUNTIME_DIR_MODE, "root"),
+  (settings.DefaultRuntimeDir(RAPI_USER),
+   "%04o" % settings.USER_RUNTIME_DIR_MODE, RAPI_USER)]
 
 
 def _Field(deb, name):
@@ -126,8 +136,6 @@ def test_conffile_keeps_every_daemon_on_legacy(unpacked):
     assert selection.ResolveBackend(daemon, environ)[0] == "legacy"
   fastcgi = selection.ReadSection(config, "fastcgi")
   assert fastcgi == {"frontend-user": "ganeti-http"}
-  with open(os.path.join(unpacked, "DEBIAN", "postinst")) as handle:
-    assert "\nACCOUNT=ganeti-http\n" in handle.read()
 
 
 def test_triggers_tmpfiles_and_scripts(unpacked):
@@ -136,9 +144,8 @@ def test_triggers_tmpfiles_and_scripts(unpacked):
   with open(unpacked + "/usr/lib/tmpfiles.d/ganeti-http-shim.conf") as handle:
     lines = [line.split() for line in handle
              if line.strip() and not line.startswith("#")]
-  assert lines == [["d", "/run/ganeti-http", "0755", "root", "root", "-"],
-                   ["d", "/run/ganeti-http/gnt-rapi", "0700", "gnt-rapi",
-                    "gnt-rapi", "-"]]
+  assert lines == [["d", path, mode, owner, owner, "-"]
+                   for (path, mode, owner) in RUNTIME_DIRS]
   for script in ("DEBIAN/postinst", "DEBIAN/prerm", "DEBIAN/postrm",
                  "usr/sbin/ganeti-http-shim"):
     path = os.path.join(unpacked, script)
@@ -149,6 +156,58 @@ def test_triggers_tmpfiles_and_scripts(unpacked):
     assert "@" not in text.replace("$@", ""), script  # placeholders replaced
   with open(unpacked + "/usr/sbin/ganeti-http-shim") as handle:
     assert "\nSHIM_TREE=%s\n" % SHIM_TREE in handle.read()
+
+
+def _RunLogged(script, argument, tmp_path):
+  """Run the maintainer script C{script} with C{argument}, every command it
+  calls replaced by one that only logs its arguments (the stand-ins are
+  all there is on C{PATH}: a command without one fails the script instead
+  of changing this machine); return the logged calls, one list of words
+  each."""
+  stubs = tmp_path / "stubs"
+  stubs.mkdir(exist_ok=True)
+  log = tmp_path / "calls"
+  for name in ("adduser", "install", "getent", "id", "py3compile",
+               "py3clean", "rmdir", "ganeti-http-shim"):
+    stub = stubs / name
+    # "id -gn USER" answers USER, as for an account with a group of its name
+    stub.write_text('#!/bin/sh\necho "${0##*/} $*" >> %s\n'
+                    '[ "${0##*/}" != id ] || echo "$2"\n' % log)
+    stub.chmod(0o755)
+  log.write_text("")
+  subprocess.run([script, argument], check=True, env={"PATH": str(stubs)})
+  return [line.split() for line in log.read_text().splitlines()]
+
+
+def test_maintainer_scripts_use_the_codes_directories_and_account(
+    unpacked, tmp_path):
+  """postinst makes the directories the daemons use by default, with the
+  modes they would make them with, and the account the conffile names;
+  postrm's purge removes those directories."""
+  account = selection.ReadSection(unpacked + CONFFILE,
+                                  "fastcgi")["frontend-user"]
+  calls = _RunLogged(os.path.join(unpacked, "DEBIAN", "postinst"),
+                     "configure", tmp_path)
+  (adduser,) = [call for call in calls if call[0] == "adduser"]
+  assert adduser[-1] == account
+  assert [call for call in calls if call[0] == "install"] == [
+    ["install", "-d", "-o", owner, "-g", owner, "-m", mode, path]
+    for (path, mode, owner) in RUNTIME_DIRS]
+  calls = _RunLogged(os.path.join(unpacked, "DEBIAN", "postrm"), "purge",
+                     tmp_path)
+  assert calls == [["rmdir"] + [path for (path, _, _) in
+                                reversed(RUNTIME_DIRS)]]
+
+
+def test_only_build_deb_knows_the_codes_facts():
+  """The package's other files take them from build-deb's placeholders."""
+  facts = [path for (path, _, _) in RUNTIME_DIRS] + [RAPI_USER]
+  directory = os.path.dirname(BUILD_DEB)
+  for name in os.listdir(directory):
+    if name != os.path.basename(BUILD_DEB):
+      with open(os.path.join(directory, name)) as handle:
+        text = handle.read()
+      assert [fact for fact in facts if fact in text] == [], name
 
 
 def test_ganeti_http_command(unpacked):

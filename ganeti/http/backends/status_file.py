@@ -1,7 +1,8 @@
 """The status file a running server publishes for C{ganeti-http status}.
 
 One JSON file per daemon, C{ganeti-http-<daemon>.json} in Ganeti's run
-directory (L{StatusDirectory}), next to Ganeti's own pid files: the daemon
+directory (L{StatusDirectory}; under C{$GANETI_ROOTDIR} when that is set,
+L{ganeti_paths}), next to Ganeti's own pid files: the daemon
 writes it once serving (atomically, mode 0644 whatever the umask: Ganeti's
 daemons run with umask 077) and removes it on stop.  It is written only
 where that directory exists: elsewhere (tests, a tree without Ganeti) there
@@ -26,11 +27,10 @@ import os
 import tempfile
 
 import ganeti.http as ganeti_http
+from ganeti.http.backends import ganeti_paths
 from ganeti.http.backends import selection
 from ganeti.http.system import process_identity
 
-#: Ganeti's run directory (Ganeti 3.0: C{$localstatedir/run/ganeti}).
-GANETI_RUN_DIR = "/var/run/ganeti"
 _PREFIX = "ganeti-http-"
 _SUFFIX = ".json"
 _MODE = 0o644
@@ -38,9 +38,9 @@ _MODE = 0o644
 
 def StatusDirectory(environ=os.environ):
   """The directory of the status files (L{selection.ENV_STATUS_DIR}, else
-  L{GANETI_RUN_DIR})."""
+  Ganeti's run directory, L{ganeti_paths.RunDir})."""
   return selection.Variable(selection.ENV_STATUS_DIR, environ)[0] or \
-    GANETI_RUN_DIR
+    ganeti_paths.RunDir(environ)
 
 
 def StatusPath(daemon_name, environ=os.environ):

@@ -5,13 +5,15 @@ In Ganeti 3.0 (and 3.1) two daemons call C{HttpServer}: the node daemon
 (C{ganeti.server.noded}, as root, port 1811, client certificates required)
 and the RAPI daemon (C{ganeti.server.rapi}, as C{gnt-rapi}, port 5080).
 Their paths are Ganeti's defaults as Debian builds it, under
-C{$GANETI_ROOTDIR} when that is set (as Ganeti's C{daemon-util} does).
+C{$GANETI_ROOTDIR} when that is set (L{ganeti_paths}).
 """
 
 import collections
 import importlib
 import os
 import socket
+
+from ganeti.http.backends import ganeti_paths
 
 #: Ganeti's tool that starts and stops its daemons (its verbs: start, stop,
 #: check, check-and-start, ...; there is no restart).
@@ -49,19 +51,14 @@ def Find(name):
   raise KeyError(name)
 
 
-def _LocalStateDir(environ=os.environ):
-  return environ.get("GANETI_ROOTDIR", "") + "/var"
-
-
 def CertificatePath(daemon, environ=os.environ):
   """The daemon's certificate file (certificate and key in one)."""
-  return os.path.join(_LocalStateDir(environ), daemon.certificate)
+  return ganeti_paths.LocalStatePath(daemon.certificate, environ)
 
 
 def PidFile(daemon, environ=os.environ):
   """The pid file Ganeti's daemon-util keeps for the daemon."""
-  return os.path.join(_LocalStateDir(environ), "run", "ganeti",
-                      daemon.program + ".pid")
+  return os.path.join(ganeti_paths.RunDir(environ), daemon.program + ".pid")
 
 
 def Port(daemon):

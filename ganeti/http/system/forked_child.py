@@ -8,6 +8,7 @@ import threading
 
 from ganeti.http.system import child_reaper
 from ganeti.http.system import descriptors
+from ganeti.http.system import memory_locks
 
 
 def Fork(run, keep=(), name="Forked process"):
@@ -15,15 +16,18 @@ def Fork(run, keep=(), name="Forked process"):
 
   Before C{run}, the child lets go of the daemon's descriptors except
   C{keep} (L{descriptors.ReleaseInherited}), reaps the children its own
-  code forgets (L{child_reaper.RunInForkedChild}), and sets its signals:
+  code forgets (L{child_reaper.RunInForkedChild}), sets its signals:
   SIGTERM sets the event C{stopping} (SIGTERM is held back across the
   fork, so that the daemon's handler never runs in the child), SIGINT,
-  SIGHUP and SIGCHLD do what they do by default.  The child exits with
+  SIGHUP and SIGCHLD do what they do by default; and locks its memory if
+  the daemon had locked its own (L{memory_locks}: as Ganeti 3.0's noded's
+  children do; locks are not inherited).  The child exits with
   status 0 when C{run} returns, 1 when it raised (logged with C{name}).
 
   @param keep: the sockets the child needs
   """
   keep = [sock.fileno() for sock in keep]
+  memory_locked = memory_locks.AllLocked()
   mask = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
   try:
     pid = os.fork()
@@ -44,6 +48,8 @@ def Fork(run, keep=(), name="Forked process"):
     for other in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
       signal.signal(other, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if memory_locked:
+      memory_locks.LockAll(name)
     run(stopping)
     status = 0
   except BaseException:  # pylint: disable=broad-except

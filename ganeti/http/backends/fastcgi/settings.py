@@ -53,6 +53,11 @@ from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
 
 DEFAULT_FRONTEND_USER = "www-data"
 ROOT_RUNTIME_DIR = "/run/ganeti-http"
+#: The modes a missing runtime directory is made with: root's daemons'
+#: (lighttpd's account passes through it), and another user's.  The Debian
+#: package makes the default ones with the same (shims/debian/build-deb).
+ROOT_RUNTIME_DIR_MODE = 0o755
+USER_RUNTIME_DIR_MODE = 0o700
 
 
 class SettingsError(selection.BackendFlagError):
@@ -203,7 +208,8 @@ def _CheckRuntimeDir(path, source, config_path):
   """
   try:
     os.close(trusted_dirs.OpenTrusted(
-      path, create_mode=0o755 if os.geteuid() == 0 else 0o700))
+      path, create_mode=ROOT_RUNTIME_DIR_MODE if os.geteuid() == 0
+      else USER_RUNTIME_DIR_MODE))
   except (trusted_dirs.UntrustedPathError, OSError) as err:
     if source is None and os.geteuid() != 0:
       hint = (" The ganeti-http-shim package makes it at boot for Ganeti's"

@@ -72,12 +72,9 @@ class ForkedWorkers(object):
 
   def _Fork(self):
     parent = os.getpid()
-    memory_locked = _MemoryLocked()
 
     def _Run(stopping):
       _LimitMallocArenas()
-      if memory_locked:
-        _LockMemory()
       self._make_listener().Serve(
         should_continue=lambda: (not stopping.is_set() and
                                  os.getppid() == parent))
@@ -181,35 +178,6 @@ def _LimitMallocArenas():
   except (OSError, AttributeError):
     return
   mallopt(_M_ARENA_MAX, WORKER_MALLOC_ARENAS)
-
-
-#: mlockall()'s flags: lock what is mapped now and what will be.
-_MCL_CURRENT_AND_FUTURE = 1 | 2
-
-
-def _MemoryLocked():
-  """Whether this process called mlockall() (Ganeti's node daemon does at
-  start, so that it keeps working under memory pressure): most of its
-  address space is locked, not merely a page some library mlock()ed."""
-  sizes = {}
-  try:
-    with open("/proc/self/status") as status:
-      for line in status:
-        if line.startswith(("VmLck:", "VmSize:")):
-          (name, value) = line.split()[:2]
-          sizes[name] = int(value)
-  except (OSError, ValueError):
-    return False
-  return sizes.get("VmLck:", 0) * 2 >= sizes.get("VmSize:", 1)
-
-
-def _LockMemory():
-  """Lock this worker's memory as the daemon's is: locks are not inherited
-  across fork()."""
-  libc = ctypes.CDLL(None, use_errno=True)
-  if libc.mlockall(_MCL_CURRENT_AND_FUTURE) != 0:
-    logging.warning("FastCGI worker process could not lock its memory as"
-                    " the daemon did: %s", os.strerror(ctypes.get_errno()))
 
 
 def _Signal(pid, signum):
