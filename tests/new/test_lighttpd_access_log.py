@@ -20,6 +20,7 @@ from ganeti.http.backends import selection
 from ganeti.http.backends.fastcgi.lighttpd import access_log
 from ganeti.http.backends.fastcgi.lighttpd import output
 from tests.legacy.test_handler_contract import RecordingHandler
+from tests.new.lighttpd_helpers import Alive, WaitFor
 
 
 def _Answer(port, request):
@@ -89,6 +90,33 @@ def test_other_lines_are_quoted_as_lighttpds(caplog, line):
   assert output.QuoteLine(line) in record.getMessage()
   assert not any(0 <= ord(char) < 0x20 and char != "\n" or
                  0x7f <= ord(char) < 0xa0 for char in record.getMessage())
+
+
+def test_handed_over_reader_logs_the_rest_of_a_line(tmp_path, caplog):
+  """What a released lighttpd writes after the daemon's stop, a line
+  begun before it included, is logged by the forked reader."""
+  log_file = logging.FileHandler(str(tmp_path / "daemon.log"))
+  log_file.setFormatter(logging.Formatter("pid=%(process)d %(message)s"))
+  logging.getLogger().addHandler(log_file)
+  try:
+    (read_end, write_end) = access_log.Pipe(None)
+    reader = access_log.Reader(read_end)
+    os.write(write_end, b"127.0.0.1\t1\t200\tGET /before HTTP/1.1\n"
+             b"127.0.0.1\t2\t200\tGET /split HT")
+    WaitFor(lambda: "GET /before" in caplog.text)
+    child = reader.HandOver()
+    assert child not in (None, os.getpid())
+    os.write(write_end, b"TP/1.1\n127.0.0.1\t3\t504\tPOST /after HTTP/1.1\n")
+    os.close(write_end)
+    WaitFor(lambda: not Alive(child), timeout=30)
+  finally:
+    logging.getLogger().removeHandler(log_file)
+    log_file.close()
+  assert (tmp_path / "daemon.log").read_text() == (
+    "pid=%d 127.0.0.1:1 GET /before HTTP/1.1 200\n"
+    "pid=%d 127.0.0.1:2 GET /split HTTP/1.1 200\n"
+    "pid=%d 127.0.0.1:3 POST /after HTTP/1.1 504\n"
+    % (os.getpid(), child, child))
 
 
 def _AccessLogOf(pid):
