@@ -1,5 +1,7 @@
 """The request log: one INFO line per request, in Ganeti 3.0's format, on
-both backends, with what the client sent escaped (issues 11 and 14)."""
+both backends, with what the client sent escaped (issues 11 and 14); also
+for the requests lighttpd refuses itself (on fastcgi the daemon reads
+them from lighttpd's access log)."""
 
 import logging
 import re
@@ -49,6 +51,14 @@ def _RequestLines(caplog):
           record.getMessage().startswith("127.0.0.1:")]
 
 
+def _LoggedRequests(running, caplog):
+  """The request lines logged once the server has stopped: lighttpd writes
+  its access log in batches, the last when it exits, and a line logged
+  twice would be there by then."""
+  running.server.Stop()
+  return _RequestLines(caplog)
+
+
 @pytest.mark.parametrize(("request_line", "status"), [
   (b"GET /x?y=1 HTTP/1.1", 200),
   (b"POST /version HTTP/1.0", 200),
@@ -61,7 +71,7 @@ def test_each_request_logged_as_ganeti_30_does(serve, caplog, request_line,
   (got, client_port) = _Exchange(
     running.port, request_line + b"\r\nHost: n\r\nContent-Length: 0\r\n\r\n")
   assert got == status
-  assert _RequestLines(caplog) == [
+  assert _LoggedRequests(running, caplog) == [
     "127.0.0.1:%d %s %d" % (client_port, request_line.decode(), status)]
 
 
@@ -74,26 +84,53 @@ def test_error_answers_logged_with_their_status(serve, caplog):
     running.port, b"GET /missing HTTP/1.1\r\nHost: n\r\n\r\n")
   assert got == 404
   assert ("127.0.0.1:%d GET /missing HTTP/1.1 404" % client_port
-          in _RequestLines(caplog))
+          in _LoggedRequests(running, caplog))
 
 
 @pytest.mark.parametrize("character", [b"\x1b", b"\r", b"\x00", b"\x7f"],
                          ids=["ESC", "CR", "NUL", "DEL"])
 def test_control_characters_of_the_request_line_never_reach_the_log_raw(
-    serve, backend, caplog, character):
+    serve, caplog, character):
   caplog.set_level(logging.DEBUG)
   running = serve(RecordingHandler())
   request_line = b"GET /a" + character + b"[2Jb HTTP/1.1"
   (got, client_port) = _Exchange(running.port,
                                  request_line + b"\r\nHost: n\r\n\r\n")
   assert got == 400  # both refuse it (lighttpd's url-ctrls-reject)
+  # fastcgi: lighttpd answers it, the daemon logs it from lighttpd's
+  # access log, escaped as the legacy backend escapes it.
+  assert _LoggedRequests(running, caplog) == [
+    "127.0.0.1:%d GET /a\\x%02x[2Jb HTTP/1.1 400" % (client_port,
+                                                     ord(character))]
   assert not _RawControl(caplog)
-  if backend == "legacy":
-    # lighttpd answers it before the daemon sees it; the legacy backend
-    # logs it, escaped.
-    assert _RequestLines(caplog) == [
-      "127.0.0.1:%d GET /a\\x%02x[2Jb HTTP/1.1 400" % (client_port,
-                                                       ord(character))]
+
+
+#: Requests lighttpd answers itself, never passing them to the daemon: the
+#: request (without its Host field's line end, which _Exchange completes),
+#: the status both backends answer and the request line logged.
+_REFUSED = {
+  "malformed-field": (b"GET /x HTTP/1.1\r\nHost: n\r\nBad Name: v\r\n\r\n",
+                      400, "GET /x HTTP/1.1"),
+  "malformed-request-line": (b"GARBAGE\r\nHost: n\r\n\r\n", 400, "None"),
+  "no-host": (b"GET /y?z HTTP/1.1\r\nX: 1\r\n\r\n", 400, "GET /y?z HTTP/1.1"),
+  "body-over-limit": (b"POST /big HTTP/1.1\r\nHost: n\r\n"
+                      b"Content-Length: 10485761\r\n\r\n",
+                      413, "POST /big HTTP/1.1"),
+  # lighttpd refuses a head over 8 KiB before reading its request line;
+  # the stdlib a field line over 64 KiB.
+  "head-too-large": (b"GET /x HTTP/1.1\r\nHost: n\r\nX-Big: " +
+                     b"a" * 70000 + b"\r\n\r\n", 431, "None"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_REFUSED))
+def test_requests_lighttpd_refuses_logged_alike(serve, caplog, case):
+  (request, status, request_line) = _REFUSED[case]
+  running = serve(RecordingHandler())
+  (got, client_port) = _Exchange(running.port, request)
+  assert got == status
+  assert _LoggedRequests(running, caplog) == [
+    "127.0.0.1:%d %s %d" % (client_port, request_line, status)]
 
 
 def test_c1_control_character_reaches_the_handler_and_is_logged_escaped(
@@ -104,7 +141,7 @@ def test_c1_control_character_reaches_the_handler_and_is_logged_escaped(
   (got, client_port) = _Exchange(
     running.port, b"GET /a\x9b2Jb HTTP/1.1\r\nHost: n\r\n\r\n")
   assert got == 200
-  assert _RequestLines(caplog) == [
+  assert _LoggedRequests(running, caplog) == [
     "127.0.0.1:%d GET /a\\x9b2Jb HTTP/1.1 200" % client_port]
   assert not _RawControl(caplog)
 

@@ -1,11 +1,13 @@
 """A restart of a daemon started as Ganeti 3.0 starts its daemons, while
 it serves a request: Ganeti 3.0 served each connection in a child process,
-so a stop returned at once and the request still got its answer.  And the
+so a stop returned at once and the request still got its answer (and its
+line in the daemon's log).  And the
 SIGTERM that stops it reaches Ganeti 3.0's main loop from any thread."""
 
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -83,6 +85,18 @@ def test_restart_during_a_request_loses_nothing(tmp_path, backend,
       os.kill(new_pid, signal.SIGTERM)
       WaitFor(lambda: not Alive(new_pid), timeout=60)
   assert slow and slow[0][0] == 200, slow
+  # Its line is in the old daemon's log, once, though that daemon had
+  # exited: written by the process that served it (legacy) or from the
+  # access log of the lighttpd left to finish it (fastcgi), which writes
+  # it when it exits, after this answer.
+  WaitFor(lambda: _SlowLines(old), timeout=30)
+  assert len(_SlowLines(old)) == 1, (old / "daemon.log").read_text()
+
+
+def _SlowLines(state_dir):
+  """The request log's lines for GET /slow in C{state_dir}'s daemon log."""
+  return re.findall(r"(?m) 127\.0\.0\.1:[0-9]+ GET /slow HTTP/1\.1 200$",
+                    (state_dir / "daemon.log").read_text())
 
 
 # Ganeti 3.0's own main loop (its users looked up by name, which a test

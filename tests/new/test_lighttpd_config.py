@@ -165,6 +165,18 @@ def test_user_group_and_access_log(supervise, scratch_dir):
           in directives)
 
 
+def test_request_log_read_from_the_environment(supervise, scratch_dir):
+  settings = Settings(scratch_dir, "/run/ganeti/noded.sock", request_log=True)
+  directives = _Directives(_Check(supervise, settings))
+  assert 'server.modules = ("mod_fastcgi", "mod_accesslog")' in directives
+  assert ("accesslog.filename = env.GANETI_HTTP_LIGHTTPD_ACCESS_LOG"
+          in directives)
+  assert 'accesslog.format = "%a\\t%{remote}p\\t%s\\t%r"' in directives
+  with pytest.raises(ValueError):
+    Settings(scratch_dir, "/run/ganeti/noded.sock", request_log=True,
+             access_log=os.path.join(scratch_dir, "access.log"))
+
+
 def test_system_config_spawns_the_daemon(supervise, scratch_dir):
   state_dir = os.path.join(scratch_dir, "state")
   settings = Settings(scratch_dir, os.path.join(scratch_dir, "app.sock"))

@@ -65,6 +65,10 @@ ENV_CLIENT_KEEPALIVE = "GANETI_HTTP_CLIENT_KEEPALIVE"
 #: Names the directory of lighttpd's error logs (L{ganeti.http.backends.
 #: fastcgi.lighttpd.error_log}); default: Ganeti's log directory.
 ENV_LOG_DIR = "GANETI_HTTP_LOG_DIR"
+#: Set by the daemon in the environment of the lighttpd it starts: where
+#: lighttpd writes its access log (L{ganeti.http.backends.fastcgi.lighttpd.
+#: access_log}), a pipe the daemon reads.
+ENV_ACCESS_LOG = "GANETI_HTTP_LIGHTTPD_ACCESS_LOG"
 DEFAULT_CONFIG_FILE = "/etc/ganeti/http-backend.conf"
 #: Ganeti's defaults file, which daemon-util sources (Ganeti 3.0's
 #: C{$SYSCONFDIR/default/ganeti}).

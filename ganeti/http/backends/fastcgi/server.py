@@ -149,7 +149,8 @@ class FastCgiHttpServer(base.ServerBase):
         config, self._state_dir, listen_socket=self.socket,
         lighttpd_binary=self._lighttpd, user=frontend.user,
         group=frontend.group,
-        error_log=lighttpd_log.ErrorLog(self._error_log_path))
+        error_log=lighttpd_log.ErrorLog(self._error_log_path),
+        request_log=True)
       self._supervisor.Start()
     except lighttpd_supervisor.LighttpdError as err:
       self._StopBackend()
@@ -194,7 +195,10 @@ class FastCgiHttpServer(base.ServerBase):
       wsgi_application.WsgiApplication(
         self.pipeline, lambda: self.ganeti_handler,
         tls=self._ssl_params is not None,
-        sendfile_dirs=self.settings.sendfile_dirs),
+        sendfile_dirs=self.settings.sendfile_dirs,
+        # Our lighttpd logs every request (lighttpd/access_log); a system
+        # lighttpd that spawned us does not log into our log.
+        log_requests=self.spawned),
       multiprocess=self.settings.processes > 1,
       max_connections=threads * self.settings.processes)
 
@@ -311,6 +315,7 @@ def FrontendSettings(settings, request_pipeline, handler, address,
     write_idle_timeout=settings.write_idle_timeout,
     max_fds=lighttpd_limits.ReachableMaxFds(),
     sendfile_dirs=settings.sendfile_dirs,
+    request_log=True,
     username=frontend.user,
     groupname=frontend.group,
     socket_activation=True)

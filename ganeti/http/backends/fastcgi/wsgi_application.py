@@ -76,13 +76,17 @@ class WsgiApplication(object):
   @param sendfile_dirs: directories from which a file a handler returns is
       handed to lighttpd to send (X-Sendfile) rather than copied through
       the backend; lighttpd must be configured with the same list
+  @param log_requests: log each request (L{request_log}); not when
+      lighttpd's access log is the daemon's request log
+      (L{access_log<ganeti.http.backends.fastcgi.lighttpd.access_log>})
   """
 
   def __init__(self, request_pipeline, current_handler, tls,
-               sendfile_dirs=()):
+               sendfile_dirs=(), log_requests=True):
     self._pipeline = request_pipeline
     self._current_handler = current_handler
     self._tls = tls
+    self._log_requests = log_requests
     self._sendfile_dirs = tuple(os.path.join(os.path.realpath(path), "")
                                 for path in sendfile_dirs)
 
@@ -98,13 +102,14 @@ class WsgiApplication(object):
       peer_certificate=(PeerCertificateFromEnviron(environ)
                         if self._tls else None))
     response = self._pipeline.Run(self._current_handler(), incoming)
-    # The client's address as lighttpd saw it (the FastCGI peer is
-    # lighttpd itself).
-    request_log.LogRequest(
-      environ.get("REMOTE_ADDR", "-"), environ.get("REMOTE_PORT", "-"),
-      request_log.RequestLine(incoming.method, target,
-                              environ.get("SERVER_PROTOCOL", "-")),
-      response.status)
+    if self._log_requests:
+      # The client's address as lighttpd saw it (the FastCGI peer is
+      # lighttpd itself).
+      request_log.LogRequest(
+        environ.get("REMOTE_ADDR", "-"), environ.get("REMOTE_PORT", "-"),
+        request_log.RequestLine(incoming.method, target,
+                                environ.get("SERVER_PROTOCOL", "-")),
+        response.status)
     body = response.body
     headers = response.headers
     after_connection = environ.get(flup_gateway.AFTER_CONNECTION_KEY)

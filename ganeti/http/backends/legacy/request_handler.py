@@ -7,6 +7,7 @@ L{pipeline.IncomingRequest} to the pipeline and writes the
 L{pipeline.Response} it gets back.
 """
 
+import http
 import http.server
 import io
 import logging
@@ -33,6 +34,14 @@ _WELL_FORMED_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]\Z")
 
 #: A line break inside a header value (followed by white space).
 _OBSOLETE_LINE_FOLDING = re.compile(r"\r?\n(?=[ \t])")
+
+#: A request line's three parts as lighttpd separates them (the stdlib
+#: splits at any white space: it refuses C{GET /a\rb HTTP/1.1}, which
+#: lighttpd refuses too, as a control character in the target, and logs).
+_REQUEST_LINE_PARTS = re.compile(r"[^ ]+ [^ ]+ HTTP/[0-9]\.[0-9]\Z")
+
+#: The status of a request head refused as too large.
+_HEAD_TOO_LARGE = http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
 
 
 class _HeadDeadlineReader(io.RawIOBase):
@@ -329,12 +338,20 @@ class GanetiRequestHandler(http.server.BaseHTTPRequestHandler):
 
   def log_request(self, code="-", size="-"):
     """Log the answer in Ganeti 3.0's format (L{request_log}); the
-    stdlib calls this when the status line is sent."""
-    if self.command:
+    stdlib calls this when the status line is sent.  The request line is
+    the one lighttpd would log (both backends log the same line): as it
+    came if the stdlib refused it but it has a method, a target and a
+    version, none if it has not, or if the head was refused as too large
+    (lighttpd refuses such a head before reading it)."""
+    if int(code) == _HEAD_TOO_LARGE:
+      line = None
+    elif self.command:
       line = request_log.RequestLine(self.command, self.path,
                                      self.request_version)
-    else:  # the request line could not be parsed: log it as it came
-      line = getattr(self, "requestline", "")
+    elif _REQUEST_LINE_PARTS.match(getattr(self, "requestline", "")):
+      line = self.requestline
+    else:
+      line = None
     request_log.LogRequest(self.client_address[0], self.client_address[1],
                            line, int(code))
 

@@ -23,6 +23,7 @@ from typing import Optional, Tuple, Union
 
 from ganeti import http
 from ganeti.http.backends import selection
+from ganeti.http.backends.fastcgi.lighttpd import access_log
 from ganeti.http.backends.fastcgi.lighttpd import limits
 from ganeti.http.backends.fastcgi.lighttpd.layout import StateLayout
 from ganeti.http.core import tls
@@ -100,6 +101,9 @@ class FrontendSettings(object):
       finish after SIGINT before closing them (0: wait for all)
   @ivar http2: offer HTTP/2 (off: Ganeti's clients speak HTTP/1.x)
   @ivar access_log: path of an access log, None for none
+  @ivar request_log: write the daemon's request log: every request's line
+      (L{access_log.FORMAT}) to the pipe the daemon passes
+      (L{access_log}); not together with an C{access_log} path
   @ivar sendfile_dirs: directories whose files the backend may ask lighttpd
       to send itself (C{X-Sendfile}); empty: X-Sendfile is off
   """
@@ -125,6 +129,7 @@ class FrontendSettings(object):
   graceful_shutdown_timeout: int = DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT
   http2: bool = False
   access_log: Optional[str] = None
+  request_log: bool = False
   sendfile_dirs: Tuple[str, ...] = ()
 
   def __post_init__(self):
@@ -148,6 +153,8 @@ class FrontendSettings(object):
                  "access_log"):
       if getattr(self, name) is not None:
         _CheckPath(name, getattr(self, name))
+    if self.access_log is not None and self.request_log:
+      raise ValueError("access_log and request_log exclude each other")
     if (self.ssl_cert_path is None) != (self.ssl_key_path is None):
       raise ValueError("ssl_cert_path and ssl_key_path go together")
     if self.ssl_cert_path is None and (self.ssl_chain_path is not None or
@@ -221,6 +228,10 @@ def _Quote(text):
   return '"%s"' % text.replace('"', '\\"')
 
 
+class _Environment(str):
+  """A value lighttpd reads from its environment (C{env.NAME})."""
+
+
 def _Value(value, indent=""):
   """Return C{value} in lighttpd syntax.
 
@@ -232,6 +243,8 @@ def _Value(value, indent=""):
     return _Quote("enable" if value else "disable")
   if isinstance(value, int):
     return str(value)
+  if isinstance(value, _Environment):
+    return "env.%s" % value
   if isinstance(value, str):
     return _Quote(value)
   inner = indent + "  "
@@ -264,7 +277,7 @@ def _ServerDirectives(settings):
   if settings.tls:
     modules.append("mod_openssl")
   modules.append("mod_fastcgi")
-  if settings.access_log is not None:
+  if settings.access_log is not None or settings.request_log:
     modules.append("mod_accesslog")
   yield ("server.modules", tuple(modules))
   # Load nothing implicitly (mod_staticfile, mod_dirlisting, ...).
@@ -324,6 +337,11 @@ def _ServerDirectives(settings):
     })
   if settings.access_log is not None:
     yield ("accesslog.filename", settings.access_log)
+  if settings.request_log:
+    # The path of the pipe's end lighttpd inherits, which differs from one
+    # lighttpd to the next: from lighttpd's environment.
+    yield ("accesslog.filename", _Environment(selection.ENV_ACCESS_LOG))
+    yield ("accesslog.format", access_log.FORMAT)
 
   if settings.tls:
     yield ("ssl.engine", True)

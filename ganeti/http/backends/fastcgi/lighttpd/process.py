@@ -22,6 +22,8 @@ import os
 import socket
 import subprocess
 
+from ganeti.http.backends import selection
+
 #: Waits for a line from the gate, exiting at end-of-file instead; see
 #: L{Spawn}.  The gate comes in as standard output
 #: (lighttpd's own then goes to /dev/null): C{sh} redirects descriptors 0-9
@@ -41,13 +43,15 @@ _SOCKET_ACTIVATION_ENV = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 _PROBE_TIMEOUT = 0.2
 
 
-def Spawn(command, listen_socket, stderr):
+def Spawn(command, listen_socket, stderr, access_log=None):
   """Start C{command} (lighttpd's, in the foreground) and its lifeline;
   return C{(process, lifeline)}.
 
   @param listen_socket: the listening socket lighttpd takes over (socket
       activation), or None
   @param stderr: a file for lighttpd's standard error
+  @param access_log: a descriptor lighttpd inherits (at the same number)
+      and writes its access log to (L{ChildEnvironment}), or None
 
   The lifeline needs lighttpd's pid, so lighttpd's process comes first,
   but it waits in a C{sh} for a line on a pipe (the gate) before it execs
@@ -64,7 +68,10 @@ def Spawn(command, listen_socket, stderr):
     try:
       process = subprocess.Popen(["/bin/sh", "-c", script, "lighttpd"] +
                                  command, stdin=stdin, stdout=gate,
-                                 stderr=stderr, env=ChildEnvironment(),
+                                 stderr=stderr,
+                                 env=ChildEnvironment(access_log),
+                                 pass_fds=() if access_log is None
+                                 else (access_log, ),
                                  start_new_session=True)
     finally:
       os.close(gate)
@@ -140,7 +147,13 @@ class Lifeline(object):
     self._process.stdin.close()
 
 
-def ChildEnvironment():
-  """This process's environment without its own socket-activation variables."""
-  return dict((key, value) for (key, value) in os.environ.items()
-              if key not in _SOCKET_ACTIVATION_ENV)
+def ChildEnvironment(access_log=None):
+  """lighttpd's environment: this process's without its own
+  socket-activation variables, with L{selection.ENV_ACCESS_LOG} naming
+  descriptor C{access_log} (the configuration may use it; C{/dev/null}
+  without one, e.g. for C{lighttpd -tt}, which opens no log)."""
+  environment = dict((key, value) for (key, value) in os.environ.items()
+                     if key not in _SOCKET_ACTIVATION_ENV)
+  environment[selection.ENV_ACCESS_LOG] = (
+    os.devnull if access_log is None else "/proc/self/fd/%d" % access_log)
+  return environment

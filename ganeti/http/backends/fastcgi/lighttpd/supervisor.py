@@ -25,7 +25,9 @@ directory through a descriptor of it and checks, before each run of
 lighttpd, that the directory's path still leads there (L{state_dirs.
 StateDir}).  lighttpd's error log is its standard error, a pipe the
 daemon reads: the lines go, quoted, to a file of the daemon's
-(L{error_log}) and into the daemon's errors when lighttpd fails.
+(L{error_log}) and into the daemon's errors when lighttpd fails.  Its
+access log, if asked for, is another pipe the daemon reads: the daemon's
+request log (L{access_log}).
 
 How one lighttpd process is started, handed the listening socket and tied
 to the daemon's life: L{process<lighttpd_process>}.
@@ -39,6 +41,7 @@ import subprocess
 import threading
 import time
 
+from ganeti.http.backends.fastcgi.lighttpd import access_log
 from ganeti.http.backends.fastcgi.lighttpd import error_log as lighttpd_log
 from ganeti.http.backends.fastcgi.lighttpd import output
 from ganeti.http.backends.fastcgi.lighttpd import process as lighttpd_process
@@ -88,13 +91,21 @@ def FindLighttpd():
 
 
 class _Instance(object):
-  """One running lighttpd with its lifeline and the reader of its output
-  (an L{error_log.Forwarder<lighttpd_log.Forwarder>})."""
+  """One running lighttpd with its lifeline, the reader of its output
+  (an L{error_log.Forwarder<lighttpd_log.Forwarder>}) and that of its
+  access log (an L{access_log.Reader}, or None)."""
 
-  def __init__(self, process, lifeline, output):
+  def __init__(self, process, lifeline, output, requests):
     self.process = process
     self.lifeline = lifeline
     self.output = output
+    self.requests = requests
+
+  def JoinReaders(self):
+    """Wait for the last lines of an exited lighttpd to be written."""
+    self.output.Join(_OUTPUT_WAIT)
+    if self.requests is not None:
+      self.requests.Join(_OUTPUT_WAIT)
 
 
 class LighttpdSupervisor(object):
@@ -123,12 +134,15 @@ class LighttpdSupervisor(object):
       in the log (the exits in between are counted)
   @param error_log: an L{error_log.ErrorLog<lighttpd_log.ErrorLog>} for
       what lighttpd prints, or None; closed by C{Stop()}
+  @param request_log: read lighttpd's access log into the daemon's
+      request log (L{access_log}; the configuration's C{request_log})
   """
 
   def __init__(self, config_text, state_dir, listen_socket=None,
                lighttpd_binary=None, module_dir=None, user=None, group=None,
                address=None, start_timeout=10.0, backoff_initial=0.5,
-               backoff_max=10.0, report_interval=60.0, error_log=None):
+               backoff_max=10.0, report_interval=60.0, error_log=None,
+               request_log=False):
     if listen_socket is None and address is None:
       raise ValueError("Either listen_socket or address is needed")
     self._config_text = config_text
@@ -149,6 +163,7 @@ class LighttpdSupervisor(object):
     self._backoff_max = backoff_max
     self._report_interval = report_interval
     self._error_log = error_log
+    self._request_log = request_log
     self._lock = threading.Lock()
     self._stopping = threading.Event()
     self._instance = None
@@ -272,7 +287,7 @@ class LighttpdSupervisor(object):
       self._monitor = None
     if instance is not None:
       instance.lifeline.Cut()
-      instance.output.Join(_OUTPUT_WAIT)  # its last lines, before Close()
+      instance.JoinReaders()  # its last lines, before Close()
     self._instance = None
     if self._error_log is not None:
       self._error_log.Close()
@@ -287,8 +302,9 @@ class LighttpdSupervisor(object):
     """Stop lighttpd gracefully (SIGINT), waiting at most C{timeout}
     seconds: if it still serves requests then, leave it running on its
     own, without lifeline, to finish them and exit (its graceful shutdown
-    timeout bounds that).  For a daemon that exits while its requests are
-    served by other processes."""
+    timeout bounds that), its access log read by a process of its own
+    (L{access_log.Reader.HandOver}).  For a daemon that exits while its
+    requests are served by other processes."""
     self._stopping.set()
     with self._lock:
       instance = self._instance
@@ -300,9 +316,12 @@ class LighttpdSupervisor(object):
       instance.process.wait(timeout)
       if self._monitor is not None:
         self._monitor.join()
+      instance.JoinReaders()
     except subprocess.TimeoutExpired:
       logging.info("lighttpd (pid %d) finishes the requests in flight on"
                    " its own", instance.process.pid)
+      if instance.requests is not None:
+        instance.requests.HandOver()
     instance.lifeline.Cut()
     (self._monitor, self._instance) = (None, None)
 
@@ -310,16 +329,25 @@ class LighttpdSupervisor(object):
     """Start lighttpd (C{-D}) and its lifeline; return the L{_Instance}."""
     self._CheckStateDir()
     (read_end, write_end) = os.pipe2(os.O_CLOEXEC)
+    (requests_read, requests_write) = (
+      access_log.Pipe(self._owner) if self._request_log else (None, None))
     try:
       (process, lifeline) = lighttpd_process.Spawn(
-        self._Command() + ["-D"], self._listen_socket, write_end)
+        self._Command() + ["-D"], self._listen_socket, write_end,
+        access_log=requests_write)
     except BaseException:
       os.close(read_end)
+      if requests_read is not None:
+        os.close(requests_read)
       raise
     finally:
       os.close(write_end)
+      if requests_write is not None:
+        os.close(requests_write)
     return _Instance(process, lifeline,
-                     lighttpd_log.Forwarder(read_end, self._error_log))
+                     lighttpd_log.Forwarder(read_end, self._error_log),
+                     access_log.Reader(requests_read)
+                     if requests_read is not None else None)
 
   def _Launch(self):
     """Spawn lighttpd and wait until it answers.
