@@ -14,7 +14,9 @@ minutes).  Two columns, each on a fresh cluster (L{multinode.Cluster}):
 The load (L{migration_load.Load}) runs from before the first step to after
 the last; after each step it runs on for L{SETTLE_SECONDS} on the mixed
 cluster.  The table (one row per step) is printed and, if
-C{GANETI_HTTP_MIGRATION_REPORT} names a file, written there.  The package
+C{GANETI_HTTP_MIGRATION_REPORT} names a file, written there, followed by
+every failed operation: when, what exactly, the daemon it talked to and
+whether that daemon was restarting, and the error text.  The package
 column also checks that the commands of docs/operations.md's C{sh
 migration-test} blocks are among those the nodes ran
 (L{documented_commands}).
@@ -148,6 +150,14 @@ def _FailingFlip(cluster):
   return (name, mark, time.time())
 
 
+def _Targets():
+  """C{HOST:PORT} of RAPI (the master IP) and of each node's noded (by
+  node name), as the load's clients reach them."""
+  return ("%s:5080" % multinode.CLUSTER_ADDRESS,
+          {multinode.FullName(name): "%s:1811" % address
+           for (name, address) in multinode.NODES})
+
+
 def _Report(column, text):
   print("\n== rolling migration, %s ==\n%s" % (column, text))
   path = os.environ.get(REPORT_VARIABLE)
@@ -205,8 +215,14 @@ def test_rolling_migration(column, root_tarball, tmp_path):
   retried = ["%s: script: %s" % (name, line[3:])
              for (name, _, result) in scripts
              for line in result.stdout.splitlines() if line.startswith("!! ")]
-  _Report(column, "\n".join([migration_load.FormatTable(rows, total)] +
-                            retried))
+  (rapi_target, node_targets) = _Targets()
+  _Report(column, "\n".join(
+    [migration_load.FormatTable(rows, total), "",
+     "Every failed operation (time UTC, duration, what, the daemon it"
+     " talked to, error):",
+     migration_load.FailureReport(
+       [(name, migration_load.Failed(figures)) for (name, figures) in rows],
+       load.events, rapi_target, node_targets) or "none"] + retried))
   failed_scripts = ["%s: %s exited %d:\n%s" % (name, command,
                                                 result.returncode,
                                                 result.stdout + result.stderr)
@@ -219,12 +235,11 @@ def test_rolling_migration(column, root_tarball, tmp_path):
   # with the package (the reference column shows it), and so does a RAPI
   # request while RAPI restarts.  Any other failure of a job, query or
   # RAPI request fails the test.
-  (_, others) = migration_load.LostToRestarts(
-    load.events, "%s:5080" % multinode.CLUSTER_ADDRESS,
-    {multinode.FullName(name): "%s:1811" % address
-     for (name, address) in multinode.NODES})
-  assert not others, "failed, and not while a daemon restarted: %s" % (
-    others,)
+  (_, others) = migration_load.LostToRestarts(load.events, rapi_target,
+                                              node_targets)
+  assert not others, "failed, and not while a daemon restarted:\n%s" % (
+    migration_load.FailureReport([("whole run", others)], load.events,
+                                 rapi_target, node_targets))
   failed_jobs = [line.split()[0] for line in jobs.splitlines()
                  if line.split()[-1] != "success"]
   assert len(failed_jobs) <= len(total["jobs_failed"]), (
