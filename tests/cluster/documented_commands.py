@@ -12,7 +12,8 @@ How the document marks commands (the rule the document states too):
   comment); C{BED} names the test run that runs them: C{testbed} (the
   single-node test bed, C{make testbed} and C{make test}) or
   C{migration-test} (the three-node rolling migration);
-- a fenced block with the info string C{text} is output, not commands;
+- a fenced block with the info string C{text} is not commands: output,
+  or the content of a file;
 - any other code block (no info string, another one, or indented by four
   spaces) is an error, so that a command cannot slip in unchecked.
 
@@ -90,8 +91,8 @@ def Commands(text):
         pending = None
     elif bed is None and previous_blank and _INDENTED.match(line):
       raise DocumentError("line %d: an indented code block; fence it as"
-                          " ```sh BED (commands) or ```text (output)"
-                          % number)
+                          " ```sh BED (commands) or ```text (output, a"
+                          " file)" % number)
     previous_blank = not line.strip()
   if bed is not None:
     raise DocumentError("a fenced block is not closed")
