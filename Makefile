@@ -54,7 +54,8 @@ test-tools:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	    dpkg lintian mmdebstrap iproute2 nftables </dev/null; }
 
-# The rolling migration takes minutes: only `make migration-test` runs it.
+# The rolling migration takes minutes: only `make migration-test` runs it
+# (CI runs it after `make test`: .ci/run).
 MIGRATION_TEST := tests/cluster/test_migration.py
 
 test: setup test-tools deb

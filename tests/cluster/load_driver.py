@@ -3,7 +3,9 @@
 Copied into a node and run there with the node's python3; one mode per
 process; each writes one JSON object per line to standard output for every
 thing it did (the test reads them and sums them up per migration step) and
-stops at SIGTERM after the operation in progress.
+stops at SIGTERM after the operation in progress.  A failed operation's
+line says exactly what failed: the whole command or request, and the
+error text (C{detail}).
 
 - C{jobs}: a loop of Ganeti jobs and queries with Ganeti's own commands:
   instance shutdown then startup (in turn over the instances given),
@@ -52,7 +54,7 @@ def _Pause(seconds):
     time.sleep(min(0.1, seconds))
 
 
-def _Tail(text, limit=300):
+def _Tail(text, limit=1000):
   return " | ".join(text.strip().splitlines())[-limit:]
 
 
@@ -86,9 +88,11 @@ def RunJobs(args):
                               stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT,
                               universal_newlines=True, check=False)
-      Emit(t=started, dt=time.time() - started, kind=kind, op=op,
-           ok=result.returncode == 0,
-           detail="" if result.returncode == 0 else _Tail(result.stdout))
+      ok = result.returncode == 0
+      Emit(t=started, dt=time.time() - started, kind=kind, op=op, ok=ok,
+           request=command,
+           detail="" if ok else "exit %d: %s" % (result.returncode,
+                                                 _Tail(result.stdout)))
       _Pause(args.pause)
 
 
@@ -106,20 +110,30 @@ class RapiClient(object):
                     "Content-Type": "application/json"}
 
   def Request(self, method, path, body=None):
-    """One request; emits its line; returns the decoded answer or None."""
+    """One request; emits its line; returns the decoded answer or None.
+
+    A failed request's line names the stage it failed in: C{connect}
+    (TCP and TLS), C{send} (the request), C{receive} (the answer) or
+    C{answer} (an answer other than 200, or not JSON).
+    """
     started = time.time()
     answer = None
+    stage = "connect"
     try:
       connection = http.client.HTTPSConnection(self.host, self.port,
                                                context=self.context,
                                                timeout=60)
       try:
+        connection.connect()
+        stage = "send"
         connection.request(method, path, body=None if body is None
                            else json.dumps(body), headers=self.headers)
+        stage = "receive"
         response = connection.getresponse()
         data = response.read()
       finally:
         connection.close()
+      stage = "answer"
       ok = response.status == 200
       detail = "" if ok else "%d %s" % (response.status, _Tail(
         data.decode(errors="replace")))
@@ -128,7 +142,9 @@ class RapiClient(object):
     except (OSError, http.client.HTTPException, ValueError) as err:
       (ok, detail) = (False, "%s: %s" % (err.__class__.__name__, err))
     Emit(t=started, dt=time.time() - started, kind="rapi",
-         op="%s %s" % (method, path.split("?")[0]), ok=ok, detail=detail)
+         op="%s %s" % (method, path.split("?")[0]), ok=ok,
+         request="%s %s" % (method, path), detail=detail,
+         stage=None if ok else stage)
     return answer
 
 
@@ -157,7 +173,8 @@ def _WaitRapiJob(client, job_id):
       return
     if job["status"] in ("success", "error", "canceled"):
       Emit(t=submitted, dt=time.time() - submitted, kind="rapi_job",
-           op="tag job", ok=job["status"] == "success",
+           op="tag job", request="job %s" % job_id,
+           ok=job["status"] == "success",
            detail="" if job["status"] == "success" else _Tail(
              json.dumps(job.get("opresult"))))
       return
@@ -203,6 +220,7 @@ def RunRpc(args):
         started = time.time()
         result = runner.call_version([node])[node]
         Emit(t=started, dt=time.time() - started, kind="rpc", op=node,
+             request="version call to %s" % node,
              ok=not result.fail_msg, detail=result.fail_msg or "")
       _Pause(args.pause)
   finally:

@@ -102,6 +102,8 @@ def _Target(event, rapi_target, node_targets):
   detail = event.get("detail", "")
   if event["kind"] == "rapi":
     return rapi_target
+  if event["kind"] == "rpc":
+    return node_targets.get(event["op"])
   match = _CURL_ADDRESS.search(detail)
   if match:
     return "%s:%s" % match.groups()
@@ -109,33 +111,111 @@ def _Target(event, rapi_target, node_targets):
   return node_targets.get(match.group(1)) if match else None
 
 
-def LostToRestarts(events, rapi_target, node_targets, slack=2.0):
+#: Seconds around a refusal (as the probe saw it) in which a lost
+#: connection to the same daemon counts as lost to that restart.
+RESTART_SLACK = 2.0
+
+
+def _Refusal(event, target, refusals):
+  """The refusal of C{target} that C{event} overlaps (give or take
+  L{RESTART_SLACK}), or None."""
+  for refusal in refusals:
+    if (refusal["op"] == target and
+        refusal["t"] - RESTART_SLACK <= event["t"] + event.get("dt", 0) and
+        event["t"] <= refusal["t"] + refusal["dt"] + RESTART_SLACK):
+      return refusal
+  return None
+
+
+def _LostTo(event, refusals, rapi_target, node_targets):
+  """The refusal a failed operation lost its connection in (see
+  L{_CONNECTION_LOST}), or None: it failed otherwise."""
+  target = _Target(event, rapi_target, node_targets)
+  if not target or not _CONNECTION_LOST.search(event.get("detail", "")):
+    return None
+  return _Refusal(event, target, refusals)
+
+
+def _Refusals(events):
+  return [e for e in events if e["kind"] == "refused"]
+
+
+def LostToRestarts(events, rapi_target, node_targets):
   """Split the failed jobs, queries, RAPI requests and RAPI jobs: those
   that lost their connection (see L{_CONNECTION_LOST}) to a daemon the
-  probe saw refuse connections within C{slack} s, i.e. while it
+  probe saw refuse connections within L{RESTART_SLACK} s, i.e. while it
   restarted, and the others.
 
   @param rapi_target: C{HOST:PORT} the RAPI client talks to
   @param node_targets: {node name: noded's C{HOST:PORT}}
   @return: C{(lost to restarts, others)}, lists of events
   """
-  refusals = [e for e in events if e["kind"] == "refused"]
+  refusals = _Refusals(events)
   lost = []
   others = []
   for event in events:
     if event["ok"] or event["kind"] not in ("job", "query", "rapi",
                                             "rapi_job"):
       continue
-    target = _Target(event, rapi_target, node_targets)
-    if target and _CONNECTION_LOST.search(event.get("detail", "")) and any(
-        refusal["op"] == target and
-        refusal["t"] - slack <= event["t"] + event.get("dt", 0) and
-        event["t"] <= refusal["t"] + refusal["dt"] + slack
-        for refusal in refusals):
+    if _LostTo(event, refusals, rapi_target, node_targets):
       lost.append(event)
     else:
       others.append(event)
   return (lost, others)
+
+
+def _Clock(moment):
+  """C{HH:MM:SS.mmm} (UTC) of a time stamp."""
+  return "%s.%03d" % (time.strftime("%H:%M:%S", time.gmtime(moment)),
+                      int(moment * 1000) % 1000)
+
+
+def FailureLine(event, refusals, rapi_target, node_targets):
+  """One failed operation on one line: when it began and how long it
+  ran, what it was (the whole command or request), the daemon it talked
+  to and whether that daemon refused connections then, and why it failed
+  (the error text as the client saw it)."""
+  target = _Target(event, rapi_target, node_targets)
+  refusal = target and _Refusal(event, target, refusals)
+  if refusal:
+    window = "%s refused connections %s-%s" % (
+      target, _Clock(refusal["t"]), _Clock(refusal["t"] + refusal["dt"]))
+  elif target:
+    window = "%s did not refuse connections then" % target
+  else:
+    window = "daemon unknown"
+  lost = _LostTo(event, refusals, rapi_target, node_targets)
+  return "%s +%.3f s %s %s%s [%s; %s]: %s" % (
+    _Clock(event["t"]), event.get("dt", 0), event["kind"],
+    event.get("request", event["op"]),
+    " (failed at %s)" % event["stage"] if event.get("stage") else "",
+    window, "a connection lost to that restart" if lost else
+    "NOT a connection lost to a restart", event.get("detail", ""))
+
+
+_FAILED_KEYS = ("jobs_failed", "queries_failed", "rapi_failed",
+                "rpcs_failed")
+
+
+def Failed(figures):
+  """The failed operations of a row (figures as L{Summarize} makes them),
+  in time order."""
+  return sorted(sum((figures[key] for key in _FAILED_KEYS), []),
+                key=lambda event: event["t"])
+
+
+def FailureReport(groups, events, rapi_target, node_targets):
+  """C{groups} (C{(title, [failed event, ...])}) one L{FailureLine} a
+  failed operation, under its group's title; C{events}: every event of
+  the run (for the refusals the probe saw)."""
+  refusals = _Refusals(events)
+  lines = []
+  for (title, failed) in groups:
+    if failed:
+      lines.append("%s: %d failed" % (title, len(failed)))
+      lines += ["  " + FailureLine(event, refusals, rapi_target,
+                                   node_targets) for event in failed]
+  return "\n".join(lines)
 
 
 def _Children(pid):
@@ -206,7 +286,7 @@ def _Row(name, figures):
 
 def FormatTable(rows, total):
   """A Markdown table of C{rows} (C{(step name, figures)}) and the
-  C{total} figures of the whole run, then the failed operations."""
+  C{total} figures of the whole run."""
   whole = dict(total, seconds=sum(figures["seconds"]
                                   for (_, figures) in rows))
   cells = [_COLUMNS] + [_Row(name, figures) for (name, figures) in
@@ -219,25 +299,4 @@ def FormatTable(rows, total):
 
   lines = [Line(cells[0]), Line(["-" * width for width in widths])]
   lines += [Line(row) for row in cells[1:]]
-  for (name, figures) in rows:
-    lines += ["%s: %s" % (name, failure) for failure in _Failures(figures)]
   return "\n".join(lines)
-
-
-def _Failures(figures):
-  """The failed operations of a row, those with the same reason together:
-  C{count x kind (operations) first-last time: reason}."""
-  groups = {}
-  for key in ("jobs_failed", "queries_failed", "rapi_failed", "rpcs_failed"):
-    for event in figures[key]:
-      groups.setdefault((event["kind"], event.get("detail", "")),
-                        []).append(event)
-
-  def Clock(event):
-    return time.strftime("%H:%M:%S", time.gmtime(event["t"]))
-
-  return ["%d x %s (%s) %s-%s: %s" % (
-            len(events), kind, ", ".join(sorted({e["op"] for e in events})),
-            Clock(events[0]), Clock(events[-1]), detail)
-          for ((kind, detail), events) in sorted(
-            groups.items(), key=lambda item: item[1][0]["t"])]

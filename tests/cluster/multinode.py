@@ -7,19 +7,14 @@ port of that bridge, so the nodes reach each other on 192.0.2.0/24 and
 nothing else (no link or address is added to the machine's namespace).
 
 Ganeti 3.0's C{gnt-node add} logs into the new node as root with ssh (it
-runs C{node-daemon-setup} there), so every node runs C{sshd} with host keys
-the test generates, shared by the nodes as Ganeti expects of a cluster,
-and one root key pair the test generates, authorised on every node;
-root's C{known_hosts} names every node.  The cluster is made with
-C{--no-ssh-init}: the test, not Ganeti, lays out the keys.
+runs C{node-daemon-setup} there), so every node runs C{sshd} with keys the
+test generates (L{tests.cluster.ssh_setup}).
 """
 
-import os
-import shutil
 import subprocess
-import tempfile
 
 from tests.cluster import ganeti_commands
+from tests.cluster import ssh_setup
 from tests.cluster.node import Node
 
 CLUSTER_NAME = "cluster.example.com"
@@ -35,8 +30,6 @@ RAPI_ARGS = "-b 0.0.0.0 --require-authentication"
 #: Short names and addresses of the nodes; the first is the master.
 NODES = (("node1", "192.0.2.11"), ("node2", "192.0.2.12"),
          ("node3", "192.0.2.13"))
-
-_SSH_HOST_KEY_TYPES = ("rsa", "ed25519")
 
 
 def FullName(short_name):
@@ -87,18 +80,6 @@ class Switch(object):
       self._process = None
 
 
-def _GenerateKeys(directory):
-  """ssh host keys and root's key pair, made for this cluster."""
-  for kind in _SSH_HOST_KEY_TYPES:
-    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C",
-                    "testbed host key", "-f",
-                    os.path.join(directory, "ssh_host_%s_key" % kind)],
-                   check=True)
-  subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "3072", "-N", "",
-                  "-C", "root@testbed", "-f",
-                  os.path.join(directory, "id_rsa")], check=True)
-
-
 def _SetShellVariable(path, name, value):
   """Replace the assignment of C{name} in a shell defaults file."""
   with open(path) as defaults:
@@ -109,11 +90,6 @@ def _SetShellVariable(path, name, value):
     defaults.write("\n".join(lines) + "\n")
 
 
-def _Read(directory, name):
-  with open(os.path.join(directory, name)) as handle:
-    return handle.read()
-
-
 class Cluster(object):
   """Three started nodes on one L{Switch}; L{Stop} ends them all.
 
@@ -121,23 +97,28 @@ class Cluster(object):
   @ivar gnt: L{ganeti_commands.GanetiCommands} on the master
   """
 
-  def __init__(self, tarball, deb_path=None, workdir=None):
+  def __init__(self, tarball, deb_path=None, workdir=None,
+               command_log=None):
     """Start the nodes, connect them, give them ssh.
 
     @param deb_path: this project's .deb, installed on every node (legacy
         backend for every daemon) before the cluster is made; None: stock
+    @param command_log: where every node records the commands it runs
+        (see L{node.Node})
     """
     self.deb_path = deb_path
     self.nodes = []
     self.switch = None
-    self._keys = tempfile.mkdtemp(prefix="ganeti-testbed-keys-")
+    self._keys = None
     try:
       self.switch = Switch()
       for (index, (name, address)) in enumerate(NODES):
-        node = Node(tarball, FullName(name), address, workdir=workdir)
+        node = Node(tarball, FullName(name), address, workdir=workdir,
+                    command_log=command_log)
         self.nodes.append(node)
         self.switch.Connect(node, "port%d" % (index + 1))
-      _GenerateKeys(self._keys)
+      self._keys = ssh_setup.SshKeys([(FullName(name), address)
+                                      for (name, address) in NODES])
       for node in self.nodes:
         self._PrepareNode(node)
     except BaseException:
@@ -170,7 +151,7 @@ class Cluster(object):
       "%s %s %s\n" % (address, FullName(name), name)
       for (name, address) in (("cluster", CLUSTER_ADDRESS),) + NODES))
     node.WriteFile("/etc/hostname", node.hostname + "\n")
-    self._InstallSsh(node)
+    self._keys.Install(node)
     directory = "/srv/ganeti/os/%s" % OS_NAME
     node.WriteFile(directory + "/ganeti_api_version", "20\n")
     node.WriteFile(directory + "/variants.list", "")
@@ -188,27 +169,6 @@ class Cluster(object):
       node.Run("dpkg -i /tmp/%s.deb" % PACKAGE, timeout=180)
       ganeti_commands.SetConfigKey(node.HostPath(BACKEND_CONFIG),
                                    "backends", "default", "legacy")
-
-  def _InstallSsh(self, node):
-    """The cluster's host keys, root's key pair, known_hosts; sshd."""
-    node.Run("rm -f /etc/ssh/ssh_host_*")
-    host_keys = []
-    for kind in _SSH_HOST_KEY_TYPES:
-      name = "ssh_host_%s_key" % kind
-      node.WriteFile("/etc/ssh/" + name, _Read(self._keys, name), mode=0o600)
-      public = _Read(self._keys, name + ".pub")
-      node.WriteFile("/etc/ssh/%s.pub" % name, public)
-      host_keys.append(" ".join(public.split()[:2]))
-    node.WriteFile("/root/.ssh/id_rsa", _Read(self._keys, "id_rsa"),
-                   mode=0o600)
-    public = _Read(self._keys, "id_rsa.pub")
-    node.WriteFile("/root/.ssh/id_rsa.pub", public)
-    node.WriteFile("/root/.ssh/authorized_keys", public, mode=0o600)
-    node.WriteFile("/root/.ssh/known_hosts", "".join(
-      "%s,%s,%s %s\n" % (FullName(name), name, address, key)
-      for (name, address) in NODES for key in host_keys))
-    node.Run("chmod 0700 /root/.ssh && mkdir -p -m 0755 /run/sshd &&"
-             " /usr/sbin/sshd")
 
   def Init(self, timeout=300):
     """gnt-cluster init on the master, the RAPI user, the other nodes
@@ -251,6 +211,8 @@ class Cluster(object):
     if self.switch is not None:
       self.switch.Stop()
       self.switch = None
-    shutil.rmtree(self._keys, ignore_errors=True)
+    if self._keys is not None:
+      self._keys.Remove()
+      self._keys = None
     if errors:
       raise RuntimeError("; ".join(errors))

@@ -1,9 +1,10 @@
-"""The root of a multi-node test bed: the test bed's root plus an ssh server.
+"""The root of a node that runs sshd: the test bed's root plus an ssh server.
 
-C{gnt-node add} (Ganeti 3.0) logs into the new node as root with ssh, so
-every node of a multi-node cluster runs C{sshd}.  The single-node test bed
-does not need one; this module builds the same mmdebstrap root with
-C{openssh-server} added, cached next to the test bed's own tarball (in a
+Ganeti 3.0 reaches nodes as root with ssh: C{gnt-node add} on a new node,
+C{gnt-cluster command} and C{copyfile} on every node, the master too.  So
+every node of the three-node cluster and the single-node test bed's node
+run C{sshd}; this module builds the same mmdebstrap root with
+C{openssh-server} added, cached next to the plain root's tarball (in a
 subdirectory, so that neither build deletes the other's tarball).
 """
 

@@ -10,12 +10,13 @@ creates the node's only network: a veth pair C{v0}/C{v1} with the node's
 No link or address is created outside the node's network namespace.
 
 Commands run inside with C{nsenter} (every namespace and the root of the
-node's first process).  L{Node.Stop} kills that first process, which ends
+node's first process); each command line can be recorded in a log.  L{Node.Stop} kills that first process, which ends
 everything in the PID namespace and with it the namespaces and mounts, then
 checks that no process is left in the copy and no mount in the machine's
 mount namespace, and deletes it.
 """
 
+import json
 import os
 import select
 import shutil
@@ -77,15 +78,19 @@ class CommandFailed(Exception):
 class Node(object):
   """A started node; use as a context manager or call L{Stop}."""
 
-  def __init__(self, tarball, hostname, address, workdir=None):
+  def __init__(self, tarball, hostname, address, workdir=None,
+               command_log=None):
     """Unpack a fresh copy of C{tarball} and start the node in it.
 
     @param hostname: the node's fully qualified name
     @param address: its address, from 192.0.2.0/24
     @param workdir: where to make the copy (a new temporary directory in it)
+    @param command_log: a file to which L{Run} appends every command line,
+        one JSON object a line (see L{tests.cluster.documented_commands})
     """
     self.hostname = hostname
     self.address = address
+    self.command_log = command_log
     self.directory = tempfile.mkdtemp(prefix="ganeti-testbed-", dir=workdir)
     self.root = os.path.join(self.directory, "root")
     self._unshare = None
@@ -143,6 +148,10 @@ class Node(object):
             "/usr/bin/env", "-i"]
     argv += ["%s=%s" % item for item in sorted(NODE_ENV.items())]
     argv += ["/bin/sh", "-c", command]
+    if self.command_log:
+      with open(self.command_log, "a") as log:
+        log.write(json.dumps({"node": self.hostname, "command": command})
+                  + "\n")
     result = subprocess.run(
       argv, stdin=subprocess.DEVNULL,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,

@@ -15,6 +15,7 @@ import subprocess
 import time
 
 from tests.cluster import ganeti_commands
+from tests.cluster import ssh_setup
 from tests.cluster.ganeti_commands import CheckFailed, Tail
 
 COLUMNS = ("stock", "legacy", "fastcgi")
@@ -39,13 +40,9 @@ HTTP_DAEMONS = ("ganeti-noded", "ganeti-rapi")
 NODED_PORT = 1811
 
 #: C{gnt-cluster verify} errors this environment causes whatever the HTTP
-#: layer: no ssh server on the node (the cluster is made with
-#: --no-ssh-init), the master IP that verify cannot reach inside the
-#: namespace, and a kernel without magic SysRq (no /proc/sysrq-trigger).
+#: layer: the master IP that verify cannot reach inside the namespace, and
+#: a kernel without magic SysRq (no /proc/sysrq-trigger).
 KNOWN_VERIFY_ERRORS = (
-  re.compile(r"ERROR: node \S+: ssh communication with node '\S+': "
-             r"ssh problem: ssh: connect to host \S+ port 22: "
-             r"Connection refused"),
   re.compile(r"ERROR: node \S+: the master node cannot reach the master IP"
              r" \(not configured\?\)$"),
   re.compile(r"ERROR: node \S+: node setup error: The procfs filesystem "
@@ -100,6 +97,8 @@ class Scenario(object):
       ("noded and RAPI log each request", self.CheckRequestLogLines),
       ("noded stopped during a delay RPC", self.CheckStopDuringRpc),
       ("each daemon restarted (daemon-util)", self.CheckDaemonRestarts),
+      ("docs/operations.md by hand (gnt-cluster copyfile, command)",
+       self.CheckOperatorProcedure),
       ("README example settings", self.CheckReadmeSettings),
       ("ganeti-3.0 reinstalled", self.CheckGanetiReinstall),
       ("reboot (stop-all, /run wiped, init script)", self.CheckReboot),
@@ -170,8 +169,7 @@ class Scenario(object):
       return NOT_APPLICABLE
     self.node.CopyFile(self.deb_path, "/tmp/%s.deb" % PACKAGE)
     self.gnt.Run("dpkg -i /tmp/%s.deb" % PACKAGE)
-    ganeti_commands.SetConfigKey(self.node.HostPath(BACKEND_CONFIG),
-                                 "backends", "default", self.column)
+    self.gnt.Run("ganeti-http set default %s" % self.column)
     return PASS
 
   def CheckClusterInit(self):
@@ -362,6 +360,66 @@ class Scenario(object):
         raise CheckFailed("after restarting %s: %s" % (daemon, err))
     self._CheckBackendSince(positions)
 
+  def CheckOperatorProcedure(self):
+    """docs/operations.md's migration by hand, on the one node: noded and
+    RAPI to the other backend and back (the flag file set on the master,
+    distributed with gnt-cluster copyfile, noded restarted and checked
+    through gnt-cluster command), then one C{default} line for both.
+
+    The commands are the document's (test_operations_doc_commands_ran
+    checks that); on legacy the flip is the document's flip and the
+    return its rollback, on fastcgi the other way round.
+    """
+    if not self._packaged:
+      return NOT_APPLICABLE
+    self._ExpectOutput("ganeti-http check", "no problem found")
+    other = "legacy" if self.column == "fastcgi" else "fastcgi"
+    for backend in (other, self.column):
+      self.gnt.Run("ganeti-http set noded %s" % backend)
+      if backend == "fastcgi":
+        self._ExpectOutput("ganeti-http config noded", "fastcgi.server")
+      self._ExpectOutput("ganeti-http check noded", "no problem found")
+      self.gnt.Run("gnt-cluster copyfile %s" % BACKEND_CONFIG)
+      self._ExpectOutput("ganeti-http status noded", "restart needed")
+      self._ExpectOutput(
+        "gnt-cluster command -n %s \"%s stop ganeti-noded && %s start"
+        " ganeti-noded\"" % (NODE_NAME, ganeti_commands.DAEMON_UTIL,
+                             ganeti_commands.DAEMON_UTIL), "return code = 0")
+      status = self._ExpectOutput("gnt-cluster command -n %s ganeti-http"
+                                  " status noded" % NODE_NAME,
+                                  "running:    %s " % backend)
+      if "restart needed" in status:
+        raise CheckFailed("after the restart: %s" % Tail(status))
+      self.gnt.Run("ganeti-http set rapi %s --restart" % backend)
+      self._ExpectOutput("ganeti-http status rapi", "running:    %s "
+                         % backend)
+      self._CheckClusterWorks()
+      if backend == other:
+        self.CheckClusterVerify()
+        self.gnt.Run("gnt-job list")
+    self._ExpectOutput("tail /var/log/ganeti/lighttpd-noded.log",
+                       "lighttpd| ")
+    self._ExpectOutput("grep \"HTTP backend of\" %s"
+                       % ganeti_commands.HTTP_DAEMON_LOGS["noded"],
+                       "HTTP backend of noded: %s" % self.column)
+    self.gnt.Run("ganeti-http set default %s" % self.column)
+    self.gnt.Run("ganeti-http unset noded")
+    self.gnt.Run("ganeti-http unset rapi")
+    self.gnt.Run("gnt-cluster copyfile %s" % BACKEND_CONFIG)
+    status = self.gnt.Run("ganeti-http status")
+    if "restart needed" in status or status.count(
+        "running:    %s " % self.column) != len(HTTP_DAEMONS):
+      raise CheckFailed("ganeti-http status: %s" % Tail(status))
+    return PASS
+
+  def _ExpectOutput(self, command, expected):
+    """Run C{command}; fail unless its output contains C{expected}."""
+    output = self.gnt.Run(command)
+    if expected not in output:
+      raise CheckFailed("%s: no %r in: %s" % (command, expected,
+                                              Tail(output)))
+    return output
+
   def CheckReadmeSettings(self):
     """The README's [fastcgi] example: processes = 2, sendfile dirs.
 
@@ -406,6 +464,7 @@ class Scenario(object):
     """stop-all, every process gone, /run emptied, boot-time tmpfiles.d,
     init script start."""
     daemons = self.gnt.RunningDaemons()
+    self.gnt.Run(ssh_setup.STOP_SSHD)
     self.gnt.DaemonUtil("stop-all")
     left = [line for line in self.gnt.Run(
               "ps -e --no-headers -o pid=,args=").splitlines()
@@ -417,6 +476,7 @@ class Scenario(object):
     # What a Debian 12 boot does before the init scripts run
     # (systemd-tmpfiles-setup.service); its status is not the package's.
     self.node.Run("systemd-tmpfiles --create --boot", check=False)
+    self.gnt.Run(ssh_setup.START_SSHD)
     positions = self.gnt.LogPositions()
     output = self.gnt.Run("/etc/init.d/ganeti start",
                           timeout=ganeti_commands.DAEMON_UTIL_TIMEOUT * 3)

@@ -14,7 +14,12 @@ minutes).  Two columns, each on a fresh cluster (L{multinode.Cluster}):
 The load (L{migration_load.Load}) runs from before the first step to after
 the last; after each step it runs on for L{SETTLE_SECONDS} on the mixed
 cluster.  The table (one row per step) is printed and, if
-C{GANETI_HTTP_MIGRATION_REPORT} names a file, written there.
+C{GANETI_HTTP_MIGRATION_REPORT} names a file, written there, followed by
+every failed operation: when, what exactly, the daemon it talked to and
+whether that daemon was restarting, and the error text.  The package
+column also checks that the commands of docs/operations.md's C{sh
+migration-test} blocks are among those the nodes ran
+(L{documented_commands}).
 """
 
 import os
@@ -23,6 +28,7 @@ import time
 
 import pytest
 
+from tests.cluster import documented_commands
 from tests.cluster import ganeti_commands
 from tests.cluster import migration_load
 from tests.cluster import multinode
@@ -32,7 +38,10 @@ DEB_VARIABLE = "GANETI_HTTP_DEB"
 REPORT_VARIABLE = "GANETI_HTTP_MIGRATION_REPORT"
 SCRIPT_SOURCE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir,
                              "shims", "rolling_migration.py")
-SCRIPT_PATH = "/root/rolling_migration.py"
+#: Where the script goes on the master; it runs from there as the
+#: operator runs it (docs/operations.md: C{python3 rolling_migration.py}).
+SCRIPT_DIRECTORY = "/root"
+SCRIPT_NAME = "rolling_migration.py"
 
 #: Load before the first step, and after each step, in seconds.
 SETTLE_SECONDS = 20
@@ -77,9 +86,10 @@ def RowName(name, column):
 
 
 def ScriptCommand(steps, dry_run=False):
-  return " ".join(["python3", SCRIPT_PATH] +
-                  ["--verify-ignore=%s" % code for code in VERIFY_IGNORE] +
-                  (["--dry-run"] if dry_run else []) + steps)
+  return "cd %s && %s" % (SCRIPT_DIRECTORY, " ".join(
+    ["python3", SCRIPT_NAME] +
+    ["--verify-ignore=%s" % code for code in VERIFY_IGNORE] +
+    (["--dry-run"] if dry_run else []) + steps))
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +150,14 @@ def _FailingFlip(cluster):
   return (name, mark, time.time())
 
 
+def _Targets():
+  """C{HOST:PORT} of RAPI (the master IP) and of each node's noded (by
+  node name), as the load's clients reach them."""
+  return ("%s:5080" % multinode.CLUSTER_ADDRESS,
+          {multinode.FullName(name): "%s:1811" % address
+           for (name, address) in multinode.NODES})
+
+
 def _Report(column, text):
   print("\n== rolling migration, %s ==\n%s" % (column, text))
   path = os.environ.get(REPORT_VARIABLE)
@@ -149,8 +167,10 @@ def _Report(column, text):
 
 
 @pytest.mark.parametrize("column", ("stock", "package"))
-def test_rolling_migration(column, root_tarball):
-  cluster = multinode.Cluster(root_tarball, _DebPath(column))
+def test_rolling_migration(column, root_tarball, tmp_path):
+  command_log = str(tmp_path / "commands.log")
+  cluster = multinode.Cluster(root_tarball, _DebPath(column),
+                              command_log=command_log)
   load = migration_load.Load()
   windows = []  # (row name, start, end)
   scripts = []
@@ -158,10 +178,10 @@ def test_rolling_migration(column, root_tarball):
   try:
     cluster.Init()
     instances = cluster.AddInstances()
-    cluster.master.CopyFile(SCRIPT_SOURCE, SCRIPT_PATH)
+    cluster.master.CopyFile(SCRIPT_SOURCE, "%s/%s" % (SCRIPT_DIRECTORY,
+                                                     SCRIPT_NAME))
     dry_run = cluster.master.Run(ScriptCommand(
-      ScriptSteps(sum([steps for (_, steps) in STEPS], []), column),
-      dry_run=True))
+      ScriptSteps(STEPS[0][1], column), dry_run=True))
     assert "ganeti-http set" in dry_run.stdout or column == "stock", \
       dry_run.stdout
     _StartLoad(cluster, load, instances)
@@ -195,8 +215,14 @@ def test_rolling_migration(column, root_tarball):
   retried = ["%s: script: %s" % (name, line[3:])
              for (name, _, result) in scripts
              for line in result.stdout.splitlines() if line.startswith("!! ")]
-  _Report(column, "\n".join([migration_load.FormatTable(rows, total)] +
-                            retried))
+  (rapi_target, node_targets) = _Targets()
+  _Report(column, "\n".join(
+    [migration_load.FormatTable(rows, total), "",
+     "Every failed operation (time UTC, duration, what, the daemon it"
+     " talked to, error):",
+     migration_load.FailureReport(
+       [(name, migration_load.Failed(figures)) for (name, figures) in rows],
+       load.events, rapi_target, node_targets) or "none"] + retried))
   failed_scripts = ["%s: %s exited %d:\n%s" % (name, command,
                                                 result.returncode,
                                                 result.stdout + result.stderr)
@@ -204,17 +230,23 @@ def test_rolling_migration(column, root_tarball):
                     if result.returncode != 0]
   assert not failed_scripts, "\n".join(failed_scripts)
   assert not dead, "load drivers ended early: %s" % dead
+  if column != "stock":  # stock restarts instead of the documented flips
+    missing = documented_commands.NotRun(
+      documented_commands.DocumentCommands("migration-test"),
+      documented_commands.ReadLog(command_log))
+    assert not missing, (
+      "docs/operations.md has commands the migration did not run:\n%s"
+      % "\n".join(str(command) for command in missing))
   # Ganeti 3.0's RPC client does not retry a lost connection: a job whose
   # RPC reaches a node while its noded restarts fails, on stock Ganeti as
   # with the package (the reference column shows it), and so does a RAPI
   # request while RAPI restarts.  Any other failure of a job, query or
   # RAPI request fails the test.
-  (_, others) = migration_load.LostToRestarts(
-    load.events, "%s:5080" % multinode.CLUSTER_ADDRESS,
-    {multinode.FullName(name): "%s:1811" % address
-     for (name, address) in multinode.NODES})
-  assert not others, "failed, and not while a daemon restarted: %s" % (
-    others,)
+  (_, others) = migration_load.LostToRestarts(load.events, rapi_target,
+                                              node_targets)
+  assert not others, "failed, and not while a daemon restarted:\n%s" % (
+    migration_load.FailureReport([("whole run", others)], load.events,
+                                 rapi_target, node_targets))
   failed_jobs = [line.split()[0] for line in jobs.splitlines()
                  if line.split()[-1] != "success"]
   assert len(failed_jobs) <= len(total["jobs_failed"]), (
