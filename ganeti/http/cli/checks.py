@@ -21,11 +21,11 @@ import shutil
 import stat
 import tempfile
 
+from ganeti.http.backends import daemons
 from ganeti.http.backends import selection
 from ganeti.http.backends.fastcgi.lighttpd import supervisor
-from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
-from ganeti.http.cli import daemons
 from ganeti.http.cli import preview
+from ganeti.http.system import trusted_dirs
 
 
 def _Groups(user):

@@ -21,8 +21,8 @@ import logging
 import os
 import pwd
 
-from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
 from ganeti.http.system import process_identity
+from ganeti.http.system import trusted_dirs
 
 PREFIX = "ganeti-http-"
 _OWNER_FILE = "owner"
