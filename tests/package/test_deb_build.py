@@ -137,8 +137,12 @@ def test_triggers_tmpfiles_and_scripts(unpacked):
     lines = [line.split() for line in handle
              if line.strip() and not line.startswith("#")]
   assert lines == [["d", "/run/ganeti-http", "0755", "root", "root", "-"],
+                   ["d", "/run/ganeti-http/handover", "0700", "root", "root",
+                    "-"],
                    ["d", "/run/ganeti-http/gnt-rapi", "0700", "gnt-rapi",
-                    "gnt-rapi", "-"]]
+                    "gnt-rapi", "-"],
+                   ["d", "/run/ganeti-http/gnt-rapi/handover", "0700",
+                    "gnt-rapi", "gnt-rapi", "-"]]
   for script in ("DEBIAN/postinst", "DEBIAN/prerm", "DEBIAN/postrm",
                  "usr/sbin/ganeti-http-shim"):
     path = os.path.join(unpacked, script)

@@ -65,12 +65,22 @@ ENV_CLIENT_KEEPALIVE = "GANETI_HTTP_CLIENT_KEEPALIVE"
 #: Names the directory of lighttpd's error logs (L{ganeti.http.backends.
 #: fastcgi.lighttpd.error_log}); default: Ganeti's log directory.
 ENV_LOG_DIR = "GANETI_HTTP_LOG_DIR"
+#: "no" (or "off", "0", "false") turns off the listening socket's handover
+#: across a restart (L{HandoverEnabled}); also key C{enabled} of section
+#: L{HANDOVER_SECTION} of the INI file.
+ENV_HANDOVER = "GANETI_HTTP_HANDOVER"
+#: Names the handover directory (default: L{ganeti.http.system.
+#: listening_socket_handover.HandoverDir}; tests).
+ENV_HANDOVER_DIR = "GANETI_HTTP_HANDOVER_DIR"
 DEFAULT_CONFIG_FILE = "/etc/ganeti/http-backend.conf"
 #: Ganeti's defaults file, which daemon-util sources (Ganeti 3.0's
 #: C{$SYSCONFDIR/default/ganeti}).
 DEFAULTS_FILE = "/etc/default/ganeti"
 CONFIG_SECTION = "backends"
 CONFIG_DEFAULT_KEY = "default"
+HANDOVER_SECTION = "handover"
+_TRUE = ("yes", "on", "1", "true")
+_FALSE = ("no", "off", "0", "false")
 
 
 class BackendFlagError(ValueError):
@@ -110,7 +120,7 @@ def _FileVariable(name):
   sets for a daemon it spawns."""
   return (name.startswith(ENV_PREFIX) or
           name in (ENV_PROCESSES, ENV_STATUS_DIR, ENV_CLIENT_KEEPALIVE,
-                   ENV_LOG_DIR))
+                   ENV_LOG_DIR, ENV_HANDOVER))
 
 
 #: A line of a shell file that assigns a variable of this package.
@@ -216,6 +226,26 @@ def ReadSection(path, section):
   @raise BackendFlagError: see L{ReadConfig}
   """
   return ReadConfig(path).get(section, {})
+
+
+def HandoverEnabled(environ=os.environ):
+  """Whether a restarted daemon takes its listening socket over from the
+  stopped one (L{ENV_HANDOVER}, else key C{enabled} of section
+  L{HANDOVER_SECTION} of the INI file; default yes).
+
+  @raise BackendFlagError: the value is not yes/no (or on/off, 1/0,
+      true/false), or see L{ReadConfig}
+  """
+  (value, source) = Variable(ENV_HANDOVER, environ)
+  if value is None:
+    path = ConfigPath(environ)
+    value = ReadSection(path, HANDOVER_SECTION).get("enabled")
+    source = "key 'enabled' in section [%s] of %s" % (HANDOVER_SECTION, path)
+  if value is None or not value.strip():
+    return True
+  if value.strip().lower() in _TRUE + _FALSE:
+    return value.strip().lower() in _TRUE
+  raise BackendFlagError("%r from %s is neither yes nor no" % (value, source))
 
 
 def SpawnedByLighttpd(environ=os.environ):
