@@ -79,8 +79,8 @@ DEFAULTS_FILE = "/etc/default/ganeti"
 CONFIG_SECTION = "backends"
 CONFIG_DEFAULT_KEY = "default"
 HANDOVER_SECTION = "handover"
-_TRUE = ("yes", "on", "1", "true")
-_FALSE = ("no", "off", "0", "false")
+_ON_VALUES = ("1", "yes", "true", "on")
+_OFF_VALUES = ("0", "no", "false", "off")
 
 
 class BackendFlagError(ValueError):
@@ -228,24 +228,38 @@ def ReadSection(path, section):
   return ReadConfig(path).get(section, {})
 
 
+def Switch(variable, section, key, environ=os.environ):
+  """An on/off setting: the variable C{variable} (see L{Variable}), else
+  key C{key} of section C{section} of the INI file; on when neither sets
+  it.  On is 1, yes, true or on; off is 0, no, false or off.
+
+  @raise BackendFlagError: another value, or see L{ReadConfig}
+  """
+  path = ConfigPath(environ)
+  candidates = [
+    Variable(variable, environ),
+    (ReadSection(path, section).get(key),
+     "key %r in section [%s] of %s" % (key, section, path)),
+  ]
+  for (raw, source) in candidates:
+    if raw is None or not raw.strip():
+      continue
+    value = raw.strip().lower()
+    if value in _ON_VALUES + _OFF_VALUES:
+      return value in _ON_VALUES
+    raise BackendFlagError("Unknown value %r from %s; expected on or off" %
+                           (raw, source))
+  return True
+
+
 def HandoverEnabled(environ=os.environ):
   """Whether a restarted daemon takes its listening socket over from the
-  stopped one (L{ENV_HANDOVER}, else key C{enabled} of section
-  L{HANDOVER_SECTION} of the INI file; default yes).
+  stopped one (L{Switch}: L{ENV_HANDOVER}, key C{enabled} of section
+  L{HANDOVER_SECTION}; default on).
 
-  @raise BackendFlagError: the value is not yes/no (or on/off, 1/0,
-      true/false), or see L{ReadConfig}
+  @raise BackendFlagError: see L{Switch}
   """
-  (value, source) = Variable(ENV_HANDOVER, environ)
-  if value is None:
-    path = ConfigPath(environ)
-    value = ReadSection(path, HANDOVER_SECTION).get("enabled")
-    source = "key 'enabled' in section [%s] of %s" % (HANDOVER_SECTION, path)
-  if value is None or not value.strip():
-    return True
-  if value.strip().lower() in _TRUE + _FALSE:
-    return value.strip().lower() in _TRUE
-  raise BackendFlagError("%r from %s is neither yes nor no" % (value, source))
+  return Switch(ENV_HANDOVER, HANDOVER_SECTION, "enabled", environ)
 
 
 def SpawnedByLighttpd(environ=os.environ):

@@ -83,6 +83,10 @@ def _CheckFiles(environ):
       yield ("%s: key %r in section [%s] is %r, not one of %s" %
              (path, key, selection.CONFIG_SECTION, value,
               ", ".join(sorted(selection.BACKENDS))))
+  try:
+    selection.HandoverEnabled(environ)
+  except selection.BackendFlagError as err:
+    yield str(err)
   for section in config:
     if section.startswith("fastcgi:") and \
         section[len("fastcgi:"):] not in daemons.NAMES:

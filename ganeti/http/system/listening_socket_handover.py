@@ -209,7 +209,7 @@ class ListeningSocket(object):
     hold it for the next daemon (see the module's description).  The caller
     closes its own copy afterwards.  Without a handover (or its
     directory), nothing happens: the port closes with the caller's copy."""
-    if self._directory is None:
+    if self._directory is None or sock.fileno() < 0:
       return
     dir_fd = self._OpenDir("kept for the next daemon")
     if dir_fd is None:
