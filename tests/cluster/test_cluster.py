@@ -20,6 +20,8 @@ DEB_VARIABLE = "GANETI_HTTP_DEB"
 #: {column: [(title, outcome), ...]}, filled by the tests, printed by
 #: conftest.py's terminal summary.
 OUTCOMES = {}
+#: {column: {title: figures}}: what checks measured, printed under it.
+FIGURES = {}
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +45,12 @@ def test_cluster_scenario(column, root_tarball):
   deb_path = _PackagePath(column)
   node = Node(root_tarball, scenario.NODE_NAME, scenario.NODE_ADDRESS)
   try:
-    outcomes = scenario.Scenario(node, column, deb_path).Run()
+    checks = scenario.Scenario(node, column, deb_path)
+    outcomes = checks.Run()
   finally:
     node.Stop()  # raises if a process of the node survived
   OUTCOMES[column] = outcomes
+  FIGURES[column] = checks.figures
   allowed = (scenario.PASS, scenario.NOT_APPLICABLE if column == "stock"
              else scenario.PASS)
   failed = ["%s: %s" % item for item in outcomes if item[1] not in allowed]
