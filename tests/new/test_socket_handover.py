@@ -77,14 +77,20 @@ class _Daemons(object):
     self.port = port
     self.pid = None
 
-  def Start(self):
+  def Start(self, **env):
+    """Start a daemon (C{env}: variables to set for it); it writes its pid
+    once it serves."""
+    info_path = os.path.join(self._state_dir, "daemon.json")
+    if os.path.exists(info_path):
+      os.unlink(info_path)
     starter = subprocess.run(
       [sys.executable, "-m", "tests.new.daemonized", self._state_dir,
-       str(self.port), "noded"], cwd=REPO, env=self._env,
+       str(self.port), "noded"], cwd=REPO, env=dict(self._env, **env),
       stdout=subprocess.PIPE, universal_newlines=True, timeout=WAIT + 30)
     assert starter.returncode == 0, (starter.stdout, self.Log())
-    with open(os.path.join(self._state_dir, "daemon.json")) as info:
-      self.pid = json.load(info)["pid"]
+    if os.path.exists(info_path):
+      with open(info_path) as info:
+        self.pid = json.load(info)["pid"]
 
   def Stop(self):
     """SIGTERM, then wait for the daemon to exit (start-stop-daemon's
@@ -188,6 +194,30 @@ def test_a_restart_refuses_no_connection(daemons, backend):
   assert (prober.refused, prober.failed) == (0, []), noded.Log()
   assert "Took over the listening socket on 127.0.0.1 port %d" % noded.port \
     in noded.Log()
+
+
+def test_a_failed_start_leaves_the_socket_to_the_next(daemons, tmp_path):
+  """A fastcgi daemon that takes the socket over and then fails to start
+  (no frontend account) passes it on again: the next start (here a
+  rollback to legacy) takes it over, and no connection is refused."""
+  noded = daemons("fastcgi")
+  noded.Start()
+  prober = _Prober(noded.port)
+  try:
+    WaitFor(lambda: prober.answered_at)
+    noded.Stop()
+    failing = tmp_path / "no-account.conf"
+    failing.write_text("[fastcgi]\nfrontend-user = no-such-account\n")
+    noded.Start(GANETI_HTTP_BACKEND_CONFIG=str(failing))
+    log = noded.Log()
+    assert "no-such-account" in log and "daemon failed" in log, log
+    noded.Start(GANETI_HTTP_BACKEND="legacy")
+    restarted = time.monotonic()
+    WaitFor(lambda: prober.AnsweredSince(restarted), timeout=30)
+  finally:
+    prober.Finish()
+  assert (prober.refused, prober.failed) == (0, []), noded.Log()
+  assert noded.Log().count("Took over the listening socket") == 2
 
 
 def test_a_socket_kept_for_another_port_is_not_taken(daemons, handover_dir):

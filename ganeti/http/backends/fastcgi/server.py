@@ -110,7 +110,14 @@ class FastCgiHttpServer(base.ServerBase):
     the daemon's forgotten children (L{base.ServerBase._HoldReaper}), as
     3.2's does.
     """
-    self._StartServing()
+    try:
+      self._StartServing()
+    except BaseException:
+      if not self.spawned:
+        # The daemon exits: the next one (a rollback, say) takes the port
+        # over, and connections meanwhile wait instead of being refused.
+        self.listening.PassOn(self.socket)
+      raise
     self._HoldReaper()
     self._WakeMainLoopOnSignals()
     self._PublishStatus(
