@@ -50,7 +50,7 @@ from bench import flood_namespace
 from bench import procs
 from bench import run as bench_run
 from bench import servers
-from ganeti.http.cli import daemons
+from ganeti.http.backends import daemons
 from ganeti.http.cli import firewall
 
 #: Upper bounds of one run.

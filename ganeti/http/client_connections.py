@@ -59,8 +59,6 @@ ENV_KEEPALIVE = selection.ENV_CLIENT_KEEPALIVE
 #: Section and key of the backend flag's INI file with the same meaning
 CONFIG_SECTION = "client"
 CONFIG_KEY = "keepalive"
-_OFF_VALUES = frozenset(["0", "no", "false", "off"])
-_ON_VALUES = frozenset(["1", "yes", "true", "on"])
 
 #: Seconds a connection may have been idle and still be reused; below
 #: lighttpd.config.DEFAULT_KEEP_ALIVE_IDLE, with room to spare
@@ -91,6 +89,7 @@ def KeepAliveEnabled():
   default is on.
 
   @raise ValueError: the value is not one of 0/1, no/yes, false/true, off/on
+      (L{selection.Switch})
   """
   global _enabled  # pylint: disable=global-statement
   if _enabled is None:
@@ -99,23 +98,7 @@ def KeepAliveEnabled():
 
 
 def _ReadSwitch(environ=os.environ):
-  path = selection.ConfigPath(environ)
-  candidates = [
-    selection.Variable(ENV_KEEPALIVE, environ),
-    (selection.ReadSection(path, CONFIG_SECTION).get(CONFIG_KEY),
-     "key %r in section [%s] of %s" % (CONFIG_KEY, CONFIG_SECTION, path)),
-    ]
-  for (raw, source) in candidates:
-    if raw is None or not raw.strip():
-      continue
-    value = raw.strip().lower()
-    if value in _OFF_VALUES:
-      return False
-    if value in _ON_VALUES:
-      return True
-    raise ValueError("Unknown value %r from %s; expected on or off" %
-                     (raw, source))
-  return True
+  return selection.Switch(ENV_KEEPALIVE, CONFIG_SECTION, CONFIG_KEY, environ)
 
 
 class OptionRecorder(object):

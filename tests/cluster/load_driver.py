@@ -17,6 +17,11 @@ error text (C{detail}).
   C{/2/jobs/ID} until it ends.
 - C{probe}: TCP connects to each C{HOST:PORT} every 0.1 s; one line per
   stretch of time a target refused (or did not answer) connections.
+- C{answers}: requests to a node daemon (C{HOST:PORT}), one after
+  another, each on a new TLS connection with the node's client
+  certificate (as Ganeti's RPC client presents it): one line per
+  request, C{kind} C{answer} (with the time it took) or C{refused}, or a
+  failure.
 - C{rpc}: Ganeti's own RPC client on the master (the C{version} call of
   Ganeti 3.0's BootstrapRunner, through whatever C{ganeti.http} is
   installed) to each node in turn; one line per call with its latency.
@@ -207,6 +212,40 @@ def RunProbe(args):
     Emit(t=start, dt=time.time() - start, kind="refused", op=name, ok=False)
 
 
+# answers
+
+#: The node's client certificate, which Ganeti 3.0's RPC client presents
+#: (signed by the cluster's certificate; noded accepts the nodes' ones).
+NODE_CLIENT_CERTIFICATE = "/var/lib/ganeti/client.pem"
+
+
+def RunAnswers(args):
+  (host, port) = args.target.rsplit(":", 1)
+  context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+  context.check_hostname = False
+  context.verify_mode = ssl.CERT_NONE
+  context.load_cert_chain(NODE_CLIENT_CERTIFICATE)
+  while not _stopping:
+    started = time.time()
+    connection = http.client.HTTPSConnection(host, int(port), timeout=60,
+                                             context=context)
+    try:
+      connection.request("POST", "/version", body="[]")
+      response = connection.getresponse()
+      response.read()
+      Emit(t=started, dt=time.time() - started, kind="answer", op=args.target,
+           ok=response.status == 200, detail=str(response.status))
+    except ConnectionRefusedError:
+      Emit(t=started, dt=time.time() - started, kind="refused",
+           op=args.target, ok=False)
+      time.sleep(0.01)
+    except (OSError, http.client.HTTPException) as err:
+      Emit(t=started, dt=time.time() - started, kind="answer", op=args.target,
+           ok=False, detail=repr(err))
+    finally:
+      connection.close()
+
+
 # rpc
 
 def RunRpc(args):
@@ -245,6 +284,8 @@ def main():
   rapi.add_argument("--pause", type=float, default=0.5)
   probe = modes.add_parser("probe")
   probe.add_argument("targets", nargs="+", metavar="HOST:PORT")
+  answers = modes.add_parser("answers")
+  answers.add_argument("target", metavar="HOST:PORT")
   rpc_mode = modes.add_parser("rpc")
   rpc_mode.add_argument("--node", dest="nodes", action="append",
                         required=True)
@@ -253,7 +294,7 @@ def main():
   signal.signal(signal.SIGTERM, _Stop)
   signal.signal(signal.SIGINT, _Stop)
   {"jobs": RunJobs, "rapi": RunRapi, "probe": RunProbe,
-   "rpc": RunRpc}[args.mode](args)
+   "answers": RunAnswers, "rpc": RunRpc}[args.mode](args)
 
 
 if __name__ == "__main__":

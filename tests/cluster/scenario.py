@@ -15,6 +15,7 @@ import subprocess
 import time
 
 from tests.cluster import ganeti_commands
+from tests.cluster import migration_load
 from tests.cluster import ssh_setup
 from tests.cluster.ganeti_commands import CheckFailed, Tail
 
@@ -38,6 +39,8 @@ RAPI_USER = "testbed"
 RAPI_PASSWORD = "testbed-secret"
 HTTP_DAEMONS = ("ganeti-noded", "ganeti-rapi")
 NODED_PORT = 1811
+#: Seconds of the delay RPC in flight while noded restarts.
+RESTART_RPC_SECONDS = 10
 
 #: C{gnt-cluster verify} errors this environment causes whatever the HTTP
 #: layer: the master IP that verify cannot reach inside the namespace, and
@@ -73,6 +76,8 @@ class Scenario(object):
     self.gnt = ganeti_commands.GanetiCommands(
       node, "%s:%s" % (RAPI_USER, RAPI_PASSWORD))
     self._instance_count = 0
+    #: {title: what a check measured}, printed under the table
+    self.figures = {}
 
   @property
   def _packaged(self):
@@ -95,7 +100,7 @@ class Scenario(object):
       ("RAPI job", self.CheckRapiJob),
       ("gnt-debug delay RPC", self.CheckDelayRpc),
       ("noded and RAPI log each request", self.CheckRequestLogLines),
-      ("noded stopped during a delay RPC", self.CheckStopDuringRpc),
+      ("noded restarted during a delay RPC", self.CheckRestartDuringRpc),
       ("each daemon restarted (daemon-util)", self.CheckDaemonRestarts),
       ("docs/operations.md by hand (gnt-cluster copyfile, command)",
        self.CheckOperatorProcedure),
@@ -313,28 +318,62 @@ class Scenario(object):
         raise CheckFailed("no request line for %s in %s" % (
           path, ganeti_commands.HTTP_DAEMON_LOGS[daemon]))
 
-  def CheckStopDuringRpc(self):
-    """noded stopped and started while it serves a 10 s delay RPC.
+  def CheckRestartDuringRpc(self):
+    """noded stopped and started (daemon-util) while it serves a 10 s delay
+    RPC, and while a client sends it requests one after another.
 
     As on stock Ganeti 3.0 (whose noded serves each connection in a forked
     child), the stop must not wait for the RPC (daemon-util kills a daemon
-    still there after 30 s) and the RPC's job must still succeed.
+    still there after 30 s): it returns while the RPC runs, and the RPC's
+    job must still succeed.  With the package, no connection may be refused
+    meanwhile (the listening socket is passed on) and every request is
+    answered; stock Ganeti refuses connections until the new noded has
+    bound its port.  The figures go under the table.
     """
-    job_id = self.gnt.SubmitJob("gnt-debug delay --submit --no-master -n %s"
-                                " 10" % NODE_NAME)
+    job_id = self.gnt.SubmitJob("gnt-debug delay --submit --no-master -n"
+                                " %s %d" % (NODE_NAME, RESTART_RPC_SECONDS))
     self.gnt.WaitJobRunning(job_id)
-    self._WaitNodedConnection()
-    started = time.monotonic()
-    self.gnt.DaemonUtil("stop", "ganeti-noded")
-    stop_seconds = time.monotonic() - started
-    status = self.gnt.JobStatus(job_id)
-    self.gnt.DaemonUtil("start", "ganeti-noded")
-    if status != "running":
-      raise CheckFailed("daemon-util stop waited for the delay RPC to end"
-                        " (%.0f s; job %s: %s)" % (stop_seconds, job_id,
-                                                    status))
-    self.gnt.WaitJob(job_id)
+    self._WaitNodedConnection()  # the RPC's (the client's come next)
+    load = migration_load.Load()
+    load.Start(self.node, "answers", "%s:%d" % (NODE_ADDRESS, NODED_PORT))
+    try:
+      self._WaitForAnswers(load)
+      started = time.monotonic()
+      self.gnt.DaemonUtil("stop", "ganeti-noded")
+      stop_seconds = time.monotonic() - started
+      status = self.gnt.JobStatus(job_id)
+      self.gnt.DaemonUtil("start", "ganeti-noded")
+      restarted = time.time()
+      self._WaitForAnswers(load, since=restarted)
+      if status != "running":
+        raise CheckFailed("daemon-util stop waited for the delay RPC to end"
+                          " (%.0f s; job %s: %s)" % (stop_seconds, job_id,
+                                                      status))
+      self.gnt.WaitJob(job_id)
+    finally:
+      load.Stop()
+    (refused_for, longest_wait, failed) = _Interruption(load.events)
+    self.figures["noded restarted during a delay RPC"] = (
+      "stop %.2f s, the RPC's job succeeded, connections refused for %.2f s"
+      " (longest stretch), longest wait for an answer %.2f s, %d requests,"
+      " %d failed" % (stop_seconds, refused_for, longest_wait,
+                      len(load.events), len(failed)))
+    if self._packaged and (refused_for or failed):
+      raise CheckFailed("noded refused connections for %.2f s during the"
+                        " restart; failed requests: %s"
+                        % (refused_for, failed[:3]))
     self._CheckClusterWorks()
+
+  @staticmethod
+  def _WaitForAnswers(load, since=0, timeout=60):
+    """Wait until the driver has had an answer after C{since} (time.time)."""
+    deadline = time.monotonic() + timeout
+    while not any(event["kind"] == "answer" and event["ok"] and
+                  event["t"] > since for event in list(load.events)):
+      if time.monotonic() > deadline or load.Dead():
+        raise CheckFailed("no answer from noded's port: %s"
+                          % (load.Dead() or list(load.events)[-3:]))
+      time.sleep(0.1)
 
   def _WaitNodedConnection(self, timeout=30):
     """Wait until a client has a connection to noded's port (the RPC)."""
@@ -466,13 +505,19 @@ class Scenario(object):
     daemons = self.gnt.RunningDaemons()
     self.gnt.Run(ssh_setup.STOP_SSHD)
     self.gnt.DaemonUtil("stop-all")
-    left = [line for line in self.gnt.Run(
-              "ps -e --no-headers -o pid=,args=").splitlines()
-            if line.split()[0] != "1" and not re.match(r"\d+ (ps|/bin/sh) ",
-                                                        line.strip())]
+    left = [line for line in self._Processes()
+            if not re.match(r"\d+ \S+-keeper ", line)]
     if left:
       raise CheckFailed("stop-all left processes: %s" % "; ".join(left))
     self.gnt.Run("find /run -mindepth 1 -maxdepth 1 -exec rm -rf {} +")
+    # The keepers of the stopped daemons' listening sockets (with the
+    # package) exit once their names under /run are gone.
+    deadline = time.monotonic() + 5
+    while self._Processes():
+      if time.monotonic() > deadline:
+        raise CheckFailed("processes left after /run was emptied: %s"
+                          % "; ".join(self._Processes()))
+      time.sleep(0.1)
     # What a Debian 12 boot does before the init scripts run
     # (systemd-tmpfiles-setup.service); its status is not the package's.
     self.node.Run("systemd-tmpfiles --create --boot", check=False)
@@ -487,6 +532,13 @@ class Scenario(object):
                            self.gnt.LastLogErrors()))
     self._CheckBackendSince(positions)
     self._CheckClusterWorks()
+
+  def _Processes(self):
+    """C{pid comm args} of the node's processes but init, ps and sh."""
+    return [line.strip() for line in self.gnt.Run(
+              "ps -e --no-headers -o pid=,comm=,args=").splitlines()
+            if line.split()[0] != "1" and not re.match(r"\d+ (ps|sh) ",
+                                                        line.strip())]
 
   def CheckPackageRemoval(self):
     """dpkg --purge: Ganeti's files back byte for byte, cluster on stock."""
@@ -507,6 +559,29 @@ class Scenario(object):
               if line.split()[-1] != "success"]
     if failed or not jobs.strip():
       raise CheckFailed("; ".join(failed) or "no jobs")
+
+
+def _Interruption(events):
+  """From the C{answers} driver's lines: the longest stretch (s) from a
+  refused connection to the next answer, the longest time a request took
+  to be answered, and the failed requests (neither answered nor refused)."""
+  refused_for = 0.0
+  refused_since = None
+  longest_wait = 0.0
+  failed = []
+  for event in sorted(events, key=lambda event: event["t"]):
+    if event["kind"] == "refused":
+      if refused_since is None:
+        refused_since = event["t"]
+      continue
+    if refused_since is not None:
+      refused_for = max(refused_for, event["t"] - refused_since)
+      refused_since = None
+    if event["ok"]:
+      longest_wait = max(longest_wait, event["dt"])
+    else:
+      failed.append(event.get("detail"))
+  return (refused_for, longest_wait, failed)
 
 
 def _Outcome(check):

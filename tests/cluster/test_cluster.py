@@ -25,6 +25,8 @@ DEB_VARIABLE = "GANETI_HTTP_DEB"
 #: {column: [(title, outcome), ...]}, filled by the tests, printed by
 #: conftest.py's terminal summary.
 OUTCOMES = {}
+#: {column: {title: figures}}: what checks measured, printed under it.
+FIGURES = {}
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +60,14 @@ def test_cluster_scenario(column, root_tarball, command_log):
     node = Node(root_tarball, scenario.NODE_NAME, scenario.NODE_ADDRESS,
                 command_log=command_log)
     keys.Install(node)
-    outcomes = scenario.Scenario(node, column, deb_path).Run()
+    checks = scenario.Scenario(node, column, deb_path)
+    outcomes = checks.Run()
   finally:
     keys.Remove()
     if node is not None:
       node.Stop()  # raises if a process of the node survived
   OUTCOMES[column] = outcomes
+  FIGURES[column] = checks.figures
   allowed = (scenario.PASS, scenario.NOT_APPLICABLE if column == "stock"
              else scenario.PASS)
   failed = ["%s: %s" % item for item in outcomes if item[1] not in allowed]

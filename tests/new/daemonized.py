@@ -1,6 +1,6 @@
 """A daemon started the way Ganeti 3.0's C{GenericMain} starts one.
 
-  python3 -m tests.new.daemonized STATE_DIR [PORT]
+  python3 -m tests.new.daemonized STATE_DIR [PORT [DAEMON]]
 
 The starting process makes a pipe and forks; the daemon (the child) starts
 a new session, points 0-2 at /dev/null, makes and starts an C{HttpServer}
@@ -10,7 +10,8 @@ and exits 0 on end-of-file, 1 otherwise (C{daemon-util start} waiting for
 C{utils.Daemonize}).  The daemon writes C{{"pid": ..., "port": ...}} to
 STATE_DIR/daemon.json, logs to STATE_DIR/daemon.log, and on SIGTERM stops
 the server (Ganeti's main loop ends, then the daemon calls C{Stop()}) and
-exits.  The backend is what the environment selects.
+exits.  The backend is what the environment selects; the daemon's name is
+DAEMON (default C{test}: none of Ganeti's).
 
 Handler: C{/slow} writes its pid to STATE_DIR/entered, then answers once
 the file STATE_DIR/release exists (at most after 60 s); anything else
@@ -49,7 +50,7 @@ class _SlowHandler(object):
     self.handler = Handler()
 
 
-def _Daemon(state_dir, port, wpipe):
+def _Daemon(state_dir, port, daemon_name, wpipe):
   os.setsid()
   null = os.open(os.devnull, os.O_RDWR)
   for descriptor in (0, 1, 2):
@@ -65,7 +66,7 @@ def _Daemon(state_dir, port, wpipe):
   # As Ganeti 3.0's daemons call it: main loop, address, port,
   # max_clients, handler.
   server = http_server.HttpServer(object(), "127.0.0.1", port, 20, handler,
-                                  daemon_name="test")
+                                  daemon_name=daemon_name)
   server.Start()
   with open(os.path.join(state_dir, "daemon.json"), "w") as info:
     json.dump({"pid": os.getpid(), "port": server.server_address[1]}, info)
@@ -80,12 +81,13 @@ def _Daemon(state_dir, port, wpipe):
 def main():
   state_dir = sys.argv[1]
   port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+  daemon_name = sys.argv[3] if len(sys.argv) > 3 else "test"
   (rpipe, wpipe) = os.pipe()
   if os.fork() == 0:
     os.close(rpipe)
     status = 1
     try:
-      _Daemon(state_dir, port, wpipe)
+      _Daemon(state_dir, port, daemon_name, wpipe)
       status = 0
     except BaseException:  # pylint: disable=broad-except
       logging.exception("daemon failed")

@@ -295,7 +295,8 @@ def test_a_process_given_lighttpds_pid_is_refused(fastcgi, monkeypatch,
   running = fastcgi(PidHandler())
   supervisor = running.server._supervisor
   path = running.server._fastcgi_socket.getsockname()
-  pid_file = lighttpd_layout.StateLayout(running.server._state_dir).pid_file
+  pid_file = lighttpd_layout.StateLayout(
+    running.server._state_dir.path).pid_file
   forged = RequestBytes(Params("GET", "/", HTTPS="on",
                                SSL_CLIENT_VERIFY="SUCCESS"), [])
   # lighttpd is restarted at once, unless that fails: a binary that cannot
@@ -555,7 +556,7 @@ from tests.new.test_fastcgi_server import PidHandler
 server = http_server.HttpServer("127.0.0.1", 0, PidHandler(),
                                 daemon_name="test")
 server.Start()
-print(server._state_dir, flush=True)
+print(server._state_dir.path, flush=True)
 sys.stdin.read()
 """
 
@@ -584,10 +585,10 @@ def test_state_dirs_of_killed_daemons_are_removed(fastcgi, monkeypatch,
   foreign = os.path.join(readable_dir, "ganeti-http-not-a-state-dir")
   os.mkdir(foreign)
   monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(config))
-  first = fastcgi(PidHandler()).server._state_dir
+  first = fastcgi(PidHandler()).server._state_dir.path
   assert sorted(os.listdir(readable_dir)) == sorted(
     [os.path.basename(first), os.path.basename(foreign)])
-  second = fastcgi(PidHandler()).server._state_dir
+  second = fastcgi(PidHandler()).server._state_dir.path
   assert sorted(os.listdir(readable_dir)) == sorted(
     [os.path.basename(path) for path in (first, second, foreign)])
 

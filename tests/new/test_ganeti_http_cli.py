@@ -20,7 +20,7 @@ import pytest
 import ganeti.http as ganeti_http
 from ganeti.http.backends import selection
 from ganeti.http.backends import status_file
-from ganeti.http.cli import daemons
+from ganeti.http.backends import daemons
 from tests.new.lighttpd_helpers import REPO, WaitFor, scratch_dir  # noqa: F401
 from tests.pki import ClusterPki
 

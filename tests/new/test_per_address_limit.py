@@ -21,7 +21,7 @@ import textwrap
 import pytest
 
 from ganeti.http.backends.fastcgi.lighttpd import limits as lighttpd_limits
-from ganeti.http.cli import daemons
+from ganeti.http.backends import daemons
 from ganeti.http.cli import firewall
 from tests.new.lighttpd_helpers import REPO
 
@@ -84,7 +84,7 @@ def test_without_the_rule_the_same_flood_locks_the_valid_client_out():
 #: ::1 and 127.0.0.1 to the node daemon's port; prints what happened.
 _IN_NAMESPACE = textwrap.dedent(r"""
   import json, os, socket, subprocess, sys, tempfile
-  from ganeti.http.cli import daemons
+  from ganeti.http.backends import daemons
   MAX = int(sys.argv[1])
   run = lambda *args, **kw: subprocess.run(args, check=True,
                                            universal_newlines=True, **kw)

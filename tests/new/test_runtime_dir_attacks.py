@@ -20,6 +20,7 @@ from ganeti.http.backends.fastcgi import settings as fastcgi_settings
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 from ganeti.http.backends.fastcgi.lighttpd import state_dirs
 from ganeti.http.backends.fastcgi.lighttpd import supervisor as supervision
+from ganeti.http.system import trusted_dirs
 from tests.new.lighttpd_helpers import REPO, FreePort, Request
 
 pytestmark = pytest.mark.skipif(
@@ -319,8 +320,8 @@ def test_non_root_daemon_default_runtime_dir(package_for_nobody):
           "except settings.SettingsError as err:\n"
           "  print(err)\n" % (package_for_nobody, selection.ENV_CONFIG_FILE,
                               str(config)))
-  mine = os.path.join(fastcgi_settings.ROOT_RUNTIME_DIR, "nobody")
-  os.makedirs(fastcgi_settings.ROOT_RUNTIME_DIR, exist_ok=True)
+  mine = os.path.join(trusted_dirs.ROOT_RUNTIME_DIR, "nobody")
+  os.makedirs(trusted_dirs.ROOT_RUNTIME_DIR, exist_ok=True)
   shutil.rmtree(mine, ignore_errors=True)
   message = AsNobody(load)
   assert "runtime directory %s" % mine in message

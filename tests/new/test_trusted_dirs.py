@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
+from ganeti.http.system import trusted_dirs
 
 
 @pytest.fixture

@@ -397,7 +397,30 @@ in_root dpkg -r ganeti-9.9-fake || fail "removing the later Ganeti version"
   fail "diversions in /usr/share/ganeti/9.9 are left"
 ok "its removal took the shim, the diversions and the directories with it"
 
+# The shim's noded, stopped just before the removal, leaves its port to a
+# keeper for the next daemon; the removal ends the keeper, so that
+# Ganeti's own noded, started next, binds the port.
+prepare_noded
+in_root timeout 60 /usr/lib/ganeti/daemon-util start ganeti-noded ||
+  fail "daemon-util start ganeti-noded before the removal"
+[ "$(rpc /version '[]')" = "200 [true, 3000000]" ] ||
+  fail "noded did not answer before the removal"
+in_root timeout 60 /usr/lib/ganeti/daemon-util stop ganeti-noded ||
+  fail "daemon-util stop ganeti-noded before the removal"
+[ -S "$ROOT/run/ganeti-http/handover/noded@inet@127.0.0.1@1811" ] ||
+  fail "noded's stop left its port to no keeper: $(ls -l "$ROOT/run/ganeti-http/handover")"
 in_root dpkg -r "$SHIM" || fail "dpkg -r $SHIM"
+: > "$ROOT/var/log/ganeti/node-daemon.log"
+# (No compiled files of its own: /usr/share/ganeti is compared below.)
+in_root env PYTHONDONTWRITEBYTECODE=1 timeout 60 \
+    /usr/lib/ganeti/daemon-util start ganeti-noded ||
+  fail "Ganeti's own noded did not start after the removal: $(tail -5 "$ROOT/var/log/ganeti/node-daemon.log")"
+answer=$(rpc /version '[]')
+in_root timeout 60 /usr/lib/ganeti/daemon-util stop ganeti-noded ||
+  fail "daemon-util stop of Ganeti's own noded"
+[ "$answer" = "200 [true, 3000000]" ] ||
+  fail "Ganeti's own noded after the removal answered: $answer"
+ok "removed right after the shim's noded stopped: Ganeti's own noded binds its port and answers"
 check_stock "removed"
 [ -f "$ROOT/etc/ganeti/http-backend.conf" ] ||
   fail "the conffile went with a removal (only a purge removes it)"

@@ -14,8 +14,10 @@ import pytest
 
 import ganeti.http
 from ganeti.http.backends import selection
+from ganeti.http.backends import daemons
 from ganeti.http.backends.fastcgi import settings
-from ganeti.http.cli import daemons
+from ganeti.http.system import listening_socket_handover
+from ganeti.http.system import trusted_dirs
 from tests.package.conftest import BUILD_DEB, REPO
 
 PACKAGE = "ganeti-http-shim"
@@ -27,13 +29,20 @@ CONFFILE = "/etc/ganeti/http-backend.conf"
 DEBIAN_PACKAGES = {"pycurl": "python3-pycurl", "OpenSSL": "python3-openssl",
                    "flup": None}
 
-#: The fastcgi backend's default runtime directories as the code decides
-#: them: (directory, mode, owner) of root's daemons and of RAPI's account.
+#: The fastcgi backend's default runtime directories and the handover
+#: directories in them as the code decides them: (directory, mode, owner)
+#: of root's daemons and of RAPI's account (the handover directories' mode
+#: is the package's own).
 RAPI_USER = daemons.Find("rapi").user
+HANDOVER_DIR_MODE = "0700"
 RUNTIME_DIRS = [
-  (settings.ROOT_RUNTIME_DIR, "%04o" % settings.ROOT_RUNTIME_DIR_MODE, "root"),
-  (settings.DefaultRuntimeDir(RAPI_USER),
-   "%04o" % settings.USER_RUNTIME_DIR_MODE, RAPI_USER)]
+  (trusted_dirs.ROOT_RUNTIME_DIR, "%04o" % settings.ROOT_RUNTIME_DIR_MODE,
+   "root"),
+  (listening_socket_handover.HandoverDir("root"), HANDOVER_DIR_MODE, "root"),
+  (trusted_dirs.DefaultRuntimeDir(RAPI_USER),
+   "%04o" % settings.USER_RUNTIME_DIR_MODE, RAPI_USER),
+  (listening_socket_handover.HandoverDir(RAPI_USER), HANDOVER_DIR_MODE,
+   RAPI_USER)]
 
 
 def _Field(deb, name):
@@ -168,7 +177,7 @@ def _RunLogged(script, argument, tmp_path):
   stubs.mkdir(exist_ok=True)
   log = tmp_path / "calls"
   for name in ("adduser", "install", "getent", "id", "py3compile",
-               "py3clean", "rmdir", "ganeti-http-shim"):
+               "py3clean", "rm", "rmdir", "ganeti-http-shim"):
     stub = stubs / name
     # "id -gn USER" answers USER, as for an account with a group of its name
     stub.write_text('#!/bin/sh\necho "${0##*/} $*" >> %s\n'
@@ -195,8 +204,10 @@ def test_maintainer_scripts_use_the_codes_directories_and_account(
     for (path, mode, owner) in RUNTIME_DIRS]
   calls = _RunLogged(os.path.join(unpacked, "DEBIAN", "postrm"), "purge",
                      tmp_path)
-  assert calls == [["rmdir"] + [path for (path, _, _) in
-                                reversed(RUNTIME_DIRS)]]
+  handover = [path for (path, _, _) in RUNTIME_DIRS[1::2]]
+  runtime = [path for (path, _, _) in RUNTIME_DIRS[0::2]]
+  assert calls == [["rm", "-rf"] + handover,
+                   ["rmdir"] + list(reversed(runtime))]
 
 
 def test_only_build_deb_knows_the_codes_facts():

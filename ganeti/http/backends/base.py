@@ -6,14 +6,20 @@ C{address_family}, C{socket}, C{allow_reuse_address}, C{ganeti_handler},
 C{ssl_verify_peer} and C{ssl_verify_callback}; this project adds
 C{backend}, the backend's name.  L{ServerBase} sets up the attributes that
 come from Ganeti's arguments, the request pipeline both backends run
-requests through, the child reaper Ganeti 3.2's server runs, and the
-status file C{ganeti-http status} reads (L{status_file}).
+requests through, the child reaper Ganeti 3.2's server runs, the
+status file C{ganeti-http status} reads (L{status_file}), and the
+listening socket, passed on across a restart for Ganeti's daemons
+(L{listening_socket_handover}).
 """
 
+import os
+
+from ganeti.http.backends import daemons
 from ganeti.http.backends import selection
 from ganeti.http.backends import status_file
 from ganeti.http.core import pipeline
 from ganeti.http.system import child_reaper
+from ganeti.http.system import listening_socket_handover
 from ganeti.http.system import signal_wakeup
 
 
@@ -31,6 +37,8 @@ class ServerBase(object):
   @ivar per_connection_processes: whether each connection is served in a
       child process of its own (L{ganeti.http.system.connection_children}), as Ganeti 3.0
       and 3.1's server does: true for a server made with their signature
+  @ivar listening: the L{listening_socket_handover.ListeningSocket} a
+      backend opens its TCP socket with, and passes it on with at the stop
   """
   backend = None
   allow_reuse_address = True
@@ -62,6 +70,27 @@ class ServerBase(object):
                                        options.ssl_verify_callback),
       max_body_size=max_body_size,
       development_branch=options.development_branch)
+    self.listening = listening_socket_handover.ListeningSocket(
+      options.address_family, options.local_address, options.port,
+      handover=self._Handover(options))
+
+  def _Handover(self, options):
+    """C{(daemon name, handover directory)} if the listening socket is
+    passed on across a restart, else None.
+
+    It is for Ganeti's daemons (L{daemons.NAMES}) as Ganeti 3.0/3.1 make
+    their server (a main loop; their requests run in other processes, so a
+    stop returns at once and the next daemon starts while they finish),
+    unless turned off (L{selection.HandoverEnabled}).  Not for servers
+    that tests make in their own process.
+    """
+    if (options.mainloop is None or
+        self._choice.daemon_name not in daemons.NAMES or
+        not selection.HandoverEnabled()):
+      return None
+    return (self._choice.daemon_name,
+            os.environ.get(selection.ENV_HANDOVER_DIR) or
+            listening_socket_handover.HandoverDir())
 
   def _HoldReaper(self):
     """Reap the daemon's forgotten children from now on (L{child_reaper}),

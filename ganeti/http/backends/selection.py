@@ -69,12 +69,22 @@ ENV_LOG_DIR = "GANETI_HTTP_LOG_DIR"
 #: lighttpd writes its access log (L{ganeti.http.backends.fastcgi.lighttpd.
 #: access_log}), a pipe the daemon reads.
 ENV_ACCESS_LOG = "GANETI_HTTP_LIGHTTPD_ACCESS_LOG"
+#: "no" (or "off", "0", "false") turns off the listening socket's handover
+#: across a restart (L{HandoverEnabled}); also key C{enabled} of section
+#: L{HANDOVER_SECTION} of the INI file.
+ENV_HANDOVER = "GANETI_HTTP_HANDOVER"
+#: Names the handover directory (default: L{ganeti.http.system.
+#: listening_socket_handover.HandoverDir}; tests).
+ENV_HANDOVER_DIR = "GANETI_HTTP_HANDOVER_DIR"
 DEFAULT_CONFIG_FILE = "/etc/ganeti/http-backend.conf"
 #: Ganeti's defaults file, which daemon-util sources (Ganeti 3.0's
 #: C{$SYSCONFDIR/default/ganeti}).
 DEFAULTS_FILE = "/etc/default/ganeti"
 CONFIG_SECTION = "backends"
 CONFIG_DEFAULT_KEY = "default"
+HANDOVER_SECTION = "handover"
+_ON_VALUES = ("1", "yes", "true", "on")
+_OFF_VALUES = ("0", "no", "false", "off")
 
 
 class BackendFlagError(ValueError):
@@ -114,7 +124,7 @@ def _FileVariable(name):
   sets for a daemon it spawns."""
   return (name.startswith(ENV_PREFIX) or
           name in (ENV_PROCESSES, ENV_STATUS_DIR, ENV_CLIENT_KEEPALIVE,
-                   ENV_LOG_DIR))
+                   ENV_LOG_DIR, ENV_HANDOVER))
 
 
 #: A line of a shell file that assigns a variable of this package.
@@ -220,6 +230,40 @@ def ReadSection(path, section):
   @raise BackendFlagError: see L{ReadConfig}
   """
   return ReadConfig(path).get(section, {})
+
+
+def Switch(variable, section, key, environ=os.environ):
+  """An on/off setting: the variable C{variable} (see L{Variable}), else
+  key C{key} of section C{section} of the INI file; on when neither sets
+  it.  On is 1, yes, true or on; off is 0, no, false or off.
+
+  @raise BackendFlagError: another value, or see L{ReadConfig}
+  """
+  path = ConfigPath(environ)
+  candidates = [
+    Variable(variable, environ),
+    (ReadSection(path, section).get(key),
+     "key %r in section [%s] of %s" % (key, section, path)),
+  ]
+  for (raw, source) in candidates:
+    if raw is None or not raw.strip():
+      continue
+    value = raw.strip().lower()
+    if value in _ON_VALUES + _OFF_VALUES:
+      return value in _ON_VALUES
+    raise BackendFlagError("Unknown value %r from %s; expected on or off" %
+                           (raw, source))
+  return True
+
+
+def HandoverEnabled(environ=os.environ):
+  """Whether a restarted daemon takes its listening socket over from the
+  stopped one (L{Switch}: L{ENV_HANDOVER}, key C{enabled} of section
+  L{HANDOVER_SECTION}; default on).
+
+  @raise BackendFlagError: see L{Switch}
+  """
+  return Switch(ENV_HANDOVER, HANDOVER_SECTION, "enabled", environ)
 
 
 def SpawnedByLighttpd(environ=os.environ):

@@ -21,11 +21,11 @@ import shutil
 import stat
 import tempfile
 
+from ganeti.http.backends import daemons
 from ganeti.http.backends import selection
 from ganeti.http.backends.fastcgi.lighttpd import supervisor
-from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
-from ganeti.http.cli import daemons
 from ganeti.http.cli import preview
+from ganeti.http.system import trusted_dirs
 
 
 def _Groups(user):
@@ -83,6 +83,10 @@ def _CheckFiles(environ):
       yield ("%s: key %r in section [%s] is %r, not one of %s" %
              (path, key, selection.CONFIG_SECTION, value,
               ", ".join(sorted(selection.BACKENDS))))
+  try:
+    selection.HandoverEnabled(environ)
+  except selection.BackendFlagError as err:
+    yield str(err)
   for section in config:
     if section.startswith("fastcgi:") and \
         section[len("fastcgi:"):] not in daemons.NAMES:

@@ -11,9 +11,9 @@ import subprocess
 import sys
 
 import ganeti.http as ganeti_http
+from ganeti.http.backends import daemons
 from ganeti.http.backends import selection
 from ganeti.http.cli import checks
-from ganeti.http.cli import daemons
 from ganeti.http.cli import firewall
 from ganeti.http.cli import flag_file
 from ganeti.http.cli import preview

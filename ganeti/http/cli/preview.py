@@ -13,13 +13,14 @@ socket as it is, so the address is informational).
 import collections
 import os
 
+from ganeti.http.backends import daemons
 from ganeti.http.backends.fastcgi import server as fastcgi_server
 from ganeti.http.backends.fastcgi import settings as fastcgi_settings
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 from ganeti.http.backends.fastcgi.lighttpd import layout as lighttpd_layout
 from ganeti.http.backends.fastcgi.lighttpd import state_dirs
-from ganeti.http.cli import daemons
 from ganeti.http.core import pipeline
+from ganeti.http.system import trusted_dirs
 
 #: The parts of C{HttpSslParams} the configuration uses (the paths), so
 #: that a missing certificate is reported by the checks, not raised here.
@@ -45,7 +46,7 @@ def RuntimeDir(daemon, settings):
   default of this process's user, which L{fastcgi_settings.Load} gives)."""
   if settings.Source("runtime-dir"):
     return settings.runtime_dir
-  return fastcgi_settings.DefaultRuntimeDir(daemon.user)
+  return trusted_dirs.DefaultRuntimeDir(daemon.user)
 
 
 def PlaceholderStateDir(daemon, settings):

@@ -10,10 +10,10 @@ a running process.
 import os
 
 import ganeti.http as ganeti_http
+from ganeti.http.backends import daemons
 from ganeti.http.backends import selection
 from ganeti.http.backends import status_file
 from ganeti.http.backends.fastcgi.lighttpd import layout as lighttpd_layout
-from ganeti.http.cli import daemons
 from ganeti.http.system import process_identity
 
 

@@ -20,9 +20,7 @@ Settings beyond Ganeti's arguments come from L{fastcgi_settings}.
 
 import logging
 import os
-import shutil
 import signal
-import socket
 import threading
 
 from ganeti.http import backends
@@ -91,8 +89,8 @@ class FastCgiHttpServer(base.ServerBase):
       self.server_address = (options.local_address, options.port)
     else:
       self._lighttpd = self._FindLighttpd()
-      self.socket = _BindTcp(options.address_family, options.local_address,
-                             options.port)
+      # Bound and listening, or taken over from the previous daemon.
+      self.socket = self.listening.Open()
       self.server_address = self.socket.getsockname()[:2]
     self._state_dir = None
     self._fastcgi_socket = None
@@ -112,7 +110,14 @@ class FastCgiHttpServer(base.ServerBase):
     the daemon's forgotten children (L{base.ServerBase._HoldReaper}), as
     3.2's does.
     """
-    self._StartServing()
+    try:
+      self._StartServing()
+    except BaseException:
+      if not self.spawned:
+        # The daemon exits: the next one (a rollback, say) takes the port
+        # over, and connections meanwhile wait instead of being refused.
+        self.listening.PassOn(self.socket)
+      raise
     self._HoldReaper()
     self._WakeMainLoopOnSignals()
     self._PublishStatus(
@@ -120,7 +125,7 @@ class FastCgiHttpServer(base.ServerBase):
       processes={"lighttpd": [self._supervisor.pid if self._supervisor
                               else self._spawner],
                  "workers": self._workers.pids if self._workers else []},
-      state_dir=self._state_dir)
+      state_dir=self._state_dir and self._state_dir.path)
 
   def _StartServing(self):
     if self.spawned:
@@ -135,18 +140,20 @@ class FastCgiHttpServer(base.ServerBase):
       return
     frontend = self.settings.FrontendIdentity()
     state_dirs.RemoveAbandoned(self.settings.runtime_dir)
-    self._state_dir = state_dirs.Create(self.settings.runtime_dir)
-    socket_path = lighttpd_layout.StateLayout(self._state_dir).fastcgi_socket
+    self._state_dir = state_dirs.StateDir(
+      state_dirs.Create(self.settings.runtime_dir))
+    socket_path = lighttpd_layout.StateLayout(
+      self._state_dir.path).fastcgi_socket
     try:
       self._fastcgi_socket = fastcgi_listener.BindUnixSocket(
         socket_path, owner_uid=frontend.uid, owner_gid=frontend.gid)
       self._StartBackend()
       config = lighttpd_config.Render(FrontendSettings(
         self.settings, self.pipeline, self.ganeti_handler, self.server_address,
-        self._ssl_params, self.ssl_verify_peer, self._state_dir, socket_path,
-        frontend))
+        self._ssl_params, self.ssl_verify_peer, self._state_dir.path,
+        socket_path, frontend))
       self._supervisor = lighttpd_supervisor.LighttpdSupervisor(
-        config, self._state_dir, listen_socket=self.socket,
+        config, self._state_dir.path, listen_socket=self.socket,
         lighttpd_binary=self._lighttpd, user=frontend.user,
         group=frontend.group,
         error_log=lighttpd_log.ErrorLog(self._error_log_path),
@@ -208,7 +215,7 @@ class FastCgiHttpServer(base.ServerBase):
     else:
       check = peer_check.PeerCheck(
         peer_check.LighttpdFromPidFile(
-          lighttpd_layout.StateLayout(self._state_dir).pid_file,
+          lighttpd_layout.StateLayout(self._state_dir.path).pid_file,
           os.getpid()))
 
     def _MakeListener():
@@ -249,12 +256,13 @@ class FastCgiHttpServer(base.ServerBase):
       self._fastcgi_socket.close()
       self._fastcgi_socket = None
     if self._state_dir is not None:
-      shutil.rmtree(self._state_dir, ignore_errors=True)
+      self._state_dir.Remove()
       self._state_dir = None
 
   def Stop(self):
-    """Stop accepting and close the port; let the requests in flight
-    finish.
+    """Stop accepting and pass the port on to the next daemon (L{base.
+    ServerBase._SetUpFromOptions}, C{listening}) or close it; let the
+    requests in flight finish.
 
     When they run in other processes (workers, or a child per connection
     as in Ganeti 3.0/3.1), lighttpd (stopped gracefully) and those
@@ -271,6 +279,9 @@ class FastCgiHttpServer(base.ServerBase):
       else:
         self._supervisor.Stop(STOP_TIMEOUT)
       self._supervisor = None
+    if not self.spawned:
+      # lighttpd no longer accepts: pass the socket on to the next daemon.
+      self.listening.PassOn(self.socket)
     self._StopBackend(release=release)
     self.server_close()
     self._ReleaseReaper()
@@ -342,17 +353,3 @@ def _SpawnerWatch(spawner):
   threading.Thread(target=_Watch, name="SpawnerWatch", daemon=True).start()
   return done
 
-
-def _BindTcp(family, address, port):
-  """Bind and listen on C{address}:C{port}, as the legacy server does (an
-  IPv6 socket keeps the system's default, IPv4-mapped clients accepted: on
-  "::" IPv4 clients are served too)."""
-  sock = socket.socket(family, socket.SOCK_STREAM)
-  try:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((address, port))
-    sock.listen(1024)
-  except OSError:
-    sock.close()
-    raise
-  return sock

@@ -23,9 +23,10 @@ keys win).  Keys:
   L{lighttpd_config.RenderSystemConfig}), so that it never asks lighttpd
   for what lighttpd was not configured to do;
 - C{runtime-dir}: where each server's private directory (FastCGI socket,
-  lighttpd config and log) is created (default L{ROOT_RUNTIME_DIR} for
-  root, C{/run/ganeti-http/<user>} for another user, such as RAPI's
-  C{gnt-rapi}: the Debian package's tmpfiles.d entry makes those at boot).
+  lighttpd config and log) is created (default
+  L{trusted_dirs.DefaultRuntimeDir}: C{/run/ganeti-http} for root,
+  C{/run/ganeti-http/<user>} for another user, such as RAPI's C{gnt-rapi}:
+  the Debian package's tmpfiles.d entry makes those at boot).
   Only root and the daemon's user may be able to change it or any
   directory above it (L{trusted_dirs}); it is made if missing, mode 0755
   for root (lighttpd's account passes through it), 0700 otherwise;
@@ -49,10 +50,9 @@ import pwd
 
 from ganeti.http.backends import selection
 from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
-from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
+from ganeti.http.system import trusted_dirs
 
 DEFAULT_FRONTEND_USER = "www-data"
-ROOT_RUNTIME_DIR = "/run/ganeti-http"
 #: The modes a missing runtime directory is made with: root's daemons'
 #: (lighttpd's account passes through it), and another user's.  The Debian
 #: package makes the default ones with the same (shims/debian/build-deb).
@@ -166,7 +166,7 @@ def Load(daemon_name, environ=os.environ):
       raise SettingsError(
         "%s of the fastcgi backend must be a number, not %r (from %s)"
         % (key, values[key], sources[key]))
-  runtime_dir = values.get("runtime-dir") or DefaultRuntimeDir()
+  runtime_dir = values.get("runtime-dir") or trusted_dirs.DefaultRuntimeDir()
   _CheckRuntimeDir(runtime_dir, sources.get("runtime-dir"), path)
   return FastCgiSettings(
     processes=numbers["processes"],
@@ -180,22 +180,6 @@ def Load(daemon_name, environ=os.environ):
       if selection.SpawnedByLighttpd(environ)
       else values.get("sendfile-dirs", "")),
     sources=sources)
-
-
-def DefaultRuntimeDir(user=None):
-  """The default runtime directory of a daemon running as C{user} (a user
-  name; default: this process's user)."""
-  if user is None:
-    uid = os.geteuid()
-    if uid == 0:
-      return ROOT_RUNTIME_DIR
-    try:
-      user = pwd.getpwuid(uid).pw_name
-    except KeyError:
-      user = str(uid)
-  if user == "root":
-    return ROOT_RUNTIME_DIR
-  return os.path.join(ROOT_RUNTIME_DIR, user)
 
 
 def _CheckRuntimeDir(path, source, config_path):

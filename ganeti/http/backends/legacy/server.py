@@ -96,13 +96,17 @@ class LegacyHttpServer(base.ServerBase, http.server.HTTPServer):
       Choice>} that selected this backend (for the status file)
   """
   backend = backends.LEGACY
-  request_queue_size = 128
 
   def __init__(self, options, choice=None):
     self._SetUpFromOptions(options, GanetiRequestHandler.MAX_REQUEST_BODY_SIZE,
                            choice)
     http.server.HTTPServer.__init__(
-      self, (options.local_address, options.port), GanetiRequestHandler)
+      self, (options.local_address, options.port), GanetiRequestHandler,
+      bind_and_activate=False)
+    # Bound and listening, or taken over from the previous daemon.
+    self.socket.close()
+    self.socket = self.listening.Open()
+    self.server_address = self.socket.getsockname()
     if options.ssl_params is None:
       self._ssl_context = None
     else:
@@ -143,15 +147,17 @@ class LegacyHttpServer(base.ServerBase, http.server.HTTPServer):
     self._PublishStatus(self._ssl_context is not None)
 
   def Stop(self):
-    """Stop accepting, close the socket, let requests in progress finish:
-    in worker threads, Stop waits for them; in per-connection processes,
-    they finish on their own."""
+    """Stop accepting, pass the socket on to the next daemon (L{base.
+    ServerBase._SetUpFromOptions}, C{listening}) or close it, let requests
+    in progress finish: in worker threads, Stop waits for them; in
+    per-connection processes, they finish on their own."""
     self._WithdrawStatus()
     self._stopping.set()
     if self._serve_thread is not None:
       self.shutdown()
       self._serve_thread.join()
       self._serve_thread = None
+      self.listening.PassOn(self.socket)
     if self._workers is not None:
       self._workers.shutdown(wait=True)
     self.server_close()
@@ -163,8 +169,9 @@ class LegacyHttpServer(base.ServerBase, http.server.HTTPServer):
     """Accept a connection once a worker is free to serve it.
 
     Until then connections wait in the kernel's listen queue (bounded by
-    C{request_queue_size}), not accepted, each holding a file descriptor,
-    in an unbounded queue of this process.
+    L{LISTEN_BACKLOG<ganeti.http.system.listening_socket_handover.
+    LISTEN_BACKLOG>}), not accepted, each holding a file descriptor, in an
+    unbounded queue of this process.
     """
     while not self._free_workers.acquire(timeout=_WAIT_FOR_WORKER):
       if self._stopping.is_set():

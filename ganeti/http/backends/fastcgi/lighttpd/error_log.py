@@ -41,7 +41,7 @@ import threading
 
 from ganeti.http.backends import selection
 from ganeti.http.backends.fastcgi.lighttpd import output
-from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
+from ganeti.http.system import trusted_dirs
 
 #: Ganeti's log directory (Ganeti 3.0's C{pathutils.LOG_DIR}).
 GANETI_LOG_DIR = "/var/log/ganeti"

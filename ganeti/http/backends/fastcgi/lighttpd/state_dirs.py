@@ -21,8 +21,8 @@ import logging
 import os
 import pwd
 
-from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
 from ganeti.http.system import process_identity
+from ganeti.http.system import trusted_dirs
 
 PREFIX = "ganeti-http-"
 _OWNER_FILE = "owner"
@@ -150,6 +150,26 @@ class StateDir(object):
   def Close(self):
     """Close its descriptor."""
     os.close(self.fd)
+
+  def Remove(self):
+    """Remove it with everything in it, through descriptors (its parent
+    opened as L{trusted_dirs.OpenTrusted} does), if its path still leads
+    to it; close it.  Errors are logged."""
+    name = os.path.basename(self.path)
+    try:
+      parent = trusted_dirs.OpenTrusted(os.path.dirname(self.path))
+      try:
+        found = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        held = os.fstat(self.fd)
+        if (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino):
+          trusted_dirs.RemoveTree(parent, name)
+      finally:
+        os.close(parent)
+    except (trusted_dirs.UntrustedPathError, OSError, RecursionError) as err:
+      logging.warning("Could not remove the state directory %s: %s",
+                      self.path, err)
+    finally:
+      self.Close()
 
 
 def PrepareForLighttpd(state_dir, layout, owner, config_text):

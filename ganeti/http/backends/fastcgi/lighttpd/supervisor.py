@@ -46,8 +46,8 @@ from ganeti.http.backends.fastcgi.lighttpd import error_log as lighttpd_log
 from ganeti.http.backends.fastcgi.lighttpd import output
 from ganeti.http.backends.fastcgi.lighttpd import process as lighttpd_process
 from ganeti.http.backends.fastcgi.lighttpd import state_dirs
-from ganeti.http.backends.fastcgi.lighttpd import trusted_dirs
 from ganeti.http.backends.fastcgi.lighttpd.layout import StateLayout
+from ganeti.http.system import trusted_dirs
 
 DEFAULT_MODULE_DIR = "/usr/lib/lighttpd"
 

@@ -30,10 +30,15 @@ accounts.
 
 import errno
 import os
+import pwd
 import stat
 
 #: How to open a directory: never through a symbolic link.
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+#: The runtime directory of daemons that run as root; a daemon of another
+#: user has C{<this>/<user>} (L{DefaultRuntimeDir}).
+ROOT_RUNTIME_DIR = "/run/ganeti-http"
 
 #: The most symbolic links followed in one path, as the kernel's limit.
 _MAX_LINKS = 40
@@ -121,6 +126,22 @@ def OpenTrusted(path, create_mode=None, uid=None):
     os.close(descriptor)
     raise
   return descriptor
+
+
+def DefaultRuntimeDir(user=None):
+  """The default runtime directory of a daemon running as C{user} (a user
+  name; default: this process's user)."""
+  if user is None:
+    uid = os.geteuid()
+    if uid == 0:
+      return ROOT_RUNTIME_DIR
+    try:
+      user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+      user = str(uid)
+  if user == "root":
+    return ROOT_RUNTIME_DIR
+  return os.path.join(ROOT_RUNTIME_DIR, user)
 
 
 def _MakeIfMissing(dir_fd, name, path, create_mode):
