@@ -10,6 +10,8 @@ that allows it (a Python or openssl server made here).
 """
 
 import datetime
+import logging
+import os
 import select
 import socket
 import ssl
@@ -491,3 +493,27 @@ def test_control_the_client_sends_early_data(pki, tmp_path):
     server.stdout.close()
   assert "Max Early Data: 4096" in session
   assert "Early data was accepted" in output
+
+
+def test_a_broken_record_mid_request_is_no_server_error(node_server, pki,
+                                                         caplog):
+  """A client that breaks its TLS stream in the middle of a request (here a
+  record that fails its integrity check) leaves a line in the daemon's log,
+  not an error with a traceback, and the server goes on serving."""
+  caplog.set_level(logging.INFO)
+  context = _Context(pki.node.path)
+  with socket.create_connection(("127.0.0.1", node_server.port),
+                                timeout=TIMEOUT) as raw:
+    with context.wrap_socket(raw) as tls:
+      tls.sendall(b"GET /broken HTTP/1.1\r\nHost: n\r\n")
+      # An application-data record whose integrity check cannot hold.
+      os.write(tls.fileno(), b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+      try:
+        while tls.recv(4096):
+          pass
+      except (OSError, ssl.SSLError):
+        pass
+  assert _Get(node_server.port, context, "/after").status.endswith(b"200 OK")
+  assert node_server.paths == ["/after"]
+  assert [record.getMessage() for record in caplog.records
+          if record.levelno >= logging.ERROR or record.exc_info] == []

@@ -217,8 +217,9 @@ class LegacyHttpServer(base.ServerBase, http.server.HTTPServer):
                        err)
           return
       self.finish_request(request, client_address)
-    except ConnectionError as err:
-      # Handler errors were answered already: this is the client leaving.
+    except (ConnectionError, ssl.SSLError) as err:
+      # Handler errors were answered already: this is the client leaving,
+      # or breaking its TLS stream (a bad record, an alert) mid-request.
       logging.info("Client %s went away: %s", client_address[0], err)
     except Exception:  # pylint: disable=broad-except
       self.handle_error(request, client_address)
