@@ -4,26 +4,23 @@ again: locks are not inherited across fork).  Our per-connection children,
 on both backends, must have their memory locked as well, with Ganeti 3.0's
 own noded code doing what its PrepNoded does."""
 
-import http.client
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.legacy.test_real_ganeti_handlers import ganeti_tree  # pylint: disable=unused-import
-from tests.new.lighttpd_helpers import REPO
+from tests.script_daemon import GetJson, ScriptDaemon
 
 # PrepNoded of Ganeti 3.0: utils.Mlockall() and MlockallRequestExecutor,
 # or, started with --no-mlock, neither; HttpServer called with 3.0's
 # signature (so each connection is served in a child); prints its port.
 _NODED_LIKE = """
-import json, sys
+import sys
 from ganeti import utils
 from ganeti.server import noded
 from ganeti.http import server as http_server
 from tests.new.test_fastcgi_server import LockedMemoryHandler
+from tests.script_daemon import ServeUntilStdinCloses
 if sys.argv[1] == "mlock":
   utils.Mlockall()
   executor = noded.MlockallRequestExecutor
@@ -33,10 +30,7 @@ server = http_server.HttpServer(object(), "127.0.0.1", 0, 20,
                                 LockedMemoryHandler(),
                                 request_executor_class=executor,
                                 daemon_name="test")
-server.Start()
-print(json.dumps(server.server_address[1]), flush=True)
-sys.stdin.read()
-server.Stop()
+ServeUntilStdinCloses(server)
 """
 
 
@@ -46,26 +40,10 @@ server.Stop()
 @pytest.mark.parametrize("backend", ["legacy", "fastcgi"])
 def test_connection_children_lock_memory_as_ganeti_30s_did(
     ganeti_tree, tmp_path, backend, mlock):
-  env = dict(os.environ, GANETI_HTTP_BACKEND=backend,
-             GANETI_HTTP_FASTCGI_PROCESSES="1",
-             GANETI_HTTP_BACKEND_CONFIG=str(tmp_path / "none"),
-             PYTHONPATH=ganeti_tree)
-  daemon = subprocess.Popen([sys.executable, "-c", _NODED_LIKE, mlock],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            env=env, cwd=REPO)
-  try:
-    port = json.loads(daemon.stdout.readline())
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-      connection.request("GET", "/")
-      (pid, locked_kib) = json.loads(connection.getresponse().read())
-    finally:
-      connection.close()
-  finally:
-    daemon.stdin.close()
-    assert daemon.wait(60) == 0
-    daemon.stdout.close()
-  assert pid != daemon.pid  # served in a child of its own
+  with ScriptDaemon(_NODED_LIKE, tmp_path, backend=backend, args=[mlock],
+                    pythonpath=ganeti_tree) as (daemon_pid, port):
+    (pid, locked_kib) = GetJson(port, timeout=60)
+  assert pid != daemon_pid  # served in a child of its own
   if mlock == "mlock":
     assert locked_kib > 1024
   else:

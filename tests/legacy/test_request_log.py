@@ -5,7 +5,6 @@ them from lighttpd's access log)."""
 
 import logging
 import re
-import socket
 
 import pytest
 
@@ -13,6 +12,7 @@ from ganeti import http as ganeti_http
 from ganeti.http.core import request_log
 from tests.legacy.test_handler_contract import JsonErrorHandler
 from tests.legacy.test_handler_contract import RecordingHandler
+from tests.raw_http import StatusAndClientPort
 
 #: Any control character a terminal could act on (C0, DEL, C1).
 _RAW_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -27,16 +27,7 @@ def _Exchange(port, request):
   """
   request = request.replace(b"\r\nHost: n\r\n",
                             b"\r\nHost: n\r\nConnection: close\r\n", 1)
-  with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-    client_port = sock.getsockname()[1]
-    sock.sendall(request)
-    received = b""
-    while True:
-      data = sock.recv(65536)
-      if not data:
-        break
-      received += data
-  return (int(received.split(b" ", 2)[1]), client_port)
+  return StatusAndClientPort(port, request)
 
 
 def _RawControl(caplog):
@@ -45,7 +36,8 @@ def _RawControl(caplog):
           if _RAW_CONTROL.search(message)]
 
 
-def _RequestLines(caplog):
+def RequestLines(caplog):
+  """The request lines logged (from 127.0.0.1), in order."""
   return [record.getMessage() for record in caplog.records
           if record.levelno == logging.INFO and
           record.getMessage().startswith("127.0.0.1:")]
@@ -56,7 +48,7 @@ def _LoggedRequests(running, caplog):
   its access log in batches, the last when it exits, and a line logged
   twice would be there by then."""
   running.server.Stop()
-  return _RequestLines(caplog)
+  return RequestLines(caplog)
 
 
 @pytest.mark.parametrize(("request_line", "status"), [

@@ -14,6 +14,7 @@ import pytest
 
 from ganeti import http as ganeti_http
 from ganeti.http import server as http_server
+from tests.raw_http import ReadUntilClosed
 
 
 def _RawExchange(running, request, timeout=10):
@@ -22,12 +23,7 @@ def _RawExchange(running, request, timeout=10):
   with socket.create_connection((running.address, running.port),
                                 timeout=timeout) as sock:
     sock.sendall(request)
-    received = []
-    while True:
-      data = sock.recv(65536)
-      if not data:
-        return b"".join(received)
-      received.append(data)
+    return ReadUntilClosed(sock)
 
 
 class StreamingHandler(http_server.HttpServerHandler):

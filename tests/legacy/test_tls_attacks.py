@@ -32,6 +32,7 @@ from OpenSSL import SSL
 from ganeti.http import server as http_server
 from tests.conftest import SslParams
 from tests.pki import WriteCredential
+from tests.raw_http import ReadUntilClosed
 
 #: Seconds any one client step may take before the test fails.
 TIMEOUT = 10
@@ -111,12 +112,7 @@ def _Get(port, context, path, session=None):
     with context.wrap_socket(raw, session=session) as tls:
       version = tls.version()
       tls.sendall(b"GET %s HTTP/1.0\r\n\r\n" % path.encode("ascii"))
-      answer = b""
-      while True:
-        data = tls.recv(4096)
-        if not data:
-          break
-        answer += data
+      answer = ReadUntilClosed(tls)
       return types.SimpleNamespace(
         status=answer.split(b"\r\n", 1)[0], version=version,
         session=tls.session, reused=tls.session_reused)

@@ -34,6 +34,7 @@ from ganeti.http import server as http_server
 from tests.conftest import SslParams
 from tests.new.lighttpd_helpers import REPO, ProcessesUsing, WaitFor
 from tests.new.test_fastcgi_connection import Exchange, Params, RequestBytes
+from tests.script_daemon import GetJson, ScriptDaemon
 
 
 def _WaitFor(condition, timeout=10.0):
@@ -810,9 +811,10 @@ class LockedMemoryHandler(http_server.HttpServerHandler):
 # Locks all its memory first, as Ganeti's node daemon does, or a single
 # page (as a crypto library may); prints its port.
 _LOCKED_DAEMON = """
-import ctypes, json, mmap, sys
+import ctypes, mmap, sys
 from ganeti.http import server as http_server
 from tests.new.test_fastcgi_server import LockedMemoryHandler
+from tests.script_daemon import ServeUntilStdinCloses
 libc = ctypes.CDLL(None, use_errno=True)
 if sys.argv[1] == "mlockall":
   assert libc.mlockall(1 | 2) == 0
@@ -822,10 +824,7 @@ else:
   assert libc.mlock(ctypes.c_void_p(address), 4096) == 0
 server = http_server.HttpServer("127.0.0.1", 0, LockedMemoryHandler(),
                                 daemon_name="test", max_clients=4)
-server.Start()
-print(json.dumps(server.server_address[1]), flush=True)
-sys.stdin.read()
-server.Stop()
+ServeUntilStdinCloses(server)
 """
 
 
@@ -836,24 +835,12 @@ def test_worker_processes_lock_memory_as_the_daemon_did(tmp_path, locked):
   """Memory locks are not inherited across fork: a daemon that locked its
   memory (noded) has workers that lock theirs; one that locked a page
   has workers that lock nothing."""
-  env = dict(os.environ, GANETI_HTTP_BACKEND="fastcgi",
-             GANETI_HTTP_FASTCGI_PROCESSES="2",
-             GANETI_HTTP_BACKEND_CONFIG=str(tmp_path / "none"),
-             PYTHONPATH=REPO)
-  daemon = subprocess.Popen([sys.executable, "-c", _LOCKED_DAEMON, locked],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            env=env, cwd=REPO)
-  try:
-    port = json.loads(daemon.stdout.readline())
-    answers = {}
+  answers = {}
+  with ScriptDaemon(_LOCKED_DAEMON, tmp_path, processes=2,
+                    args=[locked]) as (daemon_pid, port):
 
     def _BothWorkersAnswered():
-      connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-      try:
-        connection.request("GET", "/")
-        (pid, locked_kib) = json.loads(connection.getresponse().read())
-      finally:
-        connection.close()
+      (pid, locked_kib) = GetJson(port, timeout=30)
       answers[pid] = locked_kib
       return len(answers) == 2
 
@@ -862,11 +849,7 @@ def test_worker_processes_lock_memory_as_the_daemon_did(tmp_path, locked):
     # load): the worker that is ready first may take any number of
     # requests meanwhile.  Ask until both have answered.
     WaitFor(_BothWorkersAnswered, timeout=120, interval=0)
-  finally:
-    daemon.stdin.close()
-    assert daemon.wait(60) == 0
-    daemon.stdout.close()
-  assert len(answers) == 2 and daemon.pid not in answers
+  assert len(answers) == 2 and daemon_pid not in answers
   if locked == "mlockall":
     assert all(locked_kib > 1024 for locked_kib in answers.values()), answers
   else:
@@ -886,15 +869,12 @@ class ArenaHandler(http_server.HttpServerHandler):
 # A daemon of its own (this test process has made arenas its forked
 # workers would inherit): prints its port and its own arena count.
 _ARENA_DAEMON = """
-import json, sys
 from ganeti.http import server as http_server
 from tests.new.test_fastcgi_server import ArenaHandler, MallocArenas
+from tests.script_daemon import ServeUntilStdinCloses
 server = http_server.HttpServer("127.0.0.1", 0, ArenaHandler(),
                                 daemon_name="test", max_clients=20)
-server.Start()
-print(json.dumps([server.server_address[1], MallocArenas()]), flush=True)
-sys.stdin.read()
-server.Stop()
+ServeUntilStdinCloses(server, lambda port: [port, MallocArenas()])
 """
 
 
@@ -902,15 +882,8 @@ def test_worker_processes_limit_malloc_arenas(tmp_path):
   """Each thread would get an arena of its own (up to 8 per core), each
   keeping what its thread freed; workers cap new ones (they keep those
   the daemon had when it forked them)."""
-  env = dict(os.environ, GANETI_HTTP_BACKEND="fastcgi",
-             GANETI_HTTP_FASTCGI_PROCESSES="2",
-             GANETI_HTTP_BACKEND_CONFIG=str(tmp_path / "none"),
-             PYTHONPATH=REPO)
-  daemon = subprocess.Popen([sys.executable, "-c", _ARENA_DAEMON],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            env=env, cwd=REPO)
-  try:
-    (port, daemon_arenas) = json.loads(daemon.stdout.readline())
+  with ScriptDaemon(_ARENA_DAEMON, tmp_path, processes=2) as (
+      _, (port, daemon_arenas)):
     answers = {}
     statuses = []
 
@@ -932,10 +905,6 @@ def test_worker_processes_limit_malloc_arenas(tmp_path):
         thread.start()
       for thread in threads:
         thread.join()
-  finally:
-    daemon.stdin.close()
-    assert daemon.wait(60) == 0
-    daemon.stdout.close()
   assert statuses == [200] * 100
   assert len(answers) == 2  # both workers answered
   limit = max(daemon_arenas, fastcgi_workers.WORKER_MALLOC_ARENAS)

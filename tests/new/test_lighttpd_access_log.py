@@ -11,7 +11,6 @@ of the frontend account can write to (docs/security.md).
 import logging
 import os
 import pwd
-import socket
 import subprocess
 
 import pytest
@@ -20,37 +19,19 @@ from ganeti.http.backends import selection
 from ganeti.http.backends.fastcgi.lighttpd import access_log
 from ganeti.http.backends.fastcgi.lighttpd import output
 from tests.legacy.test_handler_contract import RecordingHandler
+from tests.legacy.test_request_log import RequestLines
 from tests.new.lighttpd_helpers import Alive, WaitFor
-
-
-def _Answer(port, request):
-  """Send raw C{request}; return C{(status, client port)}."""
-  with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-    client_port = sock.getsockname()[1]
-    sock.sendall(request)
-    received = b""
-    while True:
-      data = sock.recv(65536)
-      if not data:
-        break
-      received += data
-  return (int(received.split(b" ", 2)[1]), client_port)
-
-
-def _RequestLines(caplog):
-  return [record.getMessage() for record in caplog.records
-          if record.levelno == logging.INFO and
-          record.getMessage().startswith("127.0.0.1:")]
+from tests.raw_http import StatusAndClientPort
 
 
 def test_post_without_length_lighttpd_refuses_is_logged(fastcgi, caplog):
   running = fastcgi(RecordingHandler())
-  (status, client_port) = _Answer(
+  (status, client_port) = StatusAndClientPort(
     running.port, b"POST /2/instances HTTP/1.1\r\nHost: n\r\n"
     b"Connection: close\r\n\r\n")
   assert status == 411
   running.server.Stop()  # lighttpd writes what it holds when it exits
-  assert _RequestLines(caplog) == [
+  assert RequestLines(caplog) == [
     "127.0.0.1:%d POST /2/instances HTTP/1.1 411" % client_port]
 
 

@@ -22,6 +22,7 @@ import pytest
 from ganeti.http.system import listening_socket_handover as handover
 from tests.new.daemonized import WAIT
 from tests.new.lighttpd_helpers import REPO, Alive, FreePort, WaitFor
+from tests.raw_http import ReadUntilClosed
 
 #: Seconds the prober goes on after the restarted daemon is up.
 _PROBE_AFTER = 1.0
@@ -146,12 +147,7 @@ class _Prober(object):
                                       timeout=30) as connection:
           connection.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n"
                              b"Connection: close\r\n\r\n")
-          answer = b""
-          while True:
-            data = connection.recv(65536)
-            if not data:
-              break
-            answer += data
+          answer = ReadUntilClosed(connection)
       except ConnectionRefusedError:
         self.refused += 1
         time.sleep(0.002)
