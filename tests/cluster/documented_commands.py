@@ -110,6 +110,21 @@ def _BlockBed(info, number):
                       % (number, " ".join(info), " or ".join(BEDS)))
 
 
+def TextBlock(first_line):
+  """The content of docs/operations.md's C{text} block whose first line
+  is C{first_line} (a file the document shows), with its final newline.
+
+  @raise DocumentError: no such block
+  """
+  with open(DOCUMENT) as document:
+    blocks = re.findall(r"^```text\n(.*?)^```$", document.read(),
+                        re.MULTILINE | re.DOTALL)
+  for block in blocks:
+    if block.splitlines()[:1] == [first_line]:
+      return block
+  raise DocumentError("no text block starting with %r" % first_line)
+
+
 def DocumentCommands(bed):
   """The commands of docs/operations.md that C{bed} must run."""
   with open(DOCUMENT) as document:

@@ -6,13 +6,14 @@ tarball.  The tarball is cached outside the repository (in
 C{/var/cache/ganeti-http-testbed}, or C{$GANETI_HTTP_TESTBED_CACHE}) under a
 name derived from everything that decides its content, so a changed
 package list builds a new one and CI from a fresh clone may still find it.
+Older tarballs stay: another checkout of another commit may still use
+them (delete them by hand).
 
 Ganeti's own C{ganeti-3.0} .deb stays in the root's apt cache, so the
 scenario can reinstall it without network.
 """
 
 import fcntl
-import glob
 import hashlib
 import os
 import subprocess
@@ -23,7 +24,8 @@ SUITE = "bookworm"
 #: brings the gnt-* commands and the init script, C{ganeti-3.0} alone does
 #: not), what this project's package depends on, systemd (never started:
 #: for systemd-tmpfiles, which a Debian 12 boot runs) and the tools the
-#: scenario uses inside the node.
+#: scenario uses inside the node (nftables: docs/operations.md's
+#: C{ganeti-http firewall} commands).
 PACKAGES = (
   "ganeti",
   "systemd",
@@ -36,6 +38,7 @@ PACKAGES = (
   "iproute2",
   "procps",
   "curl",
+  "nftables",
 )
 
 #: The .deb kept in the root's apt cache (everything else is deleted).
@@ -90,7 +93,4 @@ def RootTarball():
         raise RuntimeError("mmdebstrap failed (exit %d); see %s"
                            % (result.returncode, log_path))
       os.rename(partial, tarball)
-      for old in glob.glob(os.path.join(cache, "root-*.tar")):
-        if old != tarball:
-          os.unlink(old)
   return tarball

@@ -14,6 +14,7 @@ import re
 import subprocess
 import time
 
+from tests.cluster import documented_commands
 from tests.cluster import ganeti_commands
 from tests.cluster import migration_load
 from tests.cluster import ssh_setup
@@ -41,6 +42,10 @@ HTTP_DAEMONS = ("ganeti-noded", "ganeti-rapi")
 NODED_PORT = 1811
 #: Seconds of the delay RPC in flight while noded restarts.
 RESTART_RPC_SECONDS = 10
+FIREWALL_TABLE = "inet ganeti-http"
+FIREWALL_FILE = "/etc/nftables.d/ganeti-http.nft"
+FIREWALL_UNIT = "/etc/systemd/system/ganeti-http-firewall.service"
+NFTABLES_CONF = "/etc/nftables.conf"
 
 #: C{gnt-cluster verify} errors this environment causes whatever the HTTP
 #: layer: the master IP that verify cannot reach inside the namespace, and
@@ -104,6 +109,7 @@ class Scenario(object):
       ("each daemon restarted (daemon-util)", self.CheckDaemonRestarts),
       ("docs/operations.md by hand (gnt-cluster copyfile, command)",
        self.CheckOperatorProcedure),
+      ("ganeti-http firewall (nftables)", self.CheckFirewall),
       ("README example settings", self.CheckReadmeSettings),
       ("ganeti-3.0 reinstalled", self.CheckGanetiReinstall),
       ("reboot (stop-all, /run wiped, init script)", self.CheckReboot),
@@ -450,6 +456,52 @@ class Scenario(object):
         "running:    %s " % self.column) != len(HTTP_DAEMONS):
       raise CheckFailed("ganeti-http status: %s" % Tail(status))
     return PASS
+
+  def CheckFirewall(self):
+    """docs/operations.md's per-address limit: printed, loaded now and
+    removed, then each way of loading it at boot (a unit of its own, the
+    include in Debian's nftables.conf), each file as the document shows
+    it.  After each load the table is there and RPC and RAPI work; the
+    last one stays loaded for the rows after this one.
+
+    systemd does not run in the node: C{systemctl enable} works without
+    it, and the C{nft -f} the unit or nftables.service would run at boot
+    is run by hand.
+    """
+    if not self._packaged:
+      return NOT_APPLICABLE
+    self._ExpectOutput("ganeti-http firewall", "ct count over 512 ")
+    self._ExpectOutput("ganeti-http firewall noded --max-per-address 1024",
+                       "ct count over 1024 ")
+    self.gnt.Run("ganeti-http firewall | nft -f -")
+    self._CheckFirewallLoaded()
+    self._ExpectOutput("nft list set %s noded-ipv4" % FIREWALL_TABLE,
+                       "set noded-ipv4")
+    self.gnt.Run("nft delete table %s" % FIREWALL_TABLE)
+    if self.node.Run("nft list table %s" % FIREWALL_TABLE,
+                     check=False).returncode == 0:
+      raise CheckFailed("the table is still there after nft delete table")
+    self.gnt.Run("mkdir -p /etc/nftables.d")
+    self.gnt.Run("ganeti-http firewall > %s" % FIREWALL_FILE)
+    self.node.WriteFile(FIREWALL_UNIT, documented_commands.TextBlock("[Unit]"))
+    self.gnt.Run("systemctl enable ganeti-http-firewall.service")
+    self.gnt.Run("nft -f %s" % FIREWALL_FILE)
+    self._CheckFirewallLoaded()
+    self.gnt.Run("systemctl disable ganeti-http-firewall.service")
+    with open(self.node.HostPath(NFTABLES_CONF), "a") as conf:
+      conf.write(documented_commands.TextBlock(
+        'include "%s"' % FIREWALL_FILE))
+    self.gnt.Run("nft -c -f %s" % NFTABLES_CONF)
+    self.gnt.Run("systemctl enable nftables.service")
+    self.gnt.Run("nft -f %s" % NFTABLES_CONF)
+    self._CheckFirewallLoaded()
+    self._ExpectOutput("systemctl is-enabled nftables.service", "enabled")
+
+  def _CheckFirewallLoaded(self):
+    """The table is loaded (as printed) and the node still answers."""
+    self._ExpectOutput("nft list table %s" % FIREWALL_TABLE,
+                       "ct count over 512 } reject with tcp reset")
+    self._CheckClusterWorks()
 
   def _ExpectOutput(self, command, expected):
     """Run C{command}; fail unless its output contains C{expected}."""

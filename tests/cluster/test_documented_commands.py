@@ -115,3 +115,10 @@ def test_operations_md_parses_and_names_both_test_runs():
   """A malformed docs/operations.md fails here, before any node starts."""
   for bed in dc.BEDS:
     assert dc.DocumentCommands(bed), "no %s commands in the document" % bed
+
+
+def test_the_files_the_document_shows():
+  unit = dc.TextBlock("[Unit]")
+  assert unit.endswith("WantedBy=multi-user.target\n")
+  with pytest.raises(dc.DocumentError):
+    dc.TextBlock("[Unitx]")

@@ -17,8 +17,9 @@ cluster.  The table (one row per step) is printed and, if
 C{GANETI_HTTP_MIGRATION_REPORT} names a file, written there, followed by
 every failed operation: when, what exactly, the daemon it talked to and
 whether that daemon was restarting, and the error text.  The package
-column also checks that the commands of docs/operations.md's C{sh
-migration-test} blocks are among those the nodes ran
+column first distributes the flag file as docs/operations.md does
+(L{_CopyFlagFile}), and checks at the end that the commands of the
+document's C{sh migration-test} blocks are among those the nodes ran
 (L{documented_commands}).
 """
 
@@ -150,6 +151,33 @@ def _FailingFlip(cluster):
   return (name, mark, time.time())
 
 
+def _CopyFlagFile(cluster):
+  """docs/operations.md's distribution of the flag file: a change on the
+  master (a key that changes no backend), C{gnt-cluster copyfile} to the
+  other nodes, then the document's checksum on every node; each node's
+  file must then be the master's, byte for byte."""
+  cluster.gnt.Run("ganeti-http set rapi legacy")
+  expected = _Read(cluster.master, multinode.BACKEND_CONFIG)
+  assert "rapi = legacy" in expected, expected
+  assert all(_Read(node, multinode.BACKEND_CONFIG) != expected
+             for node in cluster.nodes[1:]), "no change to distribute"
+  copy = cluster.master.Run("gnt-cluster copyfile %s"
+                            % multinode.BACKEND_CONFIG)
+  assert "failed" not in copy.stdout + copy.stderr, copy.stderr
+  sums = cluster.gnt.Run("gnt-cluster command md5sum %s"
+                         % multinode.BACKEND_CONFIG)
+  assert len(set(re.findall(r"\b[0-9a-f]{32}\b", sums))) == 1 and \
+    sums.count("return code = 0") == len(cluster.nodes), sums
+  for node in cluster.nodes[1:]:
+    assert _Read(node, multinode.BACKEND_CONFIG) == expected, node.hostname
+
+
+def _Read(node, path):
+  """The content of file C{path} on C{node}."""
+  with open(node.HostPath(path)) as handle:
+    return handle.read()
+
+
 def _Targets():
   """C{HOST:PORT} of RAPI (the master IP) and of each node's noded (by
   node name), as the load's clients reach them."""
@@ -202,6 +230,8 @@ def test_rolling_migration(column, root_tarball, tmp_path):
     instances = cluster.AddInstances()
     cluster.master.CopyFile(SCRIPT_SOURCE, "%s/%s" % (SCRIPT_DIRECTORY,
                                                      SCRIPT_NAME))
+    if column != "stock":
+      _CopyFlagFile(cluster)
     dry_run = cluster.master.Run(ScriptCommand(
       ScriptSteps(STEPS[0][1], column), dry_run=True))
     assert "ganeti-http set" in dry_run.stdout or column == "stock", \

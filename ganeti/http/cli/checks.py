@@ -65,6 +65,11 @@ def ReadableBy(path, user):
   return (True, None)
 
 
+def OneLine(error):
+  """An error's text on one line (a parser's error spans several)."""
+  return " ".join(str(error).split())
+
+
 def _CheckFiles(environ):
   """The defaults file and the INI file: syntax and known names."""
   try:
@@ -72,7 +77,7 @@ def _CheckFiles(environ):
     path = selection.ConfigPath(environ)
     config = selection.ReadConfig(path)
   except selection.BackendFlagError as err:
-    yield str(err)
+    yield OneLine(err)
     return
   for (key, value) in config.get(selection.CONFIG_SECTION, {}).items():
     if key != selection.CONFIG_DEFAULT_KEY and key not in daemons.NAMES:
@@ -142,10 +147,9 @@ def _CheckLighttpd(daemon, environ):
       user=frontend.user, group=frontend.group,
       address=("127.0.0.1", daemons.Port(daemon)))
     checker.Check()
-  except supervisor.LighttpdError as err:
-    yield " ".join(str(err).split())
-  except (selection.BackendFlagError, OSError, KeyError) as err:
-    yield str(err)
+  except (supervisor.LighttpdError, selection.BackendFlagError, OSError,
+          KeyError) as err:
+    yield OneLine(err)
   finally:
     shutil.rmtree(private, ignore_errors=True)
 
@@ -155,7 +159,7 @@ def CheckDaemon(daemon, environ=os.environ):
   try:
     (backend, _) = selection.ResolveBackend(daemon.name, environ)
   except selection.BackendFlagError as err:
-    yield str(err)
+    yield OneLine(err)
     return
   yield from _CheckCertificate(daemon, environ)
   if backend == selection.BACKEND_FASTCGI:

@@ -306,7 +306,7 @@ def Main(argv=None):
   except _UsageError as err:
     parser.error(str(err))
   except (selection.BackendFlagError, OSError) as err:
-    print("ganeti-http: %s" % err, file=sys.stderr)
+    print("ganeti-http: %s" % checks.OneLine(err), file=sys.stderr)
     return EXIT_FAILED
   return EXIT_FAILED
 
