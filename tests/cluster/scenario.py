@@ -40,6 +40,9 @@ RAPI_USER = "testbed"
 RAPI_PASSWORD = "testbed-secret"
 HTTP_DAEMONS = ("ganeti-noded", "ganeti-rapi")
 NODED_PORT = 1811
+#: Seconds a request's log line may take to appear (lighttpd writes its
+#: access log every fourth second).
+REQUEST_LOG_WAIT = 10
 #: Seconds of the delay RPC in flight while noded restarts.
 RESTART_RPC_SECONDS = 10
 FIREWALL_TABLE = "inet ganeti-http"
@@ -316,13 +319,18 @@ class Scenario(object):
       "gnt-debug delay --submit --no-master -n %s 3" % NODE_NAME))
 
   def CheckRequestLogLines(self):
-    """Each daemon logs a line per request, as stock Ganeti 3.0 does."""
+    """Each daemon logs a line per request, as stock Ganeti 3.0 does (on
+    fastcgi read from lighttpd's access log, which lighttpd writes every
+    fourth second: looked for during L{REQUEST_LOG_WAIT} seconds)."""
     expected = {"noded": "/test_delay", "rapi": "/2/info"}
     for (daemon, path) in expected.items():
-      if not re.search(r"\b(GET|POST|PUT|DELETE) %s\b" % re.escape(path),
-                       self.gnt.DaemonLog(daemon)):
-        raise CheckFailed("no request line for %s in %s" % (
-          path, ganeti_commands.HTTP_DAEMON_LOGS[daemon]))
+      line = re.compile(r"\b(GET|POST|PUT|DELETE) %s\b" % re.escape(path))
+      deadline = time.monotonic() + REQUEST_LOG_WAIT
+      while not line.search(self.gnt.DaemonLog(daemon)):
+        if time.monotonic() > deadline:
+          raise CheckFailed("no request line for %s in %s" % (
+            path, ganeti_commands.HTTP_DAEMON_LOGS[daemon]))
+        time.sleep(0.5)
 
   def CheckRestartDuringRpc(self):
     """noded stopped and started (daemon-util) while it serves a 10 s delay

@@ -434,8 +434,8 @@ def test_noded_logs_each_request_as_ganeti_30_does(noded, pki):
   finally:
     connection.close()
   # legacy logs it before the answer is sent, as Ganeti 3.0; fastcgi
-  # reads it from lighttpd's access log, which lighttpd writes once a
-  # second.
+  # reads it from lighttpd's access log, which lighttpd writes every
+  # fourth second.
   line = " INFO 127.0.0.1:%d POST /version HTTP/1.1 200\n" % client_port
   WaitFor(lambda: line in noded.daemon.LogTail(), timeout=10)
   assert noded.daemon.LogTail().count(line) == 1

@@ -25,9 +25,9 @@ untrusted text (it runs as the frontend account): a line is logged as a
 request only if every field parses (L{ParseLine}), otherwise at WARNING,
 escaped and marked as lighttpd's (L{output.QuoteLine}).
 
-Timing: lighttpd (1.4.69) writes its access log in batches, at least once
-a second, and everything when it exits; a line can come a second after
-its answer.  A reader that falls behind (the daemon's log cannot be
+Timing: lighttpd (1.4.69) writes a file access log in batches: when
+8 KiB are pending, every fourth second (its C{log_access_periodic_flush})
+and at exit; a line can come up to four seconds after its answer.  A reader that falls behind (the daemon's log cannot be
 written) fills the pipe (L{PIPE_SIZE}) and then holds lighttpd in its
 write: requests wait, no line is lost, as with Ganeti 3.0's server, which
 logs each request before it answers it.
