@@ -169,8 +169,14 @@ class Node(object):
     os.chmod(host_path, mode)
 
   def CopyFile(self, host_path, path):
-    """Copy a file of the machine to C{path} inside the node's root."""
-    shutil.copyfile(host_path, self.HostPath(path))
+    """Copy a file of the machine to C{path} inside the node's root, whole
+    or not at all: a copy is written beside it and renamed over it, so a
+    process reading the old file (a Python starting the script copied
+    again for the next load driver) never reads a truncated one."""
+    target = self.HostPath(path)
+    partial = "%s.copying" % target
+    shutil.copyfile(host_path, partial)
+    os.replace(partial, target)
 
   def ProcessesLeft(self):
     """PIDs (machine view) of processes whose root is inside the copy."""
