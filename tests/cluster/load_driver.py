@@ -36,36 +36,15 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 
 GANETI_PYTHON_PATH = "/usr/share/ganeti/default"
 
 _stopping = []
 
-#: The signals that stop a driver.
-_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
-
-def _WaitForStopSignal():
-  """In a thread: wait for a stop signal (blocked in every thread), write
-  who sent it to standard error (a driver that ends before the test
-  stops it says by whom), and stop the driver."""
-  info = signal.sigwaitinfo(_STOP_SIGNALS)
-  try:
-    with open("/proc/%d/cmdline" % info.si_pid, "rb") as cmdline:
-      sender = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
-  except OSError:
-    sender = "(gone)"
-  sys.stderr.write("stopped by signal %d from pid %d uid %d: %s\n" % (
-    info.si_signo, info.si_pid, info.si_uid, sender.strip()))
-  sys.stderr.flush()
-  _stopping.append(info.si_signo)
-
-
-def _UnblockStopSignals():
-  """In a child before it execs: the signals as a command expects them."""
-  signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+def _Stop(signum, frame):  # pylint: disable=unused-argument
+  _stopping.append(signum)
 
 
 def Emit(**event):
@@ -111,7 +90,6 @@ def RunJobs(args):
         break
       started = time.time()
       result = subprocess.run(command, shell=True, stdin=subprocess.DEVNULL,
-                              preexec_fn=_UnblockStopSignals,
                               stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT,
                               universal_newlines=True, check=False)
@@ -313,8 +291,8 @@ def main():
                         required=True)
   rpc_mode.add_argument("--pause", type=float, default=0.5)
   args = parser.parse_args()
-  signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-  threading.Thread(target=_WaitForStopSignal, daemon=True).start()
+  signal.signal(signal.SIGTERM, _Stop)
+  signal.signal(signal.SIGINT, _Stop)
   {"jobs": RunJobs, "rapi": RunRapi, "probe": RunProbe,
    "answers": RunAnswers, "rpc": RunRpc}[args.mode](args)
 
