@@ -16,7 +16,8 @@ import shutil
 import pytest
 
 from tests.new.lighttpd_helpers import REPO, scratch_dir  # noqa: F401
-from tests.new.test_ganeti_http_cli import Node, _Certificate
+from tests.new.test_ganeti_http_cli import _Certificate
+from tests.new.test_ganeti_http_cli import node  # noqa: F401 (a fixture)
 
 DOCUMENT = os.path.join(REPO, "docs", "operations.md")
 SECTION = "## What each error means"
@@ -81,13 +82,6 @@ def _Documented(line):
   start errors also with C{DAEMON: } before them, as check prints them)."""
   return any(re.fullmatch(r"(\w+: )?" + _Pattern(message), line)
              for message in _AllMessages())
-
-
-@pytest.fixture
-def node(scratch_dir):  # noqa: F811 (a fixture)
-  instance = Node(scratch_dir)
-  yield instance
-  instance.StopServers()
 
 
 def _CheckLines(node):

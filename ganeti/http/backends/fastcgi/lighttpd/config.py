@@ -11,9 +11,8 @@ Two deployments share one renderer:
   - L{RenderSystemConfig}: lighttpd run as a system service that spawns
     the daemon itself as its FastCGI application ("bin-path").
 
-Every value is written as a quoted lighttpd string or a plain integer; a
-value that lighttpd's syntax cannot carry (a NUL byte, a trailing
-backslash) is refused, so no setting can inject configuration.
+Every value is written in lighttpd's syntax by L{syntax}, which refuses
+what that syntax cannot carry, so no setting can inject configuration.
 """
 
 import dataclasses
@@ -25,6 +24,7 @@ from ganeti import http
 from ganeti.http.backends import selection
 from ganeti.http.backends.fastcgi.lighttpd import access_log
 from ganeti.http.backends.fastcgi.lighttpd import limits
+from ganeti.http.backends.fastcgi.lighttpd import syntax
 from ganeti.http.backends.fastcgi.lighttpd.layout import StateLayout
 from ganeti.http.core import tls
 
@@ -210,58 +210,6 @@ def KibibytesCeiling(size):
   return -(-size // 1024)
 
 
-def _Quote(text):
-  """Return C{text} as a lighttpd string literal.
-
-  lighttpd's tokenizer knows one escape, a backslash before a double quote;
-  any other backslash stands for itself, and a string may span lines.  So
-  escaping every double quote is enough, except that a trailing backslash
-  would escape the closing quote and a NUL would end the string early.
-  """
-  if not isinstance(text, str):
-    raise TypeError("Not a string: %r" % (text, ))
-  if "\0" in text:
-    raise ValueError("lighttpd cannot take a NUL byte in %r" % (text, ))
-  if text.endswith("\\"):
-    raise ValueError("lighttpd cannot take a trailing backslash in %r" %
-                     (text, ))
-  return '"%s"' % text.replace('"', '\\"')
-
-
-class _Environment(str):
-  """A value lighttpd reads from its environment (C{env.NAME})."""
-
-
-def _Value(value, indent=""):
-  """Return C{value} in lighttpd syntax.
-
-  Booleans become "enable"/"disable", integers stay bare, strings are
-  quoted, tuples become arrays and dicts key => value arrays.  An array
-  holding arrays is spread over several lines.
-  """
-  if isinstance(value, bool):
-    return _Quote("enable" if value else "disable")
-  if isinstance(value, int):
-    return str(value)
-  if isinstance(value, _Environment):
-    return "env.%s" % value
-  if isinstance(value, str):
-    return _Quote(value)
-  inner = indent + "  "
-  if isinstance(value, dict):
-    items = ["%s => %s" % (_Quote(key), _Value(item, inner))
-             for (key, item) in value.items()]
-    nested = any(isinstance(item, (dict, tuple)) for item in value.values())
-  elif isinstance(value, tuple):
-    items = [_Value(item, inner) for item in value]
-    nested = any(isinstance(item, (dict, tuple)) for item in value)
-  else:
-    raise TypeError("No lighttpd form for %r" % (value, ))
-  if not nested:
-    return "(%s)" % ", ".join(items)
-  return "(\n%s\n%s)" % (",\n".join(inner + item for item in items), indent)
-
-
 def _BindAddress(address):
   """lighttpd wants IPv6 literals in brackets ("::1" alone is a host name)."""
   parsed = ipaddress.ip_address(address)
@@ -340,7 +288,8 @@ def _ServerDirectives(settings):
   if settings.request_log:
     # The path of the pipe's end lighttpd inherits, which differs from one
     # lighttpd to the next: from lighttpd's environment.
-    yield ("accesslog.filename", _Environment(selection.ENV_ACCESS_LOG))
+    yield ("accesslog.filename",
+           syntax.Environment(selection.ENV_ACCESS_LOG))
     yield ("accesslog.format", access_log.FORMAT)
 
   if settings.tls:
@@ -384,7 +333,8 @@ def _Render(settings, backends):
   lines = ["# lighttpd configuration written by"
            " ganeti.http.backends.fastcgi.lighttpd.config;",
            "# see docs/lighttpd.md."]
-  lines.extend("%s = %s" % (key, _Value(value)) for (key, value) in directives)
+  lines.extend("%s = %s" % (key, syntax.Value(value))
+               for (key, value) in directives)
   return "\n".join(lines) + "\n"
 
 
