@@ -15,7 +15,8 @@ DAEMON (default C{test}: none of Ganeti's).
 
 Handler: C{/slow} writes its pid to STATE_DIR/entered, then answers once
 the file STATE_DIR/release exists (at most after 60 s); anything else
-answers at once.  The body is the answering pid.
+answers at once.  The answer is the answering pid, as JSON; for a request
+with a body, C{[pid, body]}.
 """
 
 import json
@@ -46,6 +47,8 @@ class _SlowHandler(object):
           deadline = time.monotonic() + 60
           while not os.path.exists(release) and time.monotonic() < deadline:
             time.sleep(0.05)
+        if req.request_body:
+          return json.dumps([os.getpid(), req.request_body.decode()])
         return json.dumps(os.getpid())
     self.handler = Handler()
 

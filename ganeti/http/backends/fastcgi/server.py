@@ -26,6 +26,7 @@ import threading
 from ganeti.http import backends
 from ganeti.http.backends import base
 from ganeti.http.backends import selection
+from ganeti.http.backends.fastcgi import drainer
 from ganeti.http.backends.fastcgi import flup_gateway
 from ganeti.http.backends.fastcgi import listener as fastcgi_listener
 from ganeti.http.backends.fastcgi import peer_check
@@ -96,6 +97,7 @@ class FastCgiHttpServer(base.ServerBase):
     self._fastcgi_socket = None
     self._listener = None
     self._listener_thread = None
+    self._gateway = None
     self._workers = None
     self._children = None
     self._supervisor = None
@@ -198,7 +200,7 @@ class FastCgiHttpServer(base.ServerBase):
       self._children = connection_children.ConnectionChildren(
         self._max_clients)
       threads = 1
-    gateway = flup_gateway.FlupGateway(
+    self._gateway = flup_gateway.FlupGateway(
       wsgi_application.WsgiApplication(
         self.pipeline, lambda: self.ganeti_handler,
         tls=self._ssl_params is not None,
@@ -220,7 +222,7 @@ class FastCgiHttpServer(base.ServerBase):
 
     def _MakeListener():
       return fastcgi_listener.FastCgiListener(
-        gateway, self._fastcgi_socket, threads, check,
+        self._gateway, self._fastcgi_socket, threads, check,
         children=self._children)
 
     if self.settings.processes > 1:
@@ -235,6 +237,25 @@ class FastCgiHttpServer(base.ServerBase):
                                                daemon=True)
       self._listener_thread.start()
 
+  def _StopListener(self):
+    if self._listener is not None:
+      self._listener.Stop()
+      self._listener_thread.join(STOP_TIMEOUT)
+      self._listener = self._listener_thread = None
+
+  def _HandToDrainer(self, lighttpd):
+    """Leave the released C{lighttpd} (still serving) to a L{drainer}: it
+    serves the FastCGI connections lighttpd still opens, each in a child
+    of its own, reads lighttpd's logs and removes the state directory
+    once lighttpd has exited.  Workers stop accepting (L{_StopBackend})."""
+    self._StopListener()
+    drainer.Start(
+      lighttpd, self._state_dir, keep=[self._fastcgi_socket],
+      make_listener=lambda check: fastcgi_listener.FastCgiListener(
+        self._gateway, self._fastcgi_socket, 1, check,
+        children=connection_children.ConnectionChildren(self._max_clients)))
+    self._state_dir = None
+
   def _StopBackend(self, release=False):
     if self._spawner_watch is not None:
       self._spawner_watch.set()
@@ -245,10 +266,7 @@ class FastCgiHttpServer(base.ServerBase):
       else:
         self._workers.Stop(STOP_TIMEOUT)
       self._workers = None
-    if self._listener is not None:
-      self._listener.Stop()
-      self._listener_thread.join(STOP_TIMEOUT)
-      self._listener = self._listener_thread = None
+    self._StopListener()
     if self._children is not None:
       self._children.Release()
       self._children = None
@@ -266,22 +284,26 @@ class FastCgiHttpServer(base.ServerBase):
 
     When they run in other processes (workers, or a child per connection
     as in Ganeti 3.0/3.1), lighttpd (stopped gracefully) and those
-    processes finish them on their own after L{RELEASE_WAIT} seconds, so
-    that the daemon exits at once and a new one can start meanwhile, as
-    Ganeti 3.0's per-connection children allowed.  When they run in this
-    process's threads, Stop waits for them (L{STOP_TIMEOUT}).
+    processes finish them on their own after L{RELEASE_WAIT} seconds,
+    attended by a L{drainer}, so that the daemon exits at once and a new
+    one can start meanwhile, as Ganeti 3.0's per-connection children
+    allowed.  When they run in this process's threads, Stop waits for
+    them (L{STOP_TIMEOUT}).
     """
     release = self._workers is not None or self._children is not None
     self._WithdrawStatus()
+    released = None
     if self._supervisor is not None:
       if release:
-        self._supervisor.Release(RELEASE_WAIT)
+        released = self._supervisor.Release(RELEASE_WAIT)
       else:
         self._supervisor.Stop(STOP_TIMEOUT)
       self._supervisor = None
     if not self.spawned:
       # lighttpd no longer accepts: pass the socket on to the next daemon.
       self.listening.PassOn(self.socket)
+    if released is not None:
+      self._HandToDrainer(released)
     self._StopBackend(release=release)
     self.server_close()
     self._ReleaseReaper()

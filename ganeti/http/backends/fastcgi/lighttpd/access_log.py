@@ -34,11 +34,11 @@ logs each request before it answers it.
 
 Stopping: a stopped lighttpd writes what it holds and exits; the reader
 logs it before the server's C{Stop} returns.  A lighttpd left to finish
-requests in flight after the daemon exits (C{Release}) keeps writing: its
-reader is handed to a process of its own (L{Reader.HandOver}), a fork of
-the daemon with its log, which logs the remaining lines and exits with
-lighttpd's end of the pipe.  A lighttpd killed with SIGKILL loses the
-lines it held (at most a second's).
+requests in flight after the daemon exits (released) keeps writing: the
+reading goes on in the daemon's drainer (L{line_reader}), a fork of the
+daemon with its log, which logs the remaining lines until lighttpd has
+exited.  A lighttpd killed with SIGKILL loses the lines it held (at most
+a second's).
 """
 
 import fcntl
@@ -46,12 +46,10 @@ import ipaddress
 import logging
 import os
 import re
-import select
-import threading
 
+from ganeti.http.backends.fastcgi.lighttpd import line_reader
 from ganeti.http.backends.fastcgi.lighttpd import output
 from ganeti.http.core import request_log
-from ganeti.http.system import forked_child
 
 #: lighttpd's C{accesslog.format}: client address, client port, status and
 #: the request line (C{%r}: method, target as sent, version), separated by
@@ -65,9 +63,6 @@ PIPE_SIZE = 1024 * 1024
 
 #: Lowest descriptor number of the write end lighttpd inherits.
 _FIRST_DESCRIPTOR = 10
-
-#: Longest line read whole; more is logged as a line of its own.
-_READ_SIZE = 64 * 1024
 
 #: One line of L{FORMAT}.  The request line is empty (C{"  "}) when
 #: lighttpd refused the head before reading it (431) or could not parse it.
@@ -158,102 +153,12 @@ def Pipe(owner):
   return (read_end, write_end)
 
 
-class _Lines(object):
-  """Cuts what lighttpd writes into lines and logs each (L{LogLine})."""
-
-  def __init__(self):
-    self._pending = b""
-
-  def Feed(self, data):
-    """Log the lines C{data} completes."""
-    lines = (self._pending + data).split(b"\n")
-    self._pending = lines.pop()
-    if len(self._pending) >= _READ_SIZE:  # no end in sight: a line of its own
-      lines.append(self._pending)
-      self._pending = b""
-    for line in lines:
-      LogLine(line)
-
-  def End(self):
-    """Log what is left (a last line without its newline)."""
-    if self._pending:
-      LogLine(self._pending)
-      self._pending = b""
-
-
-class Reader(object):
+class Reader(line_reader.LineReader):
   """Reads one lighttpd's access log (the read end of its L{Pipe}, which
-  this object closes) in a thread, until lighttpd and every copy of the
-  write end are gone or the reading is handed over."""
+  this object closes) in a thread, logging each line (L{LogLine}), until
+  lighttpd and every copy of the write end are gone; a forked process may
+  read on (L{line_reader.LineReader.Pause})."""
 
   def __init__(self, read_end):
-    self._read_end = read_end
-    self._lines = _Lines()
-    (self._wake_read, self._wake_write) = os.pipe2(os.O_CLOEXEC)
-    self._lock = threading.Lock()
-    self._ended = False  # end-of-file reached, descriptors closed
-    self._thread = threading.Thread(target=self._Run,
-                                    name="lighttpd-access-log", daemon=True)
-    self._thread.start()
-
-  def Join(self, timeout):
-    """Wait up to C{timeout} seconds for the end of the log (lighttpd has
-    exited) and for its last line to be logged."""
-    self._thread.join(timeout)
-
-  def HandOver(self):
-    """Stop reading here and go on in a forked process, which logs the
-    rest and exits at the end of the log (for a lighttpd that outlives
-    the daemon); return its pid, or None if the log had ended."""
-    with self._lock:
-      if self._ended:
-        return None
-      os.write(self._wake_write, b"x")
-    self._thread.join()
-    if self._ended:  # the end came before the thread saw the wake-up
-      return None
-    self._CloseWake()
-    with os.fdopen(self._read_end, "rb", buffering=0) as read_end:
-      pid = forked_child.Fork(lambda _stopping: self._Drain(),
-                              keep=[read_end],
-                              name="lighttpd's access log reader")
-    threading.Thread(target=_Reap, args=(pid, ), daemon=True).start()
-    return pid
-
-  def _Run(self):
-    poller = select.poll()
-    poller.register(self._read_end, select.POLLIN)
-    poller.register(self._wake_read, select.POLLIN)
-    while True:
-      ready = dict(poller.poll())
-      if self._wake_read in ready:
-        return  # handed over: the pipe stays open for the next reader
-      data = os.read(self._read_end, _READ_SIZE)
-      if not data:
-        break
-      self._lines.Feed(data)
-    self._lines.End()
-    with self._lock:
-      self._ended = True
-      os.close(self._read_end)
-      self._CloseWake()
-
-  def _CloseWake(self):
-    os.close(self._wake_read)
-    os.close(self._wake_write)
-
-  def _Drain(self):
-    """In the process L{HandOver} forked: log the rest of the log."""
-    while True:
-      data = os.read(self._read_end, _READ_SIZE)
-      if not data:
-        break
-      self._lines.Feed(data)
-    self._lines.End()
-
-
-def _Reap(pid):
-  try:
-    os.waitpid(pid, 0)
-  except ChildProcessError:  # reaped by a reaper of the daemon's
-    pass
+    line_reader.LineReader.__init__(self, read_end, LogLine,
+                                    "lighttpd-access-log")

@@ -3,8 +3,9 @@
 lighttpd runs without C{server.errorlog}, so it prints its error log (its
 start and stop, refused client certificates and other TLS failures, each
 with the peer's address) on its standard error: a pipe the daemon reads
-(L{Forwarder}).  The daemon appends each line, escaped and marked
-(L{output.QuoteLine}), to C{lighttpd-<daemon>.log} in Ganeti's log
+(L{Forwarder}; when lighttpd outlives the daemon, released at its stop,
+the daemon's drainer reads on).  The daemon appends each line, escaped
+and marked (L{output.QuoteLine}), to C{lighttpd-<daemon>.log} in Ganeti's log
 directory, next to the daemon's own log (L{LogPath}); the last lines are
 also kept for the daemon's error messages when lighttpd fails.
 
@@ -40,6 +41,7 @@ import stat
 import threading
 
 from ganeti.http.backends import selection
+from ganeti.http.backends.fastcgi.lighttpd import line_reader
 from ganeti.http.backends.fastcgi.lighttpd import output
 from ganeti.http.system import trusted_dirs
 
@@ -53,7 +55,6 @@ LOG_MODE = 0o600
 RECENT_LINES = 30
 
 _APPEND = os.O_WRONLY | os.O_APPEND
-_READ_SIZE = 64 * 1024
 
 
 def LogDirectory(environ=os.environ):
@@ -149,48 +150,23 @@ def _OpenOwnFile(directory, name):
   return trusted_dirs.CreateFile(directory, name, LOG_MODE, flags=_APPEND)
 
 
-class Forwarder(object):
+class Forwarder(line_reader.LineReader):
   """Reads, in a thread, what one lighttpd prints (the read end of its
   standard error's pipe, which this object closes): each line goes to an
-  L{ErrorLog} (if any), the last L{RECENT_LINES} are kept."""
+  L{ErrorLog} (if any), the last L{RECENT_LINES} are kept.  A forked
+  process may read on (L{line_reader.LineReader.Pause})."""
 
   def __init__(self, read_end, error_log):
-    self._read_end = read_end
     self._error_log = error_log
     self._recent = collections.deque(maxlen=RECENT_LINES)
-    self._thread = threading.Thread(target=self._Run, name="lighttpd-output",
-                                    daemon=True)
-    self._thread.start()
-
-  def Join(self, timeout):
-    """Wait up to C{timeout} seconds for the end of the output (lighttpd
-    has exited) and for its last line to be written."""
-    self._thread.join(timeout)
+    line_reader.LineReader.__init__(self, read_end, self._Line,
+                                    "lighttpd-output")
 
   def Recent(self, wait=0.0):
     """The last lines, quoted (L{output.Quote}); after waiting up to
     C{wait} seconds for the end of the output (L{Join})."""
     self.Join(wait)
     return output.Quote(b"\n".join(list(self._recent)))
-
-  def _Run(self):
-    pending = b""
-    try:
-      while True:
-        data = os.read(self._read_end, _READ_SIZE)
-        if not data:
-          break
-        lines = (pending + data).split(b"\n")
-        pending = lines.pop()
-        if len(pending) >= _READ_SIZE:  # no end in sight: a line of its own
-          lines.append(pending)
-          pending = b""
-        for line in lines:
-          self._Line(line)
-      if pending:
-        self._Line(pending)
-    finally:
-      os.close(self._read_end)
 
   def _Line(self, line):
     self._recent.append(line)

@@ -7,7 +7,10 @@ and removes it when it stops.  A daemon killed without stopping leaves its
 directory behind (its lighttpd is ended by the lifeline), so each directory
 names the process that made it in an C{owner} file (pid and start time),
 and the next server started with the same runtime directory removes those
-whose owner has exited.  L{PrepareForLighttpd} lays out such a directory
+whose owner has exited.  A lighttpd released at the daemon's stop still
+uses its directory after the daemon exited: the directory's owner is then
+the daemon's drainer (L{StateDir.HandOver}), which removes it once that
+lighttpd has exited.  L{PrepareForLighttpd} lays out such a directory
 for lighttpd, with the owners and modes its privilege switch needs.
 
 Everything here goes through directory descriptors of directories that
@@ -26,6 +29,7 @@ from ganeti.http.system import trusted_dirs
 
 PREFIX = "ganeti-http-"
 _OWNER_FILE = "owner"
+_OWNER_TEMPORARY = "owner.new"
 _CONFIG_TEMPORARY = "lighttpd.conf.new"
 
 
@@ -49,10 +53,7 @@ def Create(runtime_dir):
       directory = trusted_dirs.OpenExisting(runtime_fd, name,
                                             trusted_dirs.DIR_FLAGS, 0o700)
       try:
-        owner = trusted_dirs.CreateFile(directory, _OWNER_FILE, 0o600)
-        start_time = process_identity.ParentAndStartTime(os.getpid())[1]
-        with os.fdopen(owner, "w") as handle:
-          handle.write("%d %d\n" % (os.getpid(), start_time))
+        _WriteOwner(directory, os.getpid())
       finally:
         os.close(directory)
     except BaseException:
@@ -61,6 +62,24 @@ def Create(runtime_dir):
   finally:
     os.close(runtime_fd)
   return os.path.join(runtime_dir, name)
+
+
+def _WriteOwner(directory, pid):
+  """Name process C{pid} in the owner file of C{directory} (a descriptor),
+  replacing the file by rename: a reader sees the old or the new one.
+
+  @raise OSError: the directory was removed, or C{pid} has exited
+  """
+  start_time = process_identity.ParentAndStartTime(pid)[1]
+  try:
+    os.unlink(_OWNER_TEMPORARY, dir_fd=directory)
+  except FileNotFoundError:
+    pass
+  owner = trusted_dirs.CreateFile(directory, _OWNER_TEMPORARY, 0o600)
+  with os.fdopen(owner, "w") as handle:
+    handle.write("%d %d\n" % (pid, start_time))
+  os.rename(_OWNER_TEMPORARY, _OWNER_FILE, src_dir_fd=directory,
+            dst_dir_fd=directory)
 
 
 def RemoveAbandoned(runtime_dir):
@@ -146,6 +165,20 @@ class StateDir(object):
       raise trusted_dirs.UntrustedPathError(
         "%s is no longer the state directory this process made: someone"
         " replaced it" % self.path, self.path)
+
+  def fileno(self):
+    """Its descriptor (for a forked process to keep)."""
+    return self.fd
+
+  def HandOver(self, pid):
+    """Make process C{pid} its owner: L{RemoveAbandoned} leaves it alone
+    while that process runs (the drainer of a released lighttpd, which
+    removes it in the end).  Errors are logged."""
+    try:
+      _WriteOwner(self.fd, pid)
+    except OSError as err:
+      logging.warning("Could not hand the state directory %s over to pid"
+                      " %d: %s", self.path, pid, err)
 
   def Close(self):
     """Close its descriptor."""

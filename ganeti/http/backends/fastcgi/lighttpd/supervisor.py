@@ -14,7 +14,9 @@ L{LighttpdSupervisor} owns one lighttpd process at a time:
     between attempts that fail to start it;
   - C{Stop()} sends SIGINT (lighttpd's graceful shutdown: stop accepting,
     finish requests in flight; SIGTERM would drop them), SIGKILL after a
-    timeout, and reaps everything it started.
+    timeout, and reaps everything it started; C{Release()} sends SIGINT
+    too, but leaves a lighttpd still serving after a moment to exit on
+    its own, the reading of its logs paused for the daemon's drainer.
 
 Privileges: lighttpd started as root reads its certificate and key, opens
 its pid file and binds before switching to C{server.username}; it opens its
@@ -90,10 +92,15 @@ def FindLighttpd():
   return binary
 
 
-class _Instance(object):
-  """One running lighttpd with its lifeline, the reader of its output
-  (an L{error_log.Forwarder<lighttpd_log.Forwarder>}) and that of its
-  access log (an L{access_log.Reader}, or None)."""
+class Instance(object):
+  """One running lighttpd with its lifeline and the readers of its logs.
+
+  @ivar process: its C{subprocess.Popen}
+  @ivar output: the reader of its error log (its output), an
+      L{error_log.Forwarder<lighttpd_log.Forwarder>}
+  @ivar requests: the reader of its access log, an L{access_log.Reader},
+      or None
+  """
 
   def __init__(self, process, lifeline, output, requests):
     self.process = process
@@ -101,11 +108,17 @@ class _Instance(object):
     self.output = output
     self.requests = requests
 
-  def JoinReaders(self):
-    """Wait for the last lines of an exited lighttpd to be written."""
-    self.output.Join(_OUTPUT_WAIT)
-    if self.requests is not None:
-      self.requests.Join(_OUTPUT_WAIT)
+  @property
+  def readers(self):
+    """The L{line_reader.LineReader}s of its logs."""
+    return [reader for reader in (self.output, self.requests)
+            if reader is not None]
+
+  def JoinReaders(self, timeout=_OUTPUT_WAIT):
+    """Wait for the last lines of an exited lighttpd to be written (at
+    most C{timeout} seconds for each log; None: no limit)."""
+    for reader in self.readers:
+      reader.Join(timeout)
 
 
 class LighttpdSupervisor(object):
@@ -300,30 +313,38 @@ class LighttpdSupervisor(object):
 
   def Release(self, timeout):
     """Stop lighttpd gracefully (SIGINT), waiting at most C{timeout}
-    seconds: if it still serves requests then, leave it running on its
-    own, without lifeline, to finish them and exit (its graceful shutdown
-    timeout bounds that), its access log read by a process of its own
-    (L{access_log.Reader.HandOver}).  For a daemon that exits while its
-    requests are served by other processes."""
+    seconds for it to exit.  For a daemon that exits while its requests
+    are served by other processes.
+
+    @return: None if lighttpd exited (its last lines written); else its
+        L{Instance}, without lifeline, the readers of its logs paused: a
+        lighttpd left to finish its requests (its graceful shutdown
+        timeout bounds that) and to exit on its own, for a
+        L{drainer<ganeti.http.backends.fastcgi.drainer>} to attend
+    """
     self._stopping.set()
     with self._lock:
-      instance = self._instance
-    if instance is None:
-      return
-    if instance.process.poll() is None:
-      instance.process.send_signal(signal.SIGINT)
-    try:
-      instance.process.wait(timeout)
-      if self._monitor is not None:
-        self._monitor.join()
-      instance.JoinReaders()
-    except subprocess.TimeoutExpired:
-      logging.info("lighttpd (pid %d) finishes the requests in flight on"
-                   " its own", instance.process.pid)
-      if instance.requests is not None:
-        instance.requests.HandOver()
-    instance.lifeline.Cut()
-    (self._monitor, self._instance) = (None, None)
+      (instance, self._instance) = (self._instance, None)
+    released = None
+    if instance is not None:
+      if instance.process.poll() is None:
+        instance.process.send_signal(signal.SIGINT)
+      try:
+        instance.process.wait(timeout)
+      except subprocess.TimeoutExpired:
+        for reader in instance.readers:
+          reader.Pause()
+        released = instance
+      else:
+        if self._monitor is not None:
+          self._monitor.join()
+        instance.JoinReaders()
+      instance.lifeline.Cut()
+    self._monitor = None
+    if self._error_log is not None:
+      self._error_log.Close()  # a drainer opens it again
+    self._CloseStateDir()
+    return released
 
   def _Spawn(self):
     """Start lighttpd (C{-D}) and its lifeline; return the L{_Instance}."""
@@ -344,7 +365,7 @@ class LighttpdSupervisor(object):
       os.close(write_end)
       if requests_write is not None:
         os.close(requests_write)
-    return _Instance(process, lifeline,
+    return Instance(process, lifeline,
                      lighttpd_log.Forwarder(read_end, self._error_log),
                      access_log.Reader(requests_read)
                      if requests_read is not None else None)

@@ -1,0 +1,156 @@
+"""A lighttpd released at a daemon's stop is served until it exits
+(L{ganeti.http.backends.fastcgi.drainer}), issue 11 section 3.
+
+Daemons here are real processes started as Ganeti 3.0 starts them
+(L{tests.new.daemonized}: 3.0's signature, so the stop releases lighttpd
+and returns at once), with a runtime directory of the test's own, so that
+what is left behind can be seen.  A restart is what C{daemon-util
+restart} does: SIGTERM, wait for the daemon to exit, start a new one.
+"""
+
+import json
+import os
+import signal
+import socket
+import threading
+
+import pytest
+
+from tests.legacy.test_restart import _Get, _StartDaemon
+from tests.new.lighttpd_helpers import (REPO, Alive, ProcessesMentioning,
+                                        ProcessesUsing, WaitFor)
+from tests.new.test_fastcgi_server import readable_dir  # pylint: disable=unused-import
+from tests.raw_http import ReadUntilClosed
+
+
+def _Environment(tmp_path, runtime_dir, processes):
+  """The daemons' environment: fastcgi, C{processes} backend processes,
+  state directories in C{runtime_dir}."""
+  config = tmp_path / "http-backend.conf"
+  config.write_text("[fastcgi]\nruntime-dir = %s\nprocesses = %d\n" %
+                    (runtime_dir, processes))
+  return dict(os.environ, GANETI_HTTP_BACKEND="fastcgi",
+              GANETI_HTTP_BACKEND_CONFIG=str(config),
+              PYTHONPATH=REPO)
+
+
+def _Children(pid):
+  """The pids of the live children of process C{pid} (lighttpd, its
+  lifeline, workers of a daemon)."""
+  children = []
+  for entry in os.listdir("/proc"):
+    try:
+      with open("/proc/%s/stat" % entry) as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+      continue
+    if int(fields[1]) == pid and Alive(int(entry)):
+      children.append(int(entry))
+  return children
+
+
+def _Lighttpd(runtime_dir):
+  """The pid of the one lighttpd running on a configuration in
+  C{runtime_dir}."""
+  (pid, ) = ProcessesMentioning(runtime_dir)
+  return pid
+
+
+def _Sockets(pid):
+  """How many sockets process C{pid} holds."""
+  fd_dir = "/proc/%d/fd" % pid
+  return sum(1 for name in os.listdir(fd_dir)
+             if os.readlink(os.path.join(fd_dir, name)).startswith("socket:"))
+
+
+def _Restart(old_pid, new_dir, env, port):
+  """Stop the daemon C{old_pid} as start-stop-daemon does (until the
+  process is gone, reaped), then start a new one on C{port}; return its
+  pid."""
+  os.kill(old_pid, signal.SIGTERM)
+  WaitFor(lambda: not os.path.exists("/proc/%d" % old_pid), timeout=30,
+          interval=0.01)
+  return _StartDaemon(new_dir, env, port)[0]
+
+
+def _StopDaemon(pid):
+  if pid is not None:
+    os.kill(pid, signal.SIGTERM)
+    WaitFor(lambda: not Alive(pid), timeout=60)
+
+
+def _NothingLeft(runtime_dir, processes):
+  """Wait until none of C{processes} lives, no process uses
+  C{runtime_dir} and it is empty."""
+  WaitFor(lambda: not any(Alive(pid) for pid in processes) and
+          not ProcessesUsing(runtime_dir), timeout=30)
+  assert os.listdir(runtime_dir) == []
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_request_whose_body_arrives_across_a_restart_runs(
+    tmp_path, readable_dir, processes):
+  """A PUT whose body is half sent when the daemon stops: lighttpd has it
+  but waits for the rest before passing it on.  The stop returns, a new
+  daemon starts (its start removes abandoned state directories), the rest
+  of the body comes: the old daemon's handler answers it (in a process the
+  drainer forked, or in a released worker), and once the old lighttpd has
+  exited nothing of the old daemon is left."""
+  env = _Environment(tmp_path, readable_dir, processes)
+  (old_dir, new_dir) = (tmp_path / "old", tmp_path / "new")
+  old_dir.mkdir()
+  new_dir.mkdir()
+  (old_pid, port) = _StartDaemon(old_dir, env)
+  lighttpd = _Lighttpd(readable_dir)
+  old_processes = _Children(old_pid)
+  assert lighttpd in old_processes
+  body = b"first half;" * 100 + b"second half." * 100
+  head = (b"PUT /echo HTTP/1.1\r\nHost: node\r\nContent-Length: %d\r\n"
+          b"Connection: close\r\n\r\n" % len(body))
+  new_pid = None
+  sockets = _Sockets(lighttpd)
+  client = socket.create_connection(("127.0.0.1", port), timeout=60)
+  try:
+    client.sendall(head + body[:1100])
+    WaitFor(lambda: _Sockets(lighttpd) > sockets)  # lighttpd accepted it
+    new_pid = _Restart(old_pid, new_dir, env, port)
+    client.sendall(body[1100:])
+    answer = ReadUntilClosed(client)
+  finally:
+    client.close()
+    _StopDaemon(new_pid)
+  (head, _, content) = answer.partition(b"\r\n\r\n")
+  assert head.startswith(b"HTTP/1.1 200 "), answer
+  (handler_pid, echoed) = json.loads(content)
+  assert echoed == body.decode()
+  assert handler_pid not in (old_pid, new_pid)
+  _NothingLeft(readable_dir, old_processes + [handler_pid])
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_released_lighttpds_last_lines_reach_its_error_log(
+    tmp_path, readable_dir, lighttpd_log_dir, processes):
+  """What lighttpd writes to its error log after the daemon's stop
+  returned (here its last line, "server stopped", written as it exits
+  once the request in flight is answered) lands in the daemon's
+  lighttpd log."""
+  env = _Environment(tmp_path, readable_dir, processes)
+  (old_pid, port) = _StartDaemon(tmp_path, env)
+  log_path = os.path.join(lighttpd_log_dir, "lighttpd-test.log")
+  old_processes = _Children(old_pid)
+  slow = []
+  client = threading.Thread(target=_Get, args=(port, "/slow", slow))
+  try:
+    client.start()
+    WaitFor((tmp_path / "entered").exists, timeout=30)
+    os.kill(old_pid, signal.SIGTERM)
+    WaitFor(lambda: not Alive(old_pid), timeout=30, interval=0.01)
+    with open(log_path) as log:
+      assert "server stopped" not in log.read()
+  finally:
+    (tmp_path / "release").write_text("")
+    client.join(60)
+  assert slow and slow[0][0] == 200, slow
+  WaitFor(lambda: "server stopped" in open(log_path).read(), timeout=30)
+  _NothingLeft(readable_dir, old_processes)
+
