@@ -10,6 +10,7 @@ restart} does: SIGTERM, wait for the daemon to exit, start a new one.
 
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -79,6 +80,13 @@ def _StopDaemon(pid):
     WaitFor(lambda: not Alive(pid), timeout=60)
 
 
+def _Drainer(state_dir):
+  """The pid of the drainer the daemon in C{state_dir} logged it forked."""
+  (pid, ) = re.findall(r"attended by the drainer \(pid ([0-9]+)\)",
+                       (state_dir / "daemon.log").read_text())
+  return int(pid)
+
+
 def _NothingLeft(runtime_dir, processes):
   """Wait until none of C{processes} lives, no process uses
   C{runtime_dir} and it is empty."""
@@ -124,7 +132,8 @@ def test_a_request_whose_body_arrives_across_a_restart_runs(
   (handler_pid, echoed) = json.loads(content)
   assert echoed == body.decode()
   assert handler_pid not in (old_pid, new_pid)
-  _NothingLeft(readable_dir, old_processes + [handler_pid])
+  _NothingLeft(readable_dir,
+               old_processes + [handler_pid, _Drainer(old_dir)])
 
 
 @pytest.mark.parametrize("processes", [1, 2])
@@ -152,5 +161,5 @@ def test_a_released_lighttpds_last_lines_reach_its_error_log(
     client.join(60)
   assert slow and slow[0][0] == 200, slow
   WaitFor(lambda: "server stopped" in open(log_path).read(), timeout=30)
-  _NothingLeft(readable_dir, old_processes)
+  _NothingLeft(readable_dir, old_processes + [_Drainer(tmp_path)])
 

@@ -51,7 +51,7 @@ from ganeti.http.system import process_identity
 _LAST_LINES_WAIT = 5.0
 
 
-def Start(lighttpd, state_dir, make_listener, keep=()):
+def Start(lighttpd, state_dir, daemon_name, make_listener, keep=()):
   """Fork the drainer of a released lighttpd (see the module's description);
   return its pid.  In the daemon, after the fork, the state directory is
   handed over to the drainer and the daemon's copies of lighttpd's pipes
@@ -63,6 +63,8 @@ def Start(lighttpd, state_dir, make_listener, keep=()):
       lighttpd.supervisor.Instance>}, its readers paused
   @param state_dir: lighttpd's L{StateDir<ganeti.http.backends.fastcgi.
       lighttpd.state_dirs.StateDir>}; closed here
+  @param daemon_name: the daemon's name; the drainer's process name is
+      C{<daemon>-drain} (C{noded-drain}), not the daemon's
   @param make_listener: C{make_listener(check)} returns the
       L{FastCgiListener<ganeti.http.backends.fastcgi.listener.
       FastCgiListener>} that serves lighttpd's connections, letting in
@@ -80,7 +82,8 @@ def Start(lighttpd, state_dir, make_listener, keep=()):
     state_dir.Remove()
     return None
   pid = forked_child.Fork(
-    lambda _stopping: _Drain(lighttpd, process, state_dir, make_listener),
+    lambda _stopping: _Drain(lighttpd, process, state_dir, daemon_name,
+                             make_listener),
     keep=list(keep) + lighttpd.readers + [state_dir],
     name="Drainer of lighttpd (pid %d)" % process.pid)
   state_dir.HandOver(pid)
@@ -94,8 +97,11 @@ def Start(lighttpd, state_dir, make_listener, keep=()):
   return pid
 
 
-def _Drain(lighttpd, process, state_dir, make_listener):
+def _Drain(lighttpd, process, state_dir, daemon_name, make_listener):
   """What the drainer does, in the drainer."""
+  # Not the daemon's name (ps -C ganeti-noded); 15 characters at most.
+  with open("/proc/self/comm", "w") as comm:
+    comm.write(daemon_name[:9] + "-drain")
   for reader in lighttpd.readers:
     reader.Resume()
   listener = make_listener(peer_check.PeerCheck(lambda: process))

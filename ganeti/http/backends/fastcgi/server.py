@@ -250,7 +250,8 @@ class FastCgiHttpServer(base.ServerBase):
     once lighttpd has exited.  Workers stop accepting (L{_StopBackend})."""
     self._StopListener()
     drainer.Start(
-      lighttpd, self._state_dir, keep=[self._fastcgi_socket],
+      lighttpd, self._state_dir, self._choice.daemon_name,
+      keep=[self._fastcgi_socket],
       make_listener=lambda check: fastcgi_listener.FastCgiListener(
         self._gateway, self._fastcgi_socket, 1, check,
         children=connection_children.ConnectionChildren(self._max_clients)))
