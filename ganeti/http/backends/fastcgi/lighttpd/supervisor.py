@@ -324,7 +324,7 @@ class LighttpdSupervisor(object):
     """
     self._stopping.set()
     with self._lock:
-      (instance, self._instance) = (self._instance, None)
+      instance = self._instance
     released = None
     if instance is not None:
       if instance.process.poll() is None:
@@ -340,14 +340,14 @@ class LighttpdSupervisor(object):
           self._monitor.join()
         instance.JoinReaders()
       instance.lifeline.Cut()
-    self._monitor = None
+    (self._monitor, self._instance) = (None, None)
     if self._error_log is not None:
       self._error_log.Close()  # a drainer opens it again
     self._CloseStateDir()
     return released
 
   def _Spawn(self):
-    """Start lighttpd (C{-D}) and its lifeline; return the L{_Instance}."""
+    """Start lighttpd (C{-D}) and its lifeline; return the L{Instance}."""
     self._CheckStateDir()
     (read_end, write_end) = os.pipe2(os.O_CLOEXEC)
     (requests_read, requests_write) = (
