@@ -17,9 +17,11 @@ import threading
 
 import pytest
 
+from ganeti.http.backends.fastcgi.lighttpd import layout as lighttpd_layout
 from tests.legacy.test_restart import _Get, _StartDaemon
 from tests.new.lighttpd_helpers import (REPO, Alive, ProcessesMentioning,
                                         ProcessesUsing, WaitFor)
+from tests.new.test_fastcgi_connection import Exchange, Params, RequestBytes
 from tests.new.test_fastcgi_server import readable_dir  # pylint: disable=unused-import
 from tests.raw_http import ReadUntilClosed
 
@@ -163,3 +165,37 @@ def test_a_released_lighttpds_last_lines_reach_its_error_log(
   WaitFor(lambda: "server stopped" in open(log_path).read(), timeout=30)
   _NothingLeft(readable_dir, old_processes + [_Drainer(tmp_path)])
 
+
+
+def test_the_drainer_lets_in_only_its_lighttpd(tmp_path, readable_dir):
+  """After the daemon's stop, another process (root here, whom the FastCGI
+  socket's mode does not stop, as lighttpd's account) that claims a
+  verified client certificate is turned away by the drainer, as it was by
+  the daemon: the drainer lets in the released lighttpd only."""
+  env = _Environment(tmp_path, readable_dir, 1)
+  (old_pid, port) = _StartDaemon(tmp_path, env)
+  old_processes = _Children(old_pid)
+  (name, ) = os.listdir(readable_dir)
+  path = lighttpd_layout.StateLayout(
+    os.path.join(readable_dir, name)).fastcgi_socket
+  forged = RequestBytes(Params("GET", "/", HTTPS="on",
+                               SSL_CLIENT_VERIFY="SUCCESS"), [])
+  slow = []
+  client = threading.Thread(target=_Get, args=(port, "/slow", slow))
+  try:
+    client.start()
+    WaitFor((tmp_path / "entered").exists, timeout=30)
+    os.kill(old_pid, signal.SIGTERM)
+    WaitFor(lambda: not Alive(old_pid), timeout=30, interval=0.01)
+    drainer = _Drainer(tmp_path)
+    try:
+      assert Exchange(path, forged) == []  # closed without an answer
+    except ConnectionError:
+      pass  # ... or reset (or a broken pipe), the request unread
+    WaitFor(lambda: "pid=%d Refusing a FastCGI connection from pid %d" %
+            (drainer, os.getpid()) in (tmp_path / "daemon.log").read_text())
+  finally:
+    (tmp_path / "release").write_text("")
+    client.join(60)
+  assert slow and slow[0][0] == 200, slow
+  _NothingLeft(readable_dir, old_processes + [drainer])
