@@ -89,6 +89,11 @@ def _Drainer(state_dir):
   return int(pid)
 
 
+def _ProcessName(pid):
+  with open("/proc/%d/comm" % pid) as handle:
+    return handle.read().strip()
+
+
 def _NothingLeft(runtime_dir, processes):
   """Wait until none of C{processes} lives, no process uses
   C{runtime_dir} and it is empty."""
@@ -158,12 +163,15 @@ def test_a_released_lighttpds_last_lines_reach_its_error_log(
     WaitFor(lambda: not Alive(old_pid), timeout=30, interval=0.01)
     with open(log_path) as log:
       assert "server stopped" not in log.read()
+    drainer = _Drainer(tmp_path)
+    # Not the daemon's name in ps.
+    WaitFor(lambda: _ProcessName(drainer) == "test-drain")
   finally:
     (tmp_path / "release").write_text("")
     client.join(60)
   assert slow and slow[0][0] == 200, slow
   WaitFor(lambda: "server stopped" in open(log_path).read(), timeout=30)
-  _NothingLeft(readable_dir, old_processes + [_Drainer(tmp_path)])
+  _NothingLeft(readable_dir, old_processes + [drainer])
 
 
 

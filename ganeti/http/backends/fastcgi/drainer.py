@@ -33,9 +33,9 @@ paused, so no line is lost or cut in two (L{line_reader}), and owns the
 state directory (its C{owner} file names the drainer: the next daemon's
 start leaves it alone).  Once lighttpd has exited, the drainer waits for
 the last lines, removes the directory and exits; children still serving
-finish on their own.  There is one drainer per released lighttpd; it
-ends with its lighttpd, whatever signal it gets itself (SIGTERM is
-ignored: its requests must not be lost; ending lighttpd ends it).
+finish on their own.  There is one drainer per released lighttpd, named
+C{<daemon>-drain} in C{ps}; it ends with its lighttpd, not at SIGTERM
+(the requests in flight must not be lost; ending lighttpd ends it).
 """
 
 import logging
