@@ -82,11 +82,13 @@ class LineReader(object):
     poller = select.poll()
     poller.register(self._read_end, select.POLLIN)
     poller.register(self._wake[0], select.POLLIN)
+    paused = False
     try:
       while True:
         ready = dict(poller.poll())
         if self._wake[0] in ready:
-          return  # paused
+          paused = True
+          return
         data = os.read(self._read_end, READ_SIZE)
         if not data:
           break
@@ -94,16 +96,12 @@ class LineReader(object):
       if self._pending:
         (line, self._pending) = (self._pending, b"")
         self._on_line(line)
-    except BaseException:
-      self._End()
-      raise
-    self._End()
-
-  def _End(self):
-    with self._lock:
-      self._ended = True
-      os.close(self._read_end)
-      self._CloseWake()
+    finally:
+      if not paused:
+        with self._lock:
+          self._ended = True
+          os.close(self._read_end)
+          self._CloseWake()
 
   def _Feed(self, data):
     lines = (self._pending + data).split(b"\n")
