@@ -66,20 +66,28 @@ def _Sockets(pid):
              if os.readlink(os.path.join(fd_dir, name)).startswith("socket:"))
 
 
-def _Restart(old_pid, new_dir, env, port):
-  """Stop the daemon C{old_pid} as start-stop-daemon does (until the
-  process is gone, reaped), then start a new one on C{port}; return its
-  pid."""
-  os.kill(old_pid, signal.SIGTERM)
-  WaitFor(lambda: not os.path.exists("/proc/%d" % old_pid), timeout=30,
+def _Stop(pid):
+  """Stop the daemon C{pid} as start-stop-daemon does: SIGTERM, then wait
+  until the process is gone (reaped)."""
+  os.kill(pid, signal.SIGTERM)
+  WaitFor(lambda: not os.path.exists("/proc/%d" % pid), timeout=60,
           interval=0.01)
-  return _StartDaemon(new_dir, env, port)[0]
 
 
-def _StopDaemon(pid):
-  if pid is not None:
-    os.kill(pid, signal.SIGTERM)
-    WaitFor(lambda: not Alive(pid), timeout=60)
+@pytest.fixture
+def daemons():
+  """Start daemons with C{daemons(state_dir, env, port=0)}, which returns
+  C{(pid, port)}; those still running when the test ends are stopped."""
+  pids = []
+
+  def _Start(state_dir, env, port=0):
+    (pid, port) = _StartDaemon(state_dir, env, port)
+    pids.append(pid)
+    return (pid, port)
+  yield _Start
+  for pid in pids:
+    if Alive(pid):
+      _Stop(pid)
 
 
 def _Drainer(state_dir):
@@ -104,7 +112,7 @@ def _NothingLeft(runtime_dir, processes):
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_a_request_whose_body_arrives_across_a_restart_runs(
-    tmp_path, readable_dir, processes):
+    tmp_path, readable_dir, daemons, processes):
   """A PUT whose body is half sent when the daemon stops: lighttpd has it
   but waits for the rest before passing it on.  The stop returns, a new
   daemon starts (its start removes abandoned state directories), the rest
@@ -115,7 +123,7 @@ def test_a_request_whose_body_arrives_across_a_restart_runs(
   (old_dir, new_dir) = (tmp_path / "old", tmp_path / "new")
   old_dir.mkdir()
   new_dir.mkdir()
-  (old_pid, port) = _StartDaemon(old_dir, env)
+  (old_pid, port) = daemons(old_dir, env)
   lighttpd = _Lighttpd(readable_dir)
   old_processes = _Children(old_pid)
   assert lighttpd in old_processes
@@ -128,12 +136,14 @@ def test_a_request_whose_body_arrives_across_a_restart_runs(
   try:
     client.sendall(head + body[:1100])
     WaitFor(lambda: _Sockets(lighttpd) > sockets)  # lighttpd accepted it
-    new_pid = _Restart(old_pid, new_dir, env, port)
+    _Stop(old_pid)
+    (new_pid, _) = daemons(new_dir, env, port)
     client.sendall(body[1100:])
     answer = ReadUntilClosed(client)
   finally:
     client.close()
-    _StopDaemon(new_pid)
+    if new_pid is not None:
+      _Stop(new_pid)
   (head, _, content) = answer.partition(b"\r\n\r\n")
   assert head.startswith(b"HTTP/1.1 200 "), answer
   (handler_pid, echoed) = json.loads(content)
@@ -145,13 +155,13 @@ def test_a_request_whose_body_arrives_across_a_restart_runs(
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_a_released_lighttpds_last_lines_reach_its_error_log(
-    tmp_path, readable_dir, lighttpd_log_dir, processes):
+    tmp_path, readable_dir, lighttpd_log_dir, daemons, processes):
   """What lighttpd writes to its error log after the daemon's stop
   returned (here its last line, "server stopped", written as it exits
   once the request in flight is answered) lands in the daemon's
   lighttpd log."""
   env = _Environment(tmp_path, readable_dir, processes)
-  (old_pid, port) = _StartDaemon(tmp_path, env)
+  (old_pid, port) = daemons(tmp_path, env)
   log_path = os.path.join(lighttpd_log_dir, "lighttpd-test.log")
   old_processes = _Children(old_pid)
   slow = []
@@ -175,13 +185,14 @@ def test_a_released_lighttpds_last_lines_reach_its_error_log(
 
 
 
-def test_the_drainer_lets_in_only_its_lighttpd(tmp_path, readable_dir):
+def test_the_drainer_lets_in_only_its_lighttpd(tmp_path, readable_dir,
+                                               daemons):
   """After the daemon's stop, another process (root here, whom the FastCGI
   socket's mode does not stop, as lighttpd's account) that claims a
   verified client certificate is turned away by the drainer, as it was by
   the daemon: the drainer lets in the released lighttpd only."""
   env = _Environment(tmp_path, readable_dir, 1)
-  (old_pid, port) = _StartDaemon(tmp_path, env)
+  (old_pid, port) = daemons(tmp_path, env)
   old_processes = _Children(old_pid)
   (name, ) = os.listdir(readable_dir)
   path = lighttpd_layout.StateLayout(
