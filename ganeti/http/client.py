@@ -6,6 +6,7 @@ Certificates and other TLS settings are up to each request's
 C{curl_config_fn}.
 """
 
+import functools
 import ipaddress
 import logging
 import math
@@ -17,6 +18,7 @@ import pycurl
 from ganeti import http
 from ganeti.http import client_bodies
 from ganeti.http import client_connections
+from ganeti.http import client_expect
 from ganeti.http import client_monitor
 from ganeti.http import feedback
 
@@ -202,7 +204,9 @@ def _StartRequest(curl, req, config_target=None, guard_resend=False):
 
   @param config_target: what C{req.curl_config_fn} gets instead of C{curl}
     (an L{client_connections.OptionRecorder} of it)
-  @param guard_resend: see L{_SetRequestBody}
+  @param guard_resend: see L{_SetRequestBody}; such a request also waits
+    for "100 Continue" where L{client_expect} says so, and its response
+    tells L{client_expect} whether the server keeps connections
   @rtype: L{_PendingRequest}
   """
   logging.debug("Starting request %r", req)
@@ -214,7 +218,12 @@ def _StartRequest(curl, req, config_target=None, guard_resend=False):
   curl.setopt(pycurl.CUSTOMREQUEST, req.method)
   curl.setopt(pycurl.URL, req.url)
   upload = _SetRequestBody(curl, req, guard_resend)
-  curl.setopt(pycurl.HTTPHEADER, _RequestHeaders(req))
+  headers = _RequestHeaders(req)
+  if guard_resend and upload is not None and \
+      client_expect.WaitsForContinue(req.method, upload.size,
+                                     (req.host, req.port)):
+    headers = client_expect.AskToContinue(curl, headers)
+  curl.setopt(pycurl.HTTPHEADER, headers)
   if req.read_timeout is None:
     curl.setopt(pycurl.TIMEOUT, 0)
   elif req.read_timeout == int(req.read_timeout):
@@ -228,24 +237,37 @@ def _StartRequest(curl, req, config_target=None, guard_resend=False):
     curl.setopt(pycurl.SSL_SESSIONID_CACHE, False)
   body = client_bodies.ResponseBody(req)
   curl.setopt(pycurl.WRITEFUNCTION, body.Write)
-  if req.feedback_fn is not None:
-    curl.setopt(pycurl.HEADERFUNCTION, body.Header)
+  # What the server said of the connection, for the next requests there
+  head = client_expect.ResponseHead() if guard_resend else None
+  readers = [reader for reader in
+             (head and head.Line, req.feedback_fn and body.Header) if reader]
+  if readers:
+    curl.setopt(pycurl.HEADERFUNCTION,
+                functools.partial(_PassHeaderLine, readers))
 
   if req.curl_config_fn:
     req.curl_config_fn(config_target or curl)
 
-  return _PendingRequest(curl, req, body, upload)
+  return _PendingRequest(curl, req, body, upload, head)
+
+
+def _PassHeaderLine(readers, line):
+  """curl's HEADERFUNCTION: give C{line} to each of C{readers}."""
+  for reader in readers:
+    reader(line)
 
 
 class _PendingRequest(object):
   """A request whose curl handle is configured and not yet finished."""
 
-  def __init__(self, curl, req, body, upload=None):
+  def __init__(self, curl, req, body, upload=None, head=None):
     """Wrap a configured handle.
 
     @param body: the request's C{*Body} object (its C{Finish} gives the
       outcome)
     @param upload: the L{client_bodies.UploadBody} of a file body, or None
+    @param head: the L{client_expect.ResponseHead} following the
+      response's header lines, or None
     """
     assert req.success is None
 
@@ -253,6 +275,7 @@ class _PendingRequest(object):
     self._req = req
     self._body = body
     self._upload = upload
+    self._head = head
 
   def GetCurlHandle(self):
     """Return the C{pycurl.Curl} object."""
@@ -283,6 +306,10 @@ class _PendingRequest(object):
     if self._upload is not None:
       errmsg = self._upload.error or errmsg
     (error, body) = self._body.Finish(errmsg)
+    if self._head is not None and not error:
+      client_expect.Servers().Learn(
+        (req.host, req.port), self._head,
+        curl.getinfo(pycurl.NUM_CONNECTS) > 0)
     req.success = not error
     req.error = error
     req.resp_status_code = curl.getinfo(pycurl.RESPONSE_CODE)
@@ -301,9 +328,9 @@ class _PendingRequest(object):
     if self._upload is not None:
       curl.setopt(pycurl.READFUNCTION, lambda _: b"")
       curl.setopt(pycurl.SEEKFUNCTION, lambda *_: pycurl.SEEKFUNC_CANTSEEK)
-    if self._req.feedback_fn is not None:
+    if self._head is not None or self._req.feedback_fn is not None:
       curl.setopt(pycurl.HEADERFUNCTION, lambda _: None)
-    self._body = self._upload = None
+    self._body = self._upload = self._head = None
 
 
 def _ProcessCurlRequests(multi, requests):

@@ -36,7 +36,10 @@ What this module decides:
     cannot rewind once part of it went out (the request then fails with
     C{client_bodies.NOT_SENT_AGAIN}), or a new connection if it has no
     body.  libcurl then sends again only a request none of whose body
-    went out: without its body the server cannot have executed it.
+    went out: without its body the server cannot have executed it.  Such
+    a request to a server that keeps connections sends its body only
+    after "100 Continue" (L{client_expect}), so that a connection the
+    server closes before reading the request costs nothing of it.
   - B{Fork}: a child process starts with an empty pool and makes the file
     descriptors of its parent's connections point at C{/dev/null}, so
     nothing in the child (not even libcurl closing them at exit) reads
