@@ -17,6 +17,8 @@ these ways (C{--modes}, default the first four) side by side:
     now);
   - legacy-kept: legacy nodes, connections kept (the legacy backend closes
     them: the client must be no worse than before);
+  - fastcgi-kept-noexpect: as fastcgi-kept, but the client never waits
+    for "100 Continue" (as before ganeti/http/client_expect.py);
   - legacy30-new, fastcgi30p1-kept, fastcgi30p2-kept: nodes whose
     C{HttpServer} is called as Ganeti 3.0/3.1's noded calls it (a forked
     child per connection; fastcgi with 1 or 2 FastCGI processes).
@@ -58,6 +60,8 @@ MODES = {
   "fastcgi-new": ("fastcgi, new connections", run.FastCgi(1), False),
   "fastcgi-kept": ("fastcgi, connections kept", run.FastCgi(1), True),
   "legacy-kept": ("legacy, connections kept", run.LEGACY, True),
+  "fastcgi-kept-noexpect": ("fastcgi, connections kept, no 100 Continue",
+                            run.FastCgi(1), True),
   "legacy30-new": ("legacy 3.0 signature, new connections", _LEGACY_30,
                    False),
   "fastcgi30p1-kept": ("fastcgi 3.0 signature, processes = 1, kept",
@@ -66,6 +70,8 @@ MODES = {
                        _FastCgi30(2), True),
 }
 DEFAULT_MODES = "legacy-new,fastcgi-new,fastcgi-kept,legacy-kept"
+#: The master's extra arguments in some modes
+_MASTER_ARGS = {"fastcgi-kept-noexpect": ["--no-expect"]}
 
 
 def _StartNodes(stack, workspace, spec, count):
@@ -82,13 +88,15 @@ def _StartNodes(stack, workspace, spec, count):
   return ports
 
 
-def _Master(workspace, ports, keep, seconds, cap):
-  env = dict(os.environ, GANETI_HTTP_CLIENT_KEEPALIVE="1" if keep else "0",
+def _Master(workspace, ports, mode, seconds, cap):
+  env = dict(os.environ,
+             GANETI_HTTP_CLIENT_KEEPALIVE="1" if MODES[mode][2] else "0",
              PYTHONPATH=servers.REPO)
   command = [sys.executable, "-m", "bench.cluster_master",
              "--ca", workspace.pki.cluster.path,
              "--cert", workspace.pki.node.path,
              "--seconds", str(seconds), "--connection-cap", cap]
+  command += _MASTER_ARGS.get(mode, [])
   out = subprocess.run(command + [str(port) for port in ports],
                        check=True, capture_output=True, text=True,
                        cwd=servers.REPO, env=env, timeout=600).stdout
@@ -111,12 +119,12 @@ def Measure(nodes_list, seconds, modes):
         with contextlib.ExitStack() as stack:
           ports = _StartNodes(stack, workspace, spec, count)
           for name in modes:
-            (label, mode_spec, keep) = MODES[name]
+            (label, mode_spec, _) = MODES[name]
             if mode_spec != spec:
               continue
             for cap in caps:
               load = measure.WaitForQuiet()
-              result = _Master(workspace, ports, keep, seconds, cap)
+              result = _Master(workspace, ports, name, seconds, cap)
               result.update(nodes=count, mode=label, cap=cap,
                             load_before=load,
                             load_average_before=os.getloadavg()[0])

@@ -8,7 +8,8 @@ Ganeti's RPC runner sends a procedure to every node at once, with the
 C{curl_config_fn} Ganeti 3.0's RPC client uses.  Calls follow each other
 for C{--seconds} after half a second of warm-up.  Whether connections are
 kept is the client's own switch (C{GANETI_HTTP_CLIENT_KEEPALIVE}), set by
-the caller in this process's environment.
+the caller in this process's environment; C{--no-expect} measures the
+client as it was before it waited for "100 Continue" on kept connections.
 
 Prints one JSON line: C{calls}, C{rpcs}, C{seconds}, C{call_p50_ms},
 C{call_p99_ms}, C{cpu_us_per_rpc} (this process's user+system CPU, which
@@ -24,6 +25,7 @@ import time
 import pycurl
 
 from ganeti.http import client
+from ganeti.http import client_expect
 
 from bench import workload
 
@@ -102,10 +104,15 @@ def main(argv=None):
   parser.add_argument("--connection-cap", default="none",
                       help="libcurl's cap on open connections: none"
                            " (Ganeti 3.0, 3.1) or a number (3.2: 30)")
+  parser.add_argument("--no-expect", action="store_true",
+                      help="never wait for 100 Continue (the client before"
+                           " ganeti/http/client_expect.py)")
   args = parser.parse_args(argv)
   # pylint: disable=protected-access
   client._MAX_TOTAL_CONNECTIONS = (None if args.connection_cap == "none"
                                    else int(args.connection_cap))
+  if args.no_expect:
+    client_expect.WaitsForContinue = lambda *_: False
   result = Run(args.ports, RpcCurlConfig(args.ca, args.cert), args.seconds)
   sys.stdout.write(json.dumps(result) + "\n")
 
