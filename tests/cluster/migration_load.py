@@ -164,7 +164,7 @@ def LostToRestarts(events, rapi_target, node_targets):
   return (lost, others)
 
 
-def _Clock(moment):
+def Clock(moment):
   """C{HH:MM:SS.mmm} (UTC) of a time stamp."""
   return "%s.%03d" % (time.strftime("%H:%M:%S", time.gmtime(moment)),
                       int(moment * 1000) % 1000)
@@ -179,14 +179,14 @@ def FailureLine(event, refusals, rapi_target, node_targets):
   refusal = target and _Refusal(event, target, refusals)
   if refusal:
     window = "%s refused connections %s-%s" % (
-      target, _Clock(refusal["t"]), _Clock(refusal["t"] + refusal["dt"]))
+      target, Clock(refusal["t"]), Clock(refusal["t"] + refusal["dt"]))
   elif target:
     window = "%s did not refuse connections then" % target
   else:
     window = "daemon unknown"
   lost = _LostTo(event, refusals, rapi_target, node_targets)
   return "%s +%.3f s %s %s%s [%s; %s]: %s" % (
-    _Clock(event["t"]), event.get("dt", 0), event["kind"],
+    Clock(event["t"]), event.get("dt", 0), event["kind"],
     event.get("request", event["op"]),
     " (failed at %s)" % event["stage"] if event.get("stage") else "",
     window, "a connection lost to that restart" if lost else

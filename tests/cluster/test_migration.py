@@ -186,6 +186,26 @@ def _Targets():
            for (name, address) in multinode.NODES})
 
 
+#: How many of the slowest RPCs of the load's own RPC client the report
+#: lists (what its p99 is made of)
+SLOWEST_RPCS = 5
+
+
+def _SlowestRpcs(events, windows):
+  """The load's slowest answered RPCs, one line each: the step, when it
+  began (UTC), how long it took, the node."""
+  rpcs = sorted((event for event in events
+                 if event["kind"] == "rpc" and event["ok"]),
+                key=lambda event: event["dt"], reverse=True)
+  lines = []
+  for event in rpcs[:SLOWEST_RPCS]:
+    step = [name for (name, start, end) in windows
+            if start <= event["t"] < end] or ["between steps"]
+    lines.append("%s: %s +%.3f s rpc to %s" % (
+      step[0], migration_load.Clock(event["t"]), event["dt"], event["op"]))
+  return "\n".join(lines)
+
+
 def _Report(column, text):
   print("\n== rolling migration, %s ==\n%s" % (column, text))
   path = os.environ.get(REPORT_VARIABLE)
@@ -275,7 +295,10 @@ def test_rolling_migration(column, root_tarball, tmp_path):
      " talked to, error):",
      migration_load.FailureReport(
        [(name, migration_load.Failed(figures)) for (name, figures) in rows],
-       load.events, rapi_target, node_targets) or "none"] + retried))
+       load.events, rapi_target, node_targets) or "none"] + retried +
+    ["", "The %d slowest answered RPCs of the load's RPC client (step, time"
+     " UTC, duration, node):" % SLOWEST_RPCS,
+     _SlowestRpcs(load.events, windows)]))
   failed_scripts = ["%s: %s exited %d:\n%s" % (name, command,
                                                 result.returncode,
                                                 result.stdout + result.stderr)
