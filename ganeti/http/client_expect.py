@@ -33,7 +33,10 @@ marks the server as keeping connections; C{Connection: close} (or an older
 HTTP version) on a new connection forgets it.  A close on a kept
 connection does not: that is a keeping server ending one connection
 (lighttpd after C{server.max-keep-alive-requests}, or in its graceful
-stop), and its other kept connections still need the guard.
+stop), and its other kept connections still need the guard.  An HTTP/2
+response does not count (lighttpd's C{server.h2proto} is off in the
+configuration this package renders): HTTP/2 ends a connection with
+GOAWAY, which names the last request the server took; not tried here.
 
 B{Only there}, because of L{TIMEOUT_MS}: a server that never answers
 "100 Continue" makes libcurl wait that long before sending the body.
