@@ -40,10 +40,11 @@ GOAWAY, which names the last request the server took; not tried here.
 
 B{Only there}, because of L{TIMEOUT_MS}: a server that never answers
 "100 Continue" makes libcurl wait that long before sending the body.
-Ganeti 3.0 and 3.1's own server (C{lib/http/server.py}) does not implement
-it (hence the empty C{Expect:} of Ganeti's RPC client) and answers every
-request with C{Connection: close}, as does this package's legacy backend,
-so they are never asked.  Only the first request to a node that went back
+Ganeti's own server (C{lib/http/server.py} of 3.0.2 and 3.1.1) does not
+implement it (hence the empty C{Expect:} of Ganeti's RPC client) and
+answers every request with C{Connection: close} ("Keep-alive is not
+supported"), as does this package's legacy backend, so they are never
+asked.  Only the first request to a node that went back
 from a keeping server to one that never answers 100 (the package removed
 after the fastcgi backend ran there) waits, once per process and node.
 
@@ -63,9 +64,9 @@ EXPECT_CONTINUE = "Expect: 100-continue"
 #: Milliseconds libcurl waits for "100 Continue" before sending the body
 #: anyway.  libcurl's default: a server that answers 100 (lighttpd, the
 #: legacy backend) answers within a round trip, so the wait only matters
-#: for one that never does (above); a shorter one would send the body
-#: early to a lighttpd that is merely slow (a loaded node), and reopen
-#: the race for that request.
+#: for one that never does (above), where a longer one would cost more;
+#: a shorter one would send the body early to a lighttpd that is merely
+#: slow (a loaded node), and reopen the race for that request.
 TIMEOUT_MS = 1000
 
 
