@@ -11,7 +11,6 @@ import ipaddress
 import logging
 import math
 import threading
-from io import BytesIO
 
 import pycurl
 
@@ -164,47 +163,12 @@ def _RequestHeaders(req):
   return headers
 
 
-def _SetRequestBody(curl, req, guard_resend=False):
-  """Set C{req.post_data} as the body; return an
-  L{client_bodies.UploadBody} or None.
-
-  Like str and bytes bodies, a file goes out as a POST body (whatever
-  C{CUSTOMREQUEST} says), so the server sees the same headers either way.
-
-  @param guard_resend: the connection may be a kept one, which libcurl
-    sends the request again on a new connection when it dies before the
-    response, whatever the method.  Unless the method may be repeated
-    (L{client_connections.MayResend}), the body then goes through an
-    L{client_bodies.UploadBody} that refuses to be sent a second time,
-    and a request without a body gets a new connection
-  """
-  data = req.post_data
-  resendable = not guard_resend or client_connections.MayResend(req.method)
-  if hasattr(data, "read"):
-    start = req.post_data_start
-  elif resendable or not data:
-    curl.setopt(pycurl.POSTFIELDS, data)
-    if not resendable:
-      curl.setopt(pycurl.FRESH_CONNECT, True)
-    return None
-  else:
-    # pycurl sends a str as ASCII
-    data = BytesIO(data.encode("ascii") if isinstance(data, str) else data)
-    start = 0
-  upload = client_bodies.UploadBody(data, start, resendable=resendable)
-  curl.setopt(pycurl.POST, True)
-  curl.setopt(pycurl.POSTFIELDSIZE_LARGE, upload.size)
-  curl.setopt(pycurl.READFUNCTION, upload.Read)
-  curl.setopt(pycurl.SEEKFUNCTION, upload.Seek)
-  return upload
-
-
 def _StartRequest(curl, req, config_target=None, guard_resend=False):
   """Configure C{curl} for C{req}.
 
   @param config_target: what C{req.curl_config_fn} gets instead of C{curl}
     (an L{client_connections.OptionRecorder} of it)
-  @param guard_resend: see L{_SetRequestBody}; such a request also waits
+  @param guard_resend: see L{client_bodies.SetRequestBody}; such a request also waits
     for "100 Continue" where L{client_expect} says so, and its response
     tells L{client_expect} whether the server keeps connections
   @rtype: L{_PendingRequest}
@@ -217,7 +181,7 @@ def _StartRequest(curl, req, config_target=None, guard_resend=False):
   curl.setopt(pycurl.PROXY, "")
   curl.setopt(pycurl.CUSTOMREQUEST, req.method)
   curl.setopt(pycurl.URL, req.url)
-  upload = _SetRequestBody(curl, req, guard_resend)
+  upload = client_bodies.SetRequestBody(curl, req, guard_resend)
   headers = _RequestHeaders(req)
   if guard_resend and upload is not None and \
       client_expect.WaitsForContinue(req.method, upload.size,

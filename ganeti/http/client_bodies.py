@@ -3,7 +3,8 @@
 L{ResponseBody} picks, for an L{HttpClientRequest<ganeti.http.client.HttpClientRequest>},
 the object whose C{Write} is curl's WRITEFUNCTION: a buffer for
 C{resp_body}, the request's response file, or a feedback stream decoder.
-L{UploadBody} feeds a request body file to curl.
+L{SetRequestBody} gives curl a request's body, through an L{UploadBody}
+where the body must not be sent twice or is a file.
 """
 
 import logging
@@ -12,6 +13,7 @@ from io import BytesIO
 
 import pycurl
 
+from ganeti.http import client_connections
 from ganeti.http import feedback
 
 
@@ -195,3 +197,38 @@ def ResponseBody(req):
   if req.feedback_fn is not None:
     return FeedbackBody(req.feedback_fn)
   return BufferedBody()
+
+
+def SetRequestBody(curl, req, guard_resend=False):
+  """Set C{req.post_data} as the body; return an
+  L{UploadBody} or None.
+
+  Like str and bytes bodies, a file goes out as a POST body (whatever
+  C{CUSTOMREQUEST} says), so the server sees the same headers either way.
+
+  @param guard_resend: the connection may be a kept one, which libcurl
+    sends the request again on a new connection when it dies before the
+    response, whatever the method.  Unless the method may be repeated
+    (L{client_connections.MayResend}), the body then goes through an
+    L{UploadBody} that refuses to be sent a second time,
+    and a request without a body gets a new connection
+  """
+  data = req.post_data
+  resendable = not guard_resend or client_connections.MayResend(req.method)
+  if hasattr(data, "read"):
+    start = req.post_data_start
+  elif resendable or not data:
+    curl.setopt(pycurl.POSTFIELDS, data)
+    if not resendable:
+      curl.setopt(pycurl.FRESH_CONNECT, True)
+    return None
+  else:
+    # pycurl sends a str as ASCII
+    data = BytesIO(data.encode("ascii") if isinstance(data, str) else data)
+    start = 0
+  upload = UploadBody(data, start, resendable=resendable)
+  curl.setopt(pycurl.POST, True)
+  curl.setopt(pycurl.POSTFIELDSIZE_LARGE, upload.size)
+  curl.setopt(pycurl.READFUNCTION, upload.Read)
+  curl.setopt(pycurl.SEEKFUNCTION, upload.Seek)
+  return upload
