@@ -17,7 +17,6 @@ import collections
 import io
 import socket
 import ssl
-import threading
 
 import pycurl
 import pytest
@@ -29,6 +28,7 @@ from ganeti.http import server as http_server
 
 from bench.cluster_master import RpcCurlConfig
 from tests.conftest import SslParams
+from tests.thread_per_connection import ThreadPerConnection
 
 #: Ganeti 3.0's RPC client's headers (lib/rpc/node.py)
 _RPC_HEADERS = ["Content-type: application/json", "Expect:"]
@@ -150,25 +150,16 @@ class _ScriptedServer(object):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.cluster.path)
     self._context = context
-    self._listener = socket.create_server(("127.0.0.1", 0))
-    self.port = self._listener.getsockname()[1]
     self.keeps = True
     self.close_after = None
-    self.connections = 0
     self._open = []
-    self._threads = [threading.Thread(target=self._Accept)]
-    self._threads[0].start()
+    self._listener = ThreadPerConnection(self._Serve)
+    self.port = self._listener.port
 
-  def _Accept(self):
-    while True:
-      try:
-        (sock, _) = self._listener.accept()
-      except OSError:
-        return
-      self.connections += 1
-      thread = threading.Thread(target=self._Serve, args=(sock, ))
-      self._threads.append(thread)
-      thread.start()
+  @property
+  def connections(self):
+    """Connections accepted so far."""
+    return self._listener.connections
 
   def _Serve(self, sock):
     try:
@@ -203,11 +194,9 @@ class _ScriptedServer(object):
     self.keeps = keeps
 
   def Close(self):
-    self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
-    self._listener.close()
+    self._listener.StopAccepting()
     self.Restart(self.keeps)
-    for thread in self._threads:
-      thread.join(10)
+    self._listener.Join()
 
 
 @pytest.fixture

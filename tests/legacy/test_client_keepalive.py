@@ -33,6 +33,7 @@ from ganeti.http.backends.fastcgi.lighttpd import config as lighttpd_config
 from ganeti.http import server as http_server
 
 from bench.cluster_master import RpcCurlConfig
+from tests.thread_per_connection import ThreadPerConnection
 
 
 class _Relay(object):
@@ -48,24 +49,15 @@ class _Relay(object):
       connection; None: never"""
     self._target = ("127.0.0.1", port)
     self._idle_close = idle_close
-    self._listener = socket.create_server(("127.0.0.1", 0))
-    self.port = self._listener.getsockname()[1]
-    self.connections = 0
     self.idle_closes = 0
     self._stopping = False
-    self._threads = [threading.Thread(target=self._Accept)]
-    self._threads[0].start()
+    self._listener = ThreadPerConnection(self._Relay)
+    self.port = self._listener.port
 
-  def _Accept(self):
-    while True:
-      try:
-        (downstream, _) = self._listener.accept()
-      except OSError:
-        return
-      self.connections += 1
-      thread = threading.Thread(target=self._Relay, args=(downstream, ))
-      self._threads.append(thread)
-      thread.start()
+  @property
+  def connections(self):
+    """Connections accepted so far."""
+    return self._listener.connections
 
   def _Relay(self, downstream):
     upstream = socket.create_connection(self._target)
@@ -101,10 +93,8 @@ class _Relay(object):
   def Close(self):
     """Stop relaying and wait for its threads."""
     self._stopping = True
-    self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
-    self._listener.close()
-    for thread in self._threads:
-      thread.join(10)
+    self._listener.StopAccepting()
+    self._listener.Join()
 
 
 class _CountingHandler(http_server.HttpServerHandler):
@@ -409,21 +399,9 @@ class _ExecuteThenHangUp(object):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.cluster.path)
     self._context = context
-    self._listener = socket.create_server(("127.0.0.1", 0))
-    self.port = self._listener.getsockname()[1]
     self.executions = collections.Counter()
-    self._threads = [threading.Thread(target=self._Accept)]
-    self._threads[0].start()
-
-  def _Accept(self):
-    while True:
-      try:
-        (sock, _) = self._listener.accept()
-      except OSError:
-        return
-      thread = threading.Thread(target=self._Serve, args=(sock, ))
-      self._threads.append(thread)
-      thread.start()
+    self._listener = ThreadPerConnection(self._Serve)
+    self.port = self._listener.port
 
   def _Serve(self, sock):
     try:
@@ -447,10 +425,8 @@ class _ExecuteThenHangUp(object):
       pass
 
   def Close(self):
-    self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
-    self._listener.close()
-    for thread in self._threads:
-      thread.join(10)
+    self._listener.StopAccepting()
+    self._listener.Join()
 
 
 @pytest.fixture
