@@ -8,6 +8,7 @@ what is left behind can be seen.  A restart is what C{daemon-util
 restart} does: SIGTERM, wait for the daemon to exit, start a new one.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -110,6 +111,24 @@ def _NothingLeft(runtime_dir, processes):
   assert os.listdir(runtime_dir) == []
 
 
+@contextlib.contextmanager
+def _StoppedDuringSlowRequest(tmp_path, pid, port):
+  """Send C{GET /slow} to the daemon C{pid} and, once its handler runs,
+  stop the daemon and wait for it to exit; yield the list the answer goes
+  into (C{(status, body)}), which the handler gives when the block ends."""
+  slow = []
+  client = threading.Thread(target=_Get, args=(port, "/slow", slow))
+  try:
+    client.start()
+    WaitFor((tmp_path / "entered").exists, timeout=30)
+    os.kill(pid, signal.SIGTERM)
+    WaitFor(lambda: not Alive(pid), timeout=30, interval=0.01)
+    yield slow
+  finally:
+    (tmp_path / "release").write_text("")
+    client.join(60)
+
+
 @pytest.mark.parametrize("processes", [1, 2])
 def test_a_request_whose_body_arrives_across_a_restart_runs(
     tmp_path, readable_dir, daemons, processes):
@@ -164,21 +183,12 @@ def test_a_released_lighttpds_last_lines_reach_its_error_log(
   (old_pid, port) = daemons(tmp_path, env)
   log_path = os.path.join(lighttpd_log_dir, "lighttpd-test.log")
   old_processes = _Children(old_pid)
-  slow = []
-  client = threading.Thread(target=_Get, args=(port, "/slow", slow))
-  try:
-    client.start()
-    WaitFor((tmp_path / "entered").exists, timeout=30)
-    os.kill(old_pid, signal.SIGTERM)
-    WaitFor(lambda: not Alive(old_pid), timeout=30, interval=0.01)
+  with _StoppedDuringSlowRequest(tmp_path, old_pid, port) as slow:
     with open(log_path) as log:
       assert "server stopped" not in log.read()
     drainer = _Drainer(tmp_path)
     # Not the daemon's name in ps.
     WaitFor(lambda: _ProcessName(drainer) == "test-drain")
-  finally:
-    (tmp_path / "release").write_text("")
-    client.join(60)
   assert slow and slow[0][0] == 200, slow
   WaitFor(lambda: "server stopped" in open(log_path).read(), timeout=30)
   _NothingLeft(readable_dir, old_processes + [drainer])
@@ -199,13 +209,7 @@ def test_the_drainer_lets_in_only_its_lighttpd(tmp_path, readable_dir,
     os.path.join(readable_dir, name)).fastcgi_socket
   forged = RequestBytes(Params("GET", "/", HTTPS="on",
                                SSL_CLIENT_VERIFY="SUCCESS"), [])
-  slow = []
-  client = threading.Thread(target=_Get, args=(port, "/slow", slow))
-  try:
-    client.start()
-    WaitFor((tmp_path / "entered").exists, timeout=30)
-    os.kill(old_pid, signal.SIGTERM)
-    WaitFor(lambda: not Alive(old_pid), timeout=30, interval=0.01)
+  with _StoppedDuringSlowRequest(tmp_path, old_pid, port) as slow:
     drainer = _Drainer(tmp_path)
     try:
       assert Exchange(path, forged) == []  # closed without an answer
@@ -213,8 +217,5 @@ def test_the_drainer_lets_in_only_its_lighttpd(tmp_path, readable_dir,
       pass  # ... or reset (or a broken pipe), the request unread
     WaitFor(lambda: "pid=%d Refusing a FastCGI connection from pid %d" %
             (drainer, os.getpid()) in (tmp_path / "daemon.log").read_text())
-  finally:
-    (tmp_path / "release").write_text("")
-    client.join(60)
   assert slow and slow[0][0] == 200, slow
   _NothingLeft(readable_dir, old_processes + [drainer])
