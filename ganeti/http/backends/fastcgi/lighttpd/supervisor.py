@@ -366,9 +366,9 @@ class LighttpdSupervisor(object):
       if requests_write is not None:
         os.close(requests_write)
     return Instance(process, lifeline,
-                     lighttpd_log.Forwarder(read_end, self._error_log),
-                     access_log.Reader(requests_read)
-                     if requests_read is not None else None)
+                    lighttpd_log.Forwarder(read_end, self._error_log),
+                    access_log.Reader(requests_read)
+                    if requests_read is not None else None)
 
   def _Launch(self):
     """Spawn lighttpd and wait until it answers.
