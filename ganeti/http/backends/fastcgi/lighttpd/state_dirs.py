@@ -71,15 +71,22 @@ def _WriteOwner(directory, pid):
   @raise OSError: the directory was removed, or C{pid} has exited
   """
   start_time = process_identity.ParentAndStartTime(pid)[1]
+  _ReplaceFile(directory, _OWNER_FILE, _OWNER_TEMPORARY,
+               "%d %d\n" % (pid, start_time))
+
+
+def _ReplaceFile(directory, name, temporary, text):
+  """Write C{text} into a new file C{temporary} (mode 0600) of
+  C{directory} (a descriptor) and rename it to C{name}: a reader sees the
+  old file or the whole new one."""
   try:
-    os.unlink(_OWNER_TEMPORARY, dir_fd=directory)
+    os.unlink(temporary, dir_fd=directory)
   except FileNotFoundError:
     pass
-  owner = trusted_dirs.CreateFile(directory, _OWNER_TEMPORARY, 0o600)
-  with os.fdopen(owner, "w") as handle:
-    handle.write("%d %d\n" % (pid, start_time))
-  os.rename(_OWNER_TEMPORARY, _OWNER_FILE, src_dir_fd=directory,
-            dst_dir_fd=directory)
+  descriptor = trusted_dirs.CreateFile(directory, temporary, 0o600)
+  with os.fdopen(descriptor, "w") as handle:
+    handle.write(text)
+  os.rename(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
 
 
 def RemoveAbandoned(runtime_dir):
@@ -240,15 +247,8 @@ def PrepareForLighttpd(state_dir, layout, owner, config_text):
                        dir_owner)
   trusted_dirs.MakeDir(directory, _Name(layout.upload_dir), 0o700, owner)
 
-  try:
-    os.unlink(_CONFIG_TEMPORARY, dir_fd=directory)
-  except FileNotFoundError:
-    pass
-  descriptor = trusted_dirs.CreateFile(directory, _CONFIG_TEMPORARY, 0o600)
-  with os.fdopen(descriptor, "w") as handle:
-    handle.write(config_text)
-  os.rename(_CONFIG_TEMPORARY, _Name(layout.config), src_dir_fd=directory,
-            dst_dir_fd=directory)
+  _ReplaceFile(directory, _Name(layout.config), _CONFIG_TEMPORARY,
+               config_text)
 
 
 def ResolveOwner(user, group):
