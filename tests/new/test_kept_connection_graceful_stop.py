@@ -3,13 +3,13 @@
 
 Made deterministic: the client keeps a connection to a fastcgi node
 daemon (Ganeti 3.0's signature, named C{noded}, so its stop passes the
-listening socket on); lighttpd is stopped (SIGSTOP); a PUT goes out on the
-kept connection and its first bytes reach lighttpd's socket unread; the
-daemon stops (SIGINT to lighttpd, the listening socket to a keeper) and
-lighttpd continues: it handles its graceful stop before reading anything,
-and closes the connection as one idle between two requests
-(C{connection_graceful_shutdown_maint}, lighttpd 1.4.69).  The next daemon
-takes the listening socket over.
+listening socket on); lighttpd is stopped (SIGSTOP) while it waits in
+C{epoll_wait}; a PUT goes out on the kept connection and its first bytes
+reach lighttpd's socket unread; the daemon stops (SIGINT to lighttpd, the
+listening socket to a keeper) and lighttpd continues: it handles its
+graceful stop before reading anything, and closes the connection as one
+idle between two requests (C{connection_graceful_shutdown_maint}, lighttpd
+1.4.69).  The next daemon takes the listening socket over.
 
 With C{Expect: 100-continue} only the request's head had gone out, so the
 client sends the request again on a new connection and the next daemon
@@ -19,8 +19,10 @@ reproduction reaches the race.
 """
 
 import os
+import platform
 import signal
 import threading
+import time
 
 import pycurl
 import pytest
@@ -135,6 +137,35 @@ def _State(pid):
     return stat.read().rsplit(")", 1)[1].split()[0]
 
 
+#: System call numbers of epoll_wait, epoll_pwait and epoll_pwait2
+_EVENT_WAITS = {
+  "x86_64": ("232", "281", "441"),
+  "aarch64": ("22", "441"),
+}
+
+
+def _StopInEventWait(pid):
+  """Stop C{pid} (SIGSTOP) while it waits in C{epoll_wait}, trying again
+  until the stop lands there.
+
+  lighttpd's loop (C{server_main_loop}, 1.4.69) handles a graceful stop at
+  its top, then runs queued connections, then polls.  Stopped in the poll,
+  it returns EINTR at SIGCONT and goes to the top; stopped in between
+  (it may still be finishing the previous request), it would poll first
+  and read the request before closing the connection.
+  """
+  waits = _EVENT_WAITS[platform.machine()]
+  for _ in range(100):
+    os.kill(pid, signal.SIGSTOP)
+    WaitFor(lambda: _State(pid) == "T")
+    with open("/proc/%d/syscall" % pid) as syscall:
+      if syscall.read().split()[0] in waits:
+        return
+    os.kill(pid, signal.SIGCONT)
+    time.sleep(0.01)
+  pytest.fail("lighttpd (pid %d) was never stopped in epoll_wait" % pid)
+
+
 def _SigintPending(pid):
   with open("/proc/%d/status" % pid) as status:
     masks = dict(line.split(":\t", 1) for line in status
@@ -152,9 +183,8 @@ def _PutDuringGracefulStop(noded, pki):
   lighttpd = noded.LighttpdPid()
   put = _Put(noded, pki, "/put")
   sender = threading.Thread(target=client.ProcessRequests, args=([put], ))
-  os.kill(lighttpd, signal.SIGSTOP)
   try:
-    WaitFor(lambda: _State(lighttpd) == "T")
+    _StopInEventWait(lighttpd)
     sender.start()
     WaitFor(lambda: _UnreadBytesAt(noded.port) > 0)
     stopper = threading.Thread(target=noded.Stop)
