@@ -97,11 +97,28 @@ def test_file_without_section_is_empty(tmp_path):
   assert ResolveBackend("noded", environ) == ("legacy", "built-in default")
 
 
-def test_default_file_path(monkeypatch):
+def test_default_file_paths():
   assert backend_flag.DEFAULT_CONFIG_FILE == "/etc/ganeti/http-backend.conf"
-  monkeypatch.setattr(backend_flag, "DEFAULT_CONFIG_FILE",
-                      "/nonexistent/http-backend.conf")
-  assert ResolveBackend("noded", {}) == ("legacy", "built-in default")
+  assert backend_flag.ConfigPath({}) == "/etc/ganeti/http-backend.conf"
+  assert backend_flag.DEFAULTS_FILE == "/etc/default/ganeti"
+  assert backend_flag.DefaultsPath({}) == "/etc/default/ganeti"
+
+
+def test_files_lie_under_ganetis_root_directory(tmp_path):
+  """Under C{$GANETI_ROOTDIR} (Ganeti's virtual clusters), as Ganeti 3.0's
+  own C{/etc/ganeti} and C{/etc/default/ganeti} do."""
+  environ = {"GANETI_ROOTDIR": str(tmp_path)}
+  assert ResolveBackend("noded", environ) == ("legacy", "built-in default")
+  config = tmp_path / "etc" / "ganeti" / "http-backend.conf"
+  config.parent.mkdir(parents=True)
+  config.write_text("[backends]\nnoded = fastcgi\n")
+  assert ResolveBackend("noded", environ) == (
+    "fastcgi", "key 'noded' in section [backends] of %s" % config)
+  defaults = tmp_path / "etc" / "default" / "ganeti"
+  defaults.parent.mkdir(parents=True)
+  defaults.write_text("GANETI_HTTP_BACKEND_NODED=legacy\n")
+  assert ResolveBackend("noded", environ) == (
+    "legacy", "GANETI_HTTP_BACKEND_NODED in %s" % defaults)
 
 
 def test_reads_the_process_environment_by_default(monkeypatch, tmp_path):

@@ -1,10 +1,10 @@
 """ganeti-http, the operator's command, run as a subprocess against real
 files, a real lighttpd -tt and real servers that publish their status.
 
-Every test points the command at files of its own through the variables
-the daemons honour (GANETI_HTTP_BACKEND_CONFIG, GANETI_HTTP_DEFAULTS_FILE,
-and Ganeti's GANETI_ROOTDIR for the certificates, pid files and the status
-files: daemon and command must find the latter in the same place).
+Every test points the command at files of its own through Ganeti's
+GANETI_ROOTDIR, which the daemons honour too (the INI file, Ganeti's
+defaults file, certificates, pid files, status files and lighttpd's error
+logs: daemon and command must find them in the same place).
 """
 
 import json
@@ -21,6 +21,7 @@ import ganeti.http as ganeti_http
 from ganeti.http.backends import selection
 from ganeti.http.backends import status_file
 from ganeti.http.backends import daemons
+from ganeti.http.backends.fastcgi.lighttpd import error_log
 from tests.new.lighttpd_helpers import REPO, WaitFor, scratch_dir  # noqa: F401
 from tests.pki import ClusterPki
 
@@ -52,18 +53,18 @@ class Node(object):
     self.config = os.path.join(root, "etc", "ganeti", "http-backend.conf")
     self.defaults = os.path.join(root, "etc", "default", "ganeti")
     self.run_dir = os.path.join(root, "var", "run", "ganeti")
+    self.log_dir = os.path.join(root, "var", "log", "ganeti")
     self.certificate = os.path.join(root, "var", "lib", "ganeti",
                                     "server.pem")
     for path in (self.config, self.defaults, self.certificate):
       os.makedirs(os.path.dirname(path), exist_ok=True)
     os.makedirs(self.run_dir)
+    os.makedirs(self.log_dir)
     shutil.copyfile(PACKAGE_CONFFILE, self.config)
     self.environ = {
       key: value for (key, value) in os.environ.items()
       if not key.startswith("GANETI_HTTP_")}
     self.environ.update({
-      selection.ENV_CONFIG_FILE: self.config,
-      selection.ENV_DEFAULTS_FILE: self.defaults,
       "GANETI_ROOTDIR": root,
       "PYTHONPATH": REPO})
     self.servers = []
@@ -216,6 +217,8 @@ def test_status_of_a_running_fastcgi_server_and_of_its_leftovers(
       assert int(handle.read().rsplit(")", 1)[1].split()[1]) == process.pid
   status_path = os.path.join(node.run_dir, "ganeti-http-noded.json")
   assert stat.S_IMODE(os.stat(status_path).st_mode) == 0o644
+  WaitFor(lambda: "server started" in node.Read(
+    os.path.join(node.log_dir, "lighttpd-noded.log")))
 
   text = node.Run("status").stdout
   assert "running:    fastcgi" in text and "port %d" % port in text
@@ -250,12 +253,16 @@ def test_a_stopped_server_removes_its_status_file(node):
     is False
 
 
-def test_status_files_lie_next_to_ganetis_pid_files_under_its_root(node):
+def test_files_lie_where_ganetis_do_under_its_root(node):
   """Under GANETI_ROOTDIR, as in Ganeti's virtual clusters."""
   noded = daemons.Find("noded")
   assert os.path.dirname(status_file.StatusPath("noded", node.environ)) == \
     os.path.dirname(daemons.PidFile(noded, node.environ)) == node.run_dir
   assert daemons.CertificatePath(noded, node.environ) == node.certificate
+  assert selection.ConfigPath(node.environ) == node.config
+  assert selection.DefaultsPath(node.environ) == node.defaults
+  assert error_log.LogPath("noded", node.environ) == \
+    os.path.join(node.log_dir, "lighttpd-noded.log")
 
 
 def _Certificate(node):

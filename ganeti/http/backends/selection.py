@@ -10,14 +10,16 @@ The flag is looked up, first match wins, in:
   1. the variable C{GANETI_HTTP_BACKEND_<DAEMON>} (the daemon's name
      upper-cased, "-" turned into "_");
   2. the daemon's key in section C{[backends]} of the INI file named by
-     C{GANETI_HTTP_BACKEND_CONFIG} (default L{DEFAULT_CONFIG_FILE});
+     C{GANETI_HTTP_BACKEND_CONFIG} (default L{CONFIG_FILE} under Ganeti's
+     C{sysconfdir}: L{DEFAULT_CONFIG_FILE});
   3. the variable C{GANETI_HTTP_BACKEND};
   4. the key C{default} of that section;
   5. L{BACKEND_LEGACY}.
 
 A variable (L{Variable}) is looked up in the process's environment first,
 then among the assignments of Ganeti's defaults file L{DEFAULTS_FILE}
-(C{/etc/default/ganeti}).  Ganeti's C{daemon-util} sources that file
+(C{/etc/default/ganeti}; both files lie under C{$GANETI_ROOTDIR} when that
+is set, as Ganeti's do: L{ganeti_paths}).  Ganeti's C{daemon-util} sources that file
 without exporting what it assigns, so a plain C{NAME=value} line there
 would otherwise never reach a daemon; the shim reads the file itself.
 Only the flag's and the settings' variables are read from it (not those
@@ -40,6 +42,7 @@ import shlex
 import sys
 
 from ganeti.http import backends
+from ganeti.http.backends import ganeti_paths
 
 BACKEND_LEGACY = backends.LEGACY
 BACKEND_FASTCGI = backends.FASTCGI
@@ -76,10 +79,15 @@ ENV_HANDOVER = "GANETI_HTTP_HANDOVER"
 #: Names the handover directory (default: L{ganeti.http.system.
 #: listening_socket_handover.HandoverDir}; tests).
 ENV_HANDOVER_DIR = "GANETI_HTTP_HANDOVER_DIR"
-DEFAULT_CONFIG_FILE = "/etc/ganeti/http-backend.conf"
+#: The INI file, under Ganeti's C{sysconfdir}.
+CONFIG_FILE = "ganeti/http-backend.conf"
+#: Its path on a node without C{$GANETI_ROOTDIR}.
+DEFAULT_CONFIG_FILE = ganeti_paths.SysConfPath(CONFIG_FILE, {})
 #: Ganeti's defaults file, which daemon-util sources (Ganeti 3.0's
-#: C{$SYSCONFDIR/default/ganeti}).
-DEFAULTS_FILE = "/etc/default/ganeti"
+#: C{$SYSCONFDIR/default/ganeti}), under Ganeti's C{sysconfdir}.
+DEFAULTS_FILE_IN_SYSCONFDIR = "default/ganeti"
+#: Its path on a node without C{$GANETI_ROOTDIR}.
+DEFAULTS_FILE = ganeti_paths.SysConfPath(DEFAULTS_FILE_IN_SYSCONFDIR, {})
 CONFIG_SECTION = "backends"
 CONFIG_DEFAULT_KEY = "default"
 HANDOVER_SECTION = "handover"
@@ -132,8 +140,10 @@ _ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?(GANETI_HTTP_[A-Za-z0-9_]*)=(.*)$")
 
 
 def DefaultsPath(environ=os.environ):
-  """Return the path of Ganeti's defaults file (L{DEFAULTS_FILE})."""
-  return environ.get(ENV_DEFAULTS_FILE) or DEFAULTS_FILE
+  """Return the path of Ganeti's defaults file (L{DEFAULTS_FILE} under
+  C{$GANETI_ROOTDIR})."""
+  return environ.get(ENV_DEFAULTS_FILE) or \
+    ganeti_paths.SysConfPath(DEFAULTS_FILE_IN_SYSCONFDIR, environ)
 
 
 def ReadDefaultsFile(path):
@@ -194,7 +204,8 @@ def ConfigPath(environ=os.environ):
 
   @raise BackendFlagError: see L{ReadDefaultsFile}
   """
-  return Variable(ENV_CONFIG_FILE, environ)[0] or DEFAULT_CONFIG_FILE
+  return Variable(ENV_CONFIG_FILE, environ)[0] or \
+    ganeti_paths.SysConfPath(CONFIG_FILE, environ)
 
 
 def ReadConfig(path):

@@ -40,13 +40,11 @@ import os
 import stat
 import threading
 
+from ganeti.http.backends import ganeti_paths
 from ganeti.http.backends import selection
 from ganeti.http.backends.fastcgi.lighttpd import line_reader
 from ganeti.http.backends.fastcgi.lighttpd import output
 from ganeti.http.system import trusted_dirs
-
-#: Ganeti's log directory (Ganeti 3.0's C{pathutils.LOG_DIR}).
-GANETI_LOG_DIR = "/var/log/ganeti"
 
 #: The file's mode when the daemon makes it (Ganeti 3.0's daemon logs').
 LOG_MODE = 0o600
@@ -59,9 +57,9 @@ _APPEND = os.O_WRONLY | os.O_APPEND
 
 def LogDirectory(environ=os.environ):
   """The directory of lighttpd's error logs (L{selection.ENV_LOG_DIR},
-  else L{GANETI_LOG_DIR})."""
+  else Ganeti's log directory, Ganeti 3.0's C{pathutils.LOG_DIR})."""
   return selection.Variable(selection.ENV_LOG_DIR, environ)[0] or \
-    GANETI_LOG_DIR
+    ganeti_paths.LogDir(environ)
 
 
 def LogPath(daemon_name, environ=os.environ):
