@@ -6,26 +6,29 @@ tarball.  The tarball is cached outside the repository (in
 C{/var/cache/ganeti-http-testbed}, or C{$GANETI_HTTP_TESTBED_CACHE}) under a
 name derived from everything that decides its content, so a changed
 package list builds a new one and CI from a fresh clone may still find it.
-Older tarballs stay: another checkout of another commit may still use
-them (delete them by hand).
+Every use touches the tarball; one no run has used for L{UNUSED_DAYS} is
+removed (another checkout of another commit may still use an older one).
 
 Ganeti's own C{ganeti-3.0} .deb stays in the root's apt cache, so the
 scenario can reinstall it without network.
 """
 
 import fcntl
+import glob
 import hashlib
 import os
 import subprocess
+import time
 
 SUITE = "bookworm"
 
 #: What the root holds besides minbase: Ganeti (the C{ganeti} package
 #: brings the gnt-* commands and the init script, C{ganeti-3.0} alone does
 #: not), what this project's package depends on, systemd (never started:
-#: for systemd-tmpfiles, which a Debian 12 boot runs) and the tools the
+#: for systemd-tmpfiles, which a Debian 12 boot runs), the tools the
 #: scenario uses inside the node (nftables: docs/operations.md's
-#: C{ganeti-http firewall} commands).
+#: C{ganeti-http firewall} commands) and an ssh server (Ganeti 3.0 reaches
+#: nodes, the master too, as root with ssh: L{tests.cluster.ssh_setup}).
 PACKAGES = (
   "ganeti",
   "systemd",
@@ -39,6 +42,7 @@ PACKAGES = (
   "procps",
   "curl",
   "nftables",
+  "openssh-server",
 )
 
 #: The .deb kept in the root's apt cache (everything else is deleted).
@@ -47,6 +51,9 @@ KEPT_DEB = "ganeti-3.0_*.deb"
 APT_ARCHIVES = "var/cache/apt/archives"
 
 DEFAULT_CACHE_DIR = "/var/cache/ganeti-http-testbed"
+
+#: Days after its last use that a cached tarball is removed.
+UNUSED_DAYS = 14
 
 
 def CacheDir():
@@ -73,6 +80,15 @@ def _Key():
   return hashlib.sha256(command.encode("utf-8")).hexdigest()[:16]
 
 
+def _RemoveUnused(cache, used):
+  """Remove the cache's tarballs, their logs and leftover partial builds
+  (except C{used}'s) that nothing touched for L{UNUSED_DAYS}."""
+  oldest = time.time() - UNUSED_DAYS * 86400
+  for path in glob.glob(os.path.join(cache, "root-*.tar*")):
+    if not path.startswith(used) and os.path.getmtime(path) < oldest:
+      os.unlink(path)
+
+
 def RootTarball():
   """The path of the cached root tarball, built first if missing.
 
@@ -93,4 +109,6 @@ def RootTarball():
         raise RuntimeError("mmdebstrap failed (exit %d); see %s"
                            % (result.returncode, log_path))
       os.rename(partial, tarball)
+    os.utime(tarball)
+    _RemoveUnused(cache, tarball)
   return tarball

@@ -6,7 +6,7 @@ C{gnt-cluster copyfile} reach every node (the master too) that way.  Each
 node gets host keys shared by the whole cluster (as Ganeti expects of a
 cluster), one root key pair authorised on every node, a C{known_hosts}
 naming every node, and a running C{sshd} (the root must hold
-C{openssh-server}, see L{tests.cluster.multinode_root}).  Clusters are made
+C{openssh-server}, see L{tests.cluster.root_image}).  Clusters are made
 with C{--no-ssh-init}: the test, not Ganeti, lays out the keys.
 """
 

@@ -15,7 +15,7 @@ import os
 import pytest
 
 from tests.cluster import documented_commands
-from tests.cluster import multinode_root
+from tests.cluster import root_image
 from tests.cluster import scenario
 from tests.cluster import ssh_setup
 from tests.cluster.node import Node
@@ -32,7 +32,7 @@ FIGURES = {}
 @pytest.fixture(scope="module")
 def root_tarball():
   assert os.geteuid() == 0, "the cluster test bed needs root (namespaces)"
-  return multinode_root.RootTarball()
+  return root_image.RootTarball()
 
 
 @pytest.fixture(scope="module")

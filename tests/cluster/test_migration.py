@@ -33,7 +33,7 @@ from tests.cluster import documented_commands
 from tests.cluster import ganeti_commands
 from tests.cluster import migration_load
 from tests.cluster import multinode
-from tests.cluster import multinode_root
+from tests.cluster import root_image
 
 DEB_VARIABLE = "GANETI_HTTP_DEB"
 REPORT_VARIABLE = "GANETI_HTTP_MIGRATION_REPORT"
@@ -96,7 +96,7 @@ def ScriptCommand(steps, dry_run=False):
 @pytest.fixture(scope="module")
 def root_tarball():
   assert os.geteuid() == 0, "the migration test needs root (namespaces)"
-  return multinode_root.RootTarball()
+  return root_image.RootTarball()
 
 
 def _DebPath(column):
