@@ -15,8 +15,11 @@ tests/new/test_kept_connection_graceful_stop.py.
 
 import collections
 import io
+import os
 import socket
 import ssl
+import subprocess
+import sys
 
 import pycurl
 import pytest
@@ -27,7 +30,9 @@ from ganeti.http import client_expect
 from ganeti.http import server as http_server
 
 from bench.cluster_master import RpcCurlConfig
+from tests import ganeti_package
 from tests.conftest import SslParams
+from tests.new.lighttpd_helpers import FreePort
 from tests.thread_per_connection import ThreadPerConnection
 
 #: Ganeti 3.0's RPC client's headers (lib/rpc/node.py)
@@ -240,3 +245,101 @@ def test_learned_and_forgotten(scripted, pki, monkeypatch):
     _Put(scripted.port, wire, "/stock/%d" % i)
     asked.append(_AskedToContinue(wire.Take()))
   assert asked[5:] == [True, False, False]
+
+
+#: Ganeti 3.0's own server (Debian's package, its own ganeti.http) with a
+#: handler echoing the request's body, in Ganeti's main loop; serves until
+#: SIGTERM.  The main loop checks that the cluster's users exist, which a
+#: test machine does not have: that check alone is left out.
+_GANETI_30_SERVER = r"""
+import sys
+from ganeti import daemon, http, runtime
+from ganeti.http import server
+runtime.GetEnts = lambda: None
+
+class Echo(server.HttpServerHandler):
+  def HandleRequest(self, req):
+    return req.request_body.encode()
+
+(port, pem) = (int(sys.argv[1]), sys.argv[2])
+mainloop = daemon.Mainloop()
+instance = server.HttpServer(mainloop, "127.0.0.1", port, 20, Echo(),
+                             ssl_params=http.HttpSslParams(pem, pem))
+instance.Start()
+print("serving", flush=True)
+mainloop.Run()
+instance.Stop()
+"""
+
+
+class _Ganeti30Server(object):
+  """Ganeti 3.0's own server in a process of its own, on C{port}."""
+
+  def __init__(self, python_dir, pki, port):
+    self.process = subprocess.Popen(
+      [sys.executable, "-c", _GANETI_30_SERVER, str(port), pki.cluster.path],
+      env=dict(os.environ, PYTHONPATH=python_dir, PYTHONDONTWRITEBYTECODE="1"),
+      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+      universal_newlines=True)
+    assert self.process.stdout.readline() == "serving\n"
+
+  def Stop(self):
+    self.process.terminate()
+    assert self.process.wait(30) == 0
+
+
+@pytest.fixture(scope="module")
+def ganeti_30():
+  """The directory holding Debian's Ganeti 3.0 package, unmodified."""
+  missing = ganeti_package.MissingModules()
+  assert not missing, ("Ganeti 3.0's modules need these Python packages"
+                       " (the test extra of setup.py): %s" % missing)
+  return ganeti_package.Unpack(ganeti_package.FindDeb())
+
+
+def test_rolled_back_to_ganeti_30s_own_server(ganeti_30, pki, monkeypatch,
+                                             tmp_path):
+  """A node's noded goes from Ganeti 3.0's server to fastcgi and back.
+
+  Ganeti 3.0's server is never asked, until a fastcgi server on its port
+  was seen keeping connections; then one request asks, waits L{client_
+  expect.TIMEOUT_MS} for the "100 Continue" that server never sends, sends
+  its body and gets the right answer; the next ones no longer ask."""
+  port = FreePort()
+  wire = _Wire(pki)
+  asked = []
+
+  def _PutAll(prefix, count, timeout=None):
+    for i in range(count):
+      body = '["%s", %d]' % (prefix, i)
+      assert _Put(port, wire, "/%s/%d" % (prefix, i), body=body,
+                  timeout=timeout).resp_body == body
+      asked.append(_AskedToContinue(wire.Take()))
+
+  stock = _Ganeti30Server(ganeti_30, pki, port)
+  waited = client_expect.TIMEOUT_MS
+  try:
+    # a request that asked would wait 60 s and fail after its own 10 s
+    monkeypatch.setattr(client_expect, "TIMEOUT_MS", 60000)
+    _PutAll("stock", 3, timeout=10)
+  finally:
+    stock.Stop()
+  monkeypatch.setattr(client_expect, "TIMEOUT_MS", waited)
+
+  monkeypatch.setenv("GANETI_HTTP_BACKEND", "fastcgi")
+  monkeypatch.setenv("GANETI_HTTP_BACKEND_CONFIG", str(tmp_path / "none"))
+  fastcgi = http_server.HttpServer("127.0.0.1", port, _Handler(),
+                                   daemon_name="test",
+                                   ssl_params=SslParams(pki.cluster))
+  fastcgi.Start()
+  try:
+    _PutAll("fastcgi", 2)
+  finally:
+    fastcgi.Stop()
+
+  stock = _Ganeti30Server(ganeti_30, pki, port)
+  try:
+    _PutAll("rolled-back", 3)
+  finally:
+    stock.Stop()
+  assert asked == [False, False, False, False, True, True, False, False]
