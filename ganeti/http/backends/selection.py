@@ -19,9 +19,9 @@ The flag is looked up, first match wins, in:
 A variable (L{Variable}) is looked up in the process's environment first,
 then among the assignments of Ganeti's defaults file L{DEFAULTS_FILE}
 (C{/etc/default/ganeti}; both files lie under C{$GANETI_ROOTDIR} when that
-is set, as Ganeti's do: L{ganeti_paths}).  Ganeti's C{daemon-util} sources that file
-without exporting what it assigns, so a plain C{NAME=value} line there
-would otherwise never reach a daemon; the shim reads the file itself.
+is set, as Ganeti's do: L{ganeti_paths}).  Ganeti's C{daemon-util} sources
+that file without exporting what it assigns, so a plain C{NAME=value} line
+there would otherwise never reach a daemon; the shim reads the file itself.
 Only the flag's and the settings' variables are read from it (not those
 lighttpd's configuration sets for a daemon it spawns), and only simple
 assignments (C{NAME=value}, optionally quoted, optionally after
